@@ -1,0 +1,213 @@
+"""Command line: ``python -m retrieval index|search|stats``.
+
+Thin by design: parse arguments, call the engine, print. ``--json`` switches
+every command to machine-readable output on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import RetrievalError
+from .settings import Settings
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override the environment variables)")
+    group.add_argument("--model", help="CLIP model: Hugging Face id or local folder (CLIP_MODEL)")
+    group.add_argument("--chroma-path", type=Path, help="embedded store folder (CHROMA_PATH)")
+    group.add_argument("--chroma-host", help="use the Chroma server on this host (CHROMA_HOST)")
+    group.add_argument("--chroma-port", type=int, help="port of the Chroma server (CHROMA_PORT)")
+    group.add_argument("--collection", help="collection name (CHROMA_COLLECTION)")
+    group.add_argument("--threads", type=int, help="CPU threads for the model (TORCH_THREADS)")
+    group.add_argument("--batch-size", type=int, help="images per model batch and commit (BATCH_SIZE)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval", description="Search your photos by text, image, tags or a mix."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="add the photos in folders (or files) to the index")
+    index.add_argument("paths", nargs="+", type=Path, help="folders or image files")
+    index.add_argument("--metadata", type=Path, help="CSV / TSV / JSON / JSONL table of photo metadata")
+    index.add_argument("--source", default="local", help="label stored with each photo (default: local)")
+    index.add_argument("--prune", action="store_true",
+                       help="remove records of files under these folders that no longer exist")
+    index.add_argument("--max-pixels", type=int, help="skip images larger than this (MAX_IMAGE_PIXELS)")
+    _add_settings_flags(index)
+
+    search = commands.add_parser(
+        "search", help="find photos",
+        description="QUERY is text, an image path, or a composition such as "
+                    "'2:golden retriever' + ./pool.jpg - fruit",
+    )
+    search.add_argument("query", nargs="*", help="text and/or image terms, joined by + and -")
+    search.add_argument("--image", type=Path, action="append", default=[], help="query image (repeatable)")
+    search.add_argument("--without", action="append", default=[], help="text to steer away from")
+    search.add_argument("--like", metavar="ID", help="photos similar to the stored photo with this id")
+    search.add_argument("--tags", help="comma-separated tags")
+    mode = search.add_mutually_exclusive_group()
+    mode.add_argument("--all", dest="match_all", action="store_true", help="photos with all the tags")
+    mode.add_argument("--any", dest="match_all", action="store_false", help="photos with any tag (default)")
+    search.add_argument("--where", action="append", default=[], metavar="FILTER",
+                        help="metadata filter such as photographer='Jane Doe' or width>=1000 (repeatable)")
+    search.add_argument("--photographer", help="only this photographer's photos")
+    search.add_argument("--source", help="only photos from this source")
+    search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    search.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
+    search.add_argument("--min-score", type=float, help="drop results below this cosine similarity")
+    _add_settings_flags(search)
+
+    stats = commands.add_parser("stats", help="what is in the index")
+    _add_settings_flags(stats)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env().with_overrides(
+        clip_model=args.model,
+        chroma_path=args.chroma_path,
+        chroma_host=args.chroma_host,
+        chroma_port=args.chroma_port,
+        collection=args.collection,
+        torch_threads=args.threads,
+        batch_size=args.batch_size,
+        max_image_pixels=getattr(args, "max_pixels", None),
+    )
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+# -- commands -----------------------------------------------------------------
+
+def cmd_index(engine, args) -> int:
+    from tqdm import tqdm
+
+    bar = tqdm(unit="img", desc="indexing", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(update) -> None:
+        bar.total = update.total
+        bar.set_postfix(added=update.added, skipped=update.skipped, refresh=False)
+        bar.update(update.done - bar.n)
+
+    try:
+        report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
+                              prune=args.prune, progress=progress)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    print(
+        f"Added {len(report.added)} photos in {report.seconds:.1f} s "
+        f"({report.images_per_second:.1f} img/s); unchanged {report.unchanged}, "
+        f"updated {report.updated}, duplicates {len(report.duplicates)}, "
+        f"skipped {len(report.skipped)}, pruned {report.pruned}."
+    )
+    for reason, count in sorted(report.skipped_counts.items()):
+        print(f"  skipped, {reason}: {count}")
+    for item in report.skipped:
+        print(f"    {item.path}" + (f"  ({item.detail})" if item.detail else ""))
+    for duplicate in report.duplicates:
+        print(f"  duplicate: {duplicate.path} (same bytes as {duplicate.duplicate_of})")
+    print(f"The collection now holds {engine.store.count()} photos.")
+    return 0
+
+
+def _search_request(args):
+    from .query_syntax import parse_filters, parse_query
+    from .search import QueryTerm, SearchRequest
+
+    terms = parse_query(args.query) if args.query else []
+    terms += [QueryTerm("image", path) for path in args.image]
+    terms += [QueryTerm("text", text, -1.0) for text in args.without]
+    exclude = set()
+    if args.like:
+        terms.append(QueryTerm("record", args.like))
+        exclude.add(args.like)
+    filters = parse_filters(args.where)
+    if args.photographer:
+        filters["photographer"] = args.photographer
+    if args.source:
+        filters["source"] = args.source
+    tags = [t for t in (args.tags or "").split(",") if t.strip()]
+    return SearchRequest(terms=terms, tags=tags, match_all_tags=args.match_all, filters=filters,
+                         k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude)
+
+
+def cmd_search(engine, args) -> int:
+    request = _search_request(args)
+    if not request.terms and not request.tags:
+        raise RetrievalError("Nothing to search for: give a query, --image, --like or --tags.")
+    results = engine.search(request)
+    if args.json:
+        _print_json([r.to_dict() for r in results])
+        return 0
+    if not results:
+        hint = " The collection is empty: add photos with `python -m retrieval index FOLDER`." \
+            if engine.store.count() == 0 else ""
+        print("No matching photos." + hint)
+        return 0
+    for rank, result in enumerate(results, start=request.offset + 1):
+        where = result.path or result.url or result.id
+        line = f"{rank:>3}. {result.score:6.3f}  {where}"
+        details = [result.metadata.get("description"), result.metadata.get("photographer")]
+        details = [d for d in details if d]
+        print(line + (f"  — {' · '.join(details)}"[:160] if details else ""))
+    return 0
+
+
+def cmd_stats(engine, args) -> int:
+    stats = engine.stats()
+    if args.json:
+        _print_json(stats)
+        return 0
+    for key, value in stats.items():
+        print(f"{key:>10}: {value if value is not None else '-'}")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats}
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("retrieval").setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("chromadb", "httpx", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .engine import Engine  # heavy imports only after the arguments are known to be fine
+
+    try:
+        engine = Engine(_settings(args))
+        return COMMANDS[args.command](engine, args)
+    except RetrievalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted: everything committed so far is kept; run it again to continue.",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,176 @@
+"""CLIP embeddings: the only module that knows about models and tensors.
+
+Vectors are float32 and L2-normalised, so a dot product is a cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import RetrievalError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What a store records about the model that made its vectors."""
+
+    name: str
+    dim: int
+    fingerprint: str  # a hash of the projection weights: same weights, same vectors
+
+
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub can't be reached, or ``None`` if it can.
+
+    Checked up front because the hub client retries for about half a minute
+    before giving up, which is a long wait for a message we can give now.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host} can't be reached ({exc.strerror or exc})"
+    return None
+
+
+def _load_failure_message(name: str, reason: str) -> str:
+    return (
+        f"Could not load the CLIP model '{name}': {reason}\n"
+        "If this machine is offline or the id is wrong, download the model where you have "
+        "internet (for example `hf download "
+        "laion/CLIP-ViT-B-32-laion2B-s34B-b79K --local-dir ./models/clip`), copy the folder "
+        "here and set CLIP_MODEL=/path/to/that/folder (or pass --model)."
+    )
+
+
+class ClipEmbedder:
+    """A Hugging Face CLIP model and its own processor, loaded by id or local folder."""
+
+    def __init__(self, model_name: str, torch_threads: int | None = None):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.name = model_name
+        self._model, self._processor = self._load(model_name)
+        self.dim: int = int(self._model.config.projection_dim)
+        self.context_length: int = int(self._model.config.text_config.max_position_embeddings)
+        # The processor is not documented as thread-safe; the tokenizer is shared state.
+        self._text_lock = threading.Lock()
+        self.signature = ModelSignature(model_name, self.dim, self._fingerprint())
+
+    @staticmethod
+    def _load(name: str):
+        # Imported here so that commands which never embed (stats) start fast.
+        from transformers import AutoProcessor, CLIPModel
+        from transformers.utils import logging as hf_logging
+
+        local = Path(name).expanduser()
+        if not local.is_dir() and name.startswith((".", "/", "~")):
+            raise RetrievalError(_load_failure_message(name, f"the folder {local} does not exist."))
+        source = str(local) if local.is_dir() else name  # otherwise a Hugging Face id
+        previous = hf_logging.get_verbosity()
+        # transformers' own warnings and progress bars are not for end users
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        def load(**options):
+            model = CLIPModel.from_pretrained(source, dtype=torch.float32, **options)
+            # The PIL backend is the processor's reference implementation and needs no torchvision.
+            return model, AutoProcessor.from_pretrained(source, backend="pil", **options)
+
+        try:
+            if local.is_dir():
+                model, processor = load()
+            else:
+                try:  # the local Hugging Face cache first: no network needed when it is there
+                    model, processor = load(local_files_only=True)
+                except OSError:
+                    unreachable = _hub_unreachable()
+                    if unreachable:
+                        raise RetrievalError(_load_failure_message(
+                            name, f"it is not in the local cache and {unreachable}.")) from None
+                    model, processor = load()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RetrievalError(_load_failure_message(name, reason)) from None
+        finally:
+            hf_logging.set_verbosity(previous)
+            hf_logging.enable_progress_bar()
+        model.eval()
+        log.info("loaded CLIP model %s", name)
+        return model, processor
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for weight in (self._model.text_projection.weight, self._model.visual_projection.weight):
+            digest.update(weight.detach().to(torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    # -- images -------------------------------------------------------------
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        """One RGB image to the model's pixel array (thread-safe; used by decode workers)."""
+        pixels = self._processor.image_processor(images=image, return_tensors="np")["pixel_values"]
+        return pixels[0]
+
+    def embed_pixels(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
+        if not len(pixel_batch):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tensor = torch.from_numpy(np.stack(pixel_batch).astype(np.float32, copy=False))
+        with torch.inference_mode():
+            features = self._model.get_image_features(pixel_values=tensor).pooler_output
+        return _unit_rows(features)
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        chunks = [
+            self.embed_pixels([self.preprocess_image(img) for img in images[i : i + batch_size]])
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
+
+    # -- text ---------------------------------------------------------------
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        cleaned = [t.strip() if isinstance(t, str) else "" for t in texts]
+        if not cleaned or any(not t for t in cleaned):
+            raise RetrievalError("The text query is empty: type a few words describing the photo.")
+        chunks = []
+        for start in range(0, len(cleaned), batch_size):
+            with self._text_lock:
+                tokens = self._processor.tokenizer(
+                    cleaned[start : start + batch_size],
+                    padding=True,
+                    truncation=True,  # long text is cut to the model's context, not an error
+                    max_length=self.context_length,
+                    return_tensors="pt",
+                )
+            with torch.inference_mode():
+                features = self._model.get_text_features(
+                    input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+                ).pooler_output
+            chunks.append(_unit_rows(features))
+        return np.concatenate(chunks)
+
+    def embed_text(self, text: str) -> np.ndarray:
+        return self.embed_texts([text])[0]
+
+
+def _unit_rows(features: torch.Tensor) -> np.ndarray:
+    array = features.detach().to(torch.float32).numpy()
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return (array / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,0 +1,133 @@
+"""The one object the CLI, the app and the scripts talk to.
+
+It wires settings, embedder, store, indexer and searcher together. The model is
+loaded lazily (``stats`` never needs it) or eagerly with :meth:`preload`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
+
+from .embedder import ClipEmbedder
+from .errors import RetrievalError
+from .images import ImageRejected, open_image_file, to_rgb
+from .ingest import Indexer, IndexReport, MetadataLookup, ProgressCallback
+from .metadata_table import MetadataTable
+from .search import QueryTerm, Searcher, SearchRequest, SearchResult
+from .settings import Settings
+from .store import PhotoStore
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.store = PhotoStore(self.settings)
+        self._embedder: ClipEmbedder | None = None
+        self._load_lock = threading.Lock()
+
+    # -- model ----------------------------------------------------------------
+
+    @property
+    def embedder(self) -> ClipEmbedder:
+        with self._load_lock:
+            if self._embedder is None:
+                self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads)
+                self.store.bind(self._embedder.signature)
+        return self._embedder
+
+    def preload(self) -> None:
+        """Load the model and run one tiny query, so the first real search is not slow."""
+        self.embedder.embed_text("a photo")
+        self.embedder.embed_images([Image.new("RGB", (8, 8), "white")])
+
+    # -- indexing ---------------------------------------------------------------
+
+    def index(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        metadata_file: str | Path | None = None,
+        metadata: MetadataLookup | None = None,
+        source: str = "local",
+        prune: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        if metadata_file is not None:
+            metadata = MetadataTable.from_file(Path(metadata_file)).lookup
+        indexer = Indexer(
+            self.store,
+            self.embedder,
+            batch_size=self.settings.batch_size,
+            decode_workers=self.settings.decode_workers,
+            max_image_pixels=self.settings.max_image_pixels,
+        )
+        return indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
+                           prune=prune, progress=progress)
+
+    # -- searching --------------------------------------------------------------
+
+    def search(self, request: SearchRequest) -> list[SearchResult]:
+        return Searcher(self.store, self._embed_term).search(request)
+
+    def search_text(self, text: str, **options: Any) -> list[SearchResult]:
+        return self.search(SearchRequest(terms=[QueryTerm("text", text)], **options))
+
+    def search_image(self, image: str | Path | Image.Image, **options: Any) -> list[SearchResult]:
+        return self.search(SearchRequest(terms=[QueryTerm("image", image)], **options))
+
+    def search_tags(self, tags: list[str], match_all: bool = False, **options: Any) -> list[SearchResult]:
+        return self.search(SearchRequest(tags=tags, match_all_tags=match_all, **options))
+
+    def more_like_this(self, record_id: str, **options: Any) -> list[SearchResult]:
+        request = SearchRequest(terms=[QueryTerm("record", record_id)], **options)
+        request.exclude_ids.add(record_id)
+        return self.search(request)
+
+    def _embed_term(self, term: QueryTerm) -> np.ndarray:
+        if term.kind == "text":
+            return self.embedder.embed_text(str(term.value))
+        if term.kind == "record":
+            found = self.store.get([str(term.value)], with_embeddings=True)
+            if not found:
+                raise RetrievalError(f"No photo with id '{term.value}' is in the collection.")
+            return found[0].embedding
+        return self.embedder.embed_images([self._query_image(term.value)])[0]
+
+    def _query_image(self, value: str | Path | Image.Image) -> Image.Image:
+        try:
+            if isinstance(value, Image.Image):
+                return to_rgb(value)
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise RetrievalError(f"The query image {path} does not exist.")
+            return open_image_file(path, self.settings.max_image_pixels).image
+        except ImageRejected as exc:
+            raise RetrievalError(f"The query image can't be used ({exc}). Try a JPEG or PNG photo.") from None
+
+    # -- the collection ---------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        recorded = self.store.recorded_model() or {}
+        return {
+            "count": self.store.count(),
+            "model": recorded.get("model", self.settings.clip_model),
+            "dim": recorded.get("dim"),
+            "store": self.store.location,
+            "collection": self.store.collection_name,
+        }
+
+    def tag_counts(self) -> list[tuple[str, int]]:
+        counts = Counter(tag for record in self.store.iter_all() for tag in record.metadata.get("tags", []))
+        return counts.most_common()
+
+    def delete(self, ids: list[str]) -> None:
+        self.store.delete(ids)

@@ -1,0 +1,134 @@
+"""Turning image bytes into an RGB picture, or a precise reason why not.
+
+Every Pillow mode is brought to 8-bit RGB the way a person would expect to see
+it: EXIF orientation applied, transparent areas on white, 16-bit greyscale
+scaled rather than clipped, the first frame of an animation.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Extensions the indexer picks up (compared lower-case).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+# Leading bytes of the formats above: a file that starts like an image but does
+# not decode is "corrupt"; one that does not even start like one is "not an image".
+_SIGNATURES = (
+    b"\xff\xd8\xff",  # JPEG
+    b"\x89PNG\r\n\x1a\n",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+)
+
+
+class SkipReason(str, Enum):
+    EMPTY = "empty file"
+    TRUNCATED = "truncated image"
+    CORRUPT = "corrupt image"
+    NOT_AN_IMAGE = "not an image"
+    TOO_LARGE = "too many pixels"
+    UNREADABLE = "unreadable file"
+
+
+class ImageRejected(Exception):
+    """An image that cannot be used; ``reason`` says which kind of failure it is."""
+
+    def __init__(self, reason: SkipReason, detail: str = ""):
+        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # 8-bit RGB, orientation applied
+    width: int
+    height: int
+    format: str | None
+
+
+def _looks_like_image(data: bytes) -> bool:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    return any(data.startswith(sig) for sig in _SIGNATURES)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, compositing transparency onto white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # Pillow's own conversion clips 16-bit values at 255; scale instead.
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
+    """Decode image bytes into RGB, raising :class:`ImageRejected` with a reason."""
+    if not data:
+        raise ImageRejected(SkipReason.EMPTY)
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel cap below replaces Pillow's decompression-bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(SkipReason.TOO_LARGE, str(exc)) from None
+    except UnidentifiedImageError:
+        reason = SkipReason.CORRUPT if _looks_like_image(data) else SkipReason.NOT_AN_IMAGE
+        raise ImageRejected(reason) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageRejected(SkipReason.CORRUPT, str(exc)) from None
+
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(
+            SkipReason.TOO_LARGE, f"{width}x{height} is over the cap of {max_pixels:,} pixels"
+        )
+    if width == 0 or height == 0:
+        raise ImageRejected(SkipReason.CORRUPT, "zero-sized image")
+
+    image_format = image.format
+    try:
+        image.seek(0)  # animated images: the first frame
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        rgb = to_rgb(image)
+    except OSError as exc:
+        message = str(exc).lower()
+        truncated = "truncated" in message or "broken data stream" in message or "premature" in message
+        raise ImageRejected(SkipReason.TRUNCATED if truncated else SkipReason.CORRUPT, str(exc)) from None
+    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageRejected(SkipReason.CORRUPT, str(exc)) from None
+    return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=image_format)
+
+
+def open_image_file(path, max_pixels: int) -> DecodedImage:
+    """Read and decode a file; I/O problems become :class:`ImageRejected` too."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageRejected(SkipReason.UNREADABLE, str(exc)) from None
+    return decode_image(data, max_pixels)
+

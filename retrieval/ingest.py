@@ -1,0 +1,344 @@
+"""Indexing: files -> (read, hash, decode) -> CLIP vectors -> store, batch by batch.
+
+- Incremental: a file whose path, size and mtime match its record is not read
+  again; a file whose bytes are already stored is not embedded again.
+- Resumable: each batch is committed on its own, so a killed run loses at most
+  the batch in flight and the next run picks up where it stopped.
+- Robust: a file that cannot be used is skipped with a reason, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .embedder import ClipEmbedder
+from .files import is_under, walk_images
+from .images import ImageRejected, SkipReason, decode_image
+from .store import PhotoStore, StoredRecord
+
+log = logging.getLogger(__name__)
+
+MetadataLookup = Callable[[Path], dict[str, Any]]
+
+
+@dataclass
+class SkippedFile:
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class DuplicateFile:
+    path: str
+    duplicate_of: str
+    id: str
+
+
+@dataclass
+class IndexReport:
+    added: list[str] = field(default_factory=list)  # ids of newly embedded photos
+    unchanged: int = 0
+    updated: int = 0  # metadata refreshed or file moved, no new embedding
+    replaced: int = 0  # records of files edited in place, superseded by their new bytes
+    pruned: int = 0
+    duplicates: list[DuplicateFile] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def skipped_counts(self) -> dict[str, int]:
+        return dict(Counter(item.reason for item in self.skipped))
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.added) / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "unchanged": self.unchanged,
+            "updated": self.updated,
+            "replaced": self.replaced,
+            "pruned": self.pruned,
+            "duplicates": [asdict(d) for d in self.duplicates],
+            "skipped": {"counts": self.skipped_counts, "files": [asdict(s) for s in self.skipped]},
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "added_ids": self.added,
+        }
+
+
+@dataclass
+class IndexProgress:
+    done: int
+    total: int
+    added: int
+    skipped: int
+    path: str
+
+
+ProgressCallback = Callable[[IndexProgress], None]
+
+
+@dataclass
+class _Prepared:
+    """What a decode worker hands back for one file."""
+
+    path: Path
+    size: int = 0
+    mtime: float = 0.0
+    id: str = ""
+    pixels: np.ndarray | None = None
+    width: int = 0
+    height: int = 0
+    duplicate_of: str | None = None  # a path, when the bytes are already claimed
+    rejected: ImageRejected | None = None
+
+
+def content_id(data: bytes) -> str:
+    """A record id is the SHA-256 of the file's bytes: same photo, same id."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _ordered_prefetch(fn, items: Sequence, workers: int, window: int) -> Iterator:
+    """``map(fn, items)`` on a thread pool, in order, with at most ``window`` in flight."""
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        iterator = iter(items)
+        for item in iterator:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().result()
+            next_item = next(iterator, None)
+            if next_item is not None:
+                pending.append(pool.submit(fn, next_item))
+            yield result
+
+
+class Indexer:
+    def __init__(self, store: PhotoStore, embedder: ClipEmbedder, *, batch_size: int,
+                 decode_workers: int, max_image_pixels: int):
+        self.store = store
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.decode_workers = decode_workers
+        self.max_image_pixels = max_image_pixels
+
+    def run(
+        self,
+        roots: Iterable[Path],
+        *,
+        metadata: MetadataLookup | None = None,
+        source: str = "local",
+        prune: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IndexReport:
+        started = time.perf_counter()
+        roots = [Path(r).expanduser().resolve() for r in roots]
+        self.store.bind(self.embedder.signature)
+        files = list(walk_images(roots))
+        run = _IndexRun(self, metadata or (lambda _path: {}), source, progress, len(files))
+        run.index(files)
+        if prune:
+            run.prune(roots)
+        run.report.seconds = time.perf_counter() - started
+        return run.report
+
+
+class _IndexRun:
+    """The state of one indexing run (what is stored, what was claimed, the report)."""
+
+    def __init__(self, indexer: Indexer, metadata: MetadataLookup, source: str,
+                 progress: ProgressCallback | None, total: int):
+        self.indexer = indexer
+        self.store = indexer.store
+        self.metadata = metadata
+        self.source = source
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.report = IndexReport()
+        self.by_path: dict[str, StoredRecord] = {}
+        self.by_id: dict[str, StoredRecord] = {}
+        for record in self.store.iter_all():
+            self.by_id[record.id] = record
+            if record.metadata.get("path"):
+                self.by_path[record.metadata["path"]] = record
+        self.claimed: dict[str, str] = {}  # id -> path, for bytes seen during this run
+        self.claim_lock = threading.Lock()
+        self.pending_updates: list[tuple[str, dict]] = []
+
+    # -- per-file work --------------------------------------------------------
+
+    def index(self, files: list[Path]) -> None:
+        to_read = [path for path in files if not self._unchanged(path)]
+        batch: list[_Prepared] = []
+        window = max(self.indexer.batch_size * 2, 4)
+        for prepared in _ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window):
+            if prepared.rejected is not None:
+                self.report.skipped.append(SkippedFile(
+                    str(prepared.path), prepared.rejected.reason.value, prepared.rejected.detail))
+                log.info("skipped %s: %s", prepared.path, prepared.rejected)
+                self._tick(prepared.path)
+            elif prepared.duplicate_of is not None:
+                self._known_bytes(prepared)
+                self._tick(prepared.path)
+            else:
+                batch.append(prepared)
+                if len(batch) >= self.indexer.batch_size:
+                    self._commit(batch)
+                    batch = []
+        self._commit(batch)
+
+    def _unchanged(self, path: Path) -> bool:
+        """Cheap check: same path, size and mtime as the stored record -> no read."""
+        record = self.by_path.get(str(path))
+        if record is None:
+            return False
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        stored = record.metadata
+        if stored.get("size") != stat.st_size or abs(float(stored.get("mtime", -1)) - stat.st_mtime) > 1e-3:
+            return False
+        self._refresh_metadata(record, self.metadata(path))
+        self.report.unchanged += 1
+        self._tick(path)
+        return True
+
+    def _prepare(self, path: Path) -> _Prepared:
+        prepared = _Prepared(path=path)
+        try:
+            stat = path.stat()
+            data = path.read_bytes()
+        except OSError as exc:
+            prepared.rejected = ImageRejected(SkipReason.UNREADABLE, str(exc))
+            return prepared
+        prepared.size, prepared.mtime = stat.st_size, stat.st_mtime
+        if not data:
+            prepared.rejected = ImageRejected(SkipReason.EMPTY)
+            return prepared
+        prepared.id = content_id(data)
+        with self.claim_lock:
+            stored = self.by_id.get(prepared.id)
+            if stored is not None:
+                prepared.duplicate_of = stored.metadata.get("path") or stored.metadata.get("url", "")
+                return prepared
+            if prepared.id in self.claimed:
+                prepared.duplicate_of = self.claimed[prepared.id]
+                return prepared
+            self.claimed[prepared.id] = str(path)
+        try:
+            decoded = decode_image(data, self.indexer.max_image_pixels)
+            prepared.pixels = self.indexer.embedder.preprocess_image(decoded.image)
+            prepared.width, prepared.height = decoded.width, decoded.height
+        except ImageRejected as exc:
+            prepared.rejected = exc
+        except Exception as exc:  # a decoder bug on one odd file must not stop the run
+            log.debug("unexpected error decoding %s", path, exc_info=True)
+            prepared.rejected = ImageRejected(SkipReason.CORRUPT, f"{type(exc).__name__}: {exc}")
+        return prepared
+
+    def _known_bytes(self, prepared: _Prepared) -> None:
+        """Bytes already stored: same file touched, a moved file, or a true duplicate."""
+        stored = self.by_id.get(prepared.id)
+        path = str(prepared.path)
+        if stored is not None:
+            stored_path = stored.metadata.get("path")
+            if stored_path == path or (stored_path and not Path(stored_path).exists()):
+                self._queue_update(stored, {"path": path, "size": prepared.size, "mtime": prepared.mtime,
+                                            **self.metadata(prepared.path)})
+                if stored_path == path:
+                    self.report.unchanged += 1
+                else:
+                    self.report.updated += 1
+                    self.by_path.pop(stored_path, None)
+                self.by_path[path] = stored
+                return
+        self.report.duplicates.append(DuplicateFile(path, prepared.duplicate_of or "", prepared.id))
+
+    def _refresh_metadata(self, record: StoredRecord, fields: dict[str, Any]) -> None:
+        if any(record.metadata.get(key) != value for key, value in fields.items()):
+            self._queue_update(record, fields)
+            self.report.updated += 1
+
+    def _queue_update(self, record: StoredRecord, fields: dict[str, Any]) -> None:
+        record.metadata.update(fields)
+        self.pending_updates.append((record.id, dict(record.metadata)))
+        if len(self.pending_updates) >= self.indexer.batch_size:
+            self._flush_updates()
+
+    def _flush_updates(self) -> None:
+        if self.pending_updates:
+            ids, metadatas = zip(*self.pending_updates)
+            self.store.update_metadata(list(ids), list(metadatas))
+            self.pending_updates = []
+
+    def _commit(self, batch: list[_Prepared]) -> None:
+        self._flush_updates()
+        if not batch:
+            return
+        vectors = self.indexer.embedder.embed_pixels([item.pixels for item in batch])
+        added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        metadatas = [self._new_metadata(item, added_at) for item in batch]
+        self.store.upsert([item.id for item in batch], vectors, metadatas)
+        # A file edited in place now has new bytes: its old record describes nothing.
+        replaced = [self.by_path[str(item.path)].id for item in batch if str(item.path) in self.by_path]
+        self.store.delete(replaced)
+        for old_id in replaced:
+            self.by_id.pop(old_id, None)
+        self.report.replaced += len(replaced)
+        for item, metadata in zip(batch, metadatas):
+            record = StoredRecord(item.id, metadata)
+            self.by_id[item.id] = record
+            self.by_path[str(item.path)] = record
+            self.report.added.append(item.id)
+            self._tick(item.path)
+        log.info("committed %d new photos (%d this run)", len(batch), len(self.report.added))
+
+    def _new_metadata(self, item: _Prepared, added_at: str) -> dict[str, Any]:
+        return {
+            "path": str(item.path),
+            "filename": item.path.name,
+            "width": item.width,
+            "height": item.height,
+            "size": item.size,
+            "mtime": item.mtime,
+            "source": self.source,
+            "added_at": added_at,
+            **self.metadata(item.path),
+        }
+
+    def _tick(self, path: Path) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(IndexProgress(self.done, self.total, len(self.report.added),
+                                        len(self.report.skipped), str(path)))
+
+    # -- pruning ----------------------------------------------------------------
+
+    def prune(self, roots: list[Path]) -> None:
+        """Delete records whose file, under one of the indexed roots, is gone."""
+        self._flush_updates()
+        gone = [
+            record.id
+            for path, record in self.by_path.items()
+            if is_under(Path(path), roots) and not Path(path).exists()
+        ]
+        self.store.delete(gone)
+        self.report.pruned = len(gone)

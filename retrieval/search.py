@@ -1,0 +1,171 @@
+"""Query logic: compose query vectors, build filters, rank and page results.
+
+Nothing here touches a model: terms are turned into vectors by a function the
+engine passes in, so every rule can be tested with hand-made vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from .errors import RetrievalError
+from .metadata_table import parse_tags
+from .store import Match, PhotoStore
+
+MAX_K = 1000
+TermKind = Literal["text", "image", "record"]
+
+
+@dataclass
+class QueryTerm:
+    """One part of a query: ``value`` is text, an image (a path or an opened PIL
+    image, for uploads) or a record id ("more like this")."""
+
+    kind: TermKind
+    value: Any
+    weight: float = 1.0
+
+
+@dataclass
+class SearchRequest:
+    terms: list[QueryTerm] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    match_all_tags: bool = False
+    filters: dict[str, Any] = field(default_factory=dict)
+    k: int = 10
+    offset: int = 0
+    min_score: float | None = None
+    exclude_ids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class SearchResult:
+    id: str
+    score: float
+    metadata: dict[str, Any]
+
+    @property
+    def path(self) -> str | None:
+        return self.metadata.get("path")
+
+    @property
+    def url(self) -> str | None:
+        return self.metadata.get("url") or self.metadata.get("image_url")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": round(self.score, 6), **self.metadata}
+
+
+def combine_vectors(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Weighted sum of unit vectors, renormalised to unit length."""
+    if not vectors:
+        raise RetrievalError("The query has no terms: give some text, an image, or both.")
+    total = np.zeros_like(np.asarray(vectors[0], dtype=np.float64))
+    for vector, weight in zip(vectors, weights):
+        unit = np.asarray(vector, dtype=np.float64)
+        norm = np.linalg.norm(unit)
+        if norm > 0:
+            total += weight * unit / norm
+    norm = np.linalg.norm(total)
+    if norm < 1e-6:
+        raise RetrievalError(
+            "The query terms cancel each other out (or every weight is 0): "
+            "give at least one term a positive weight."
+        )
+    return (total / norm).astype(np.float32)
+
+
+def tag_condition(tags: list[str], match_all: bool) -> dict | None:
+    clauses = [{"tags": {"$contains": tag}} for tag in tags]
+    if not clauses:
+        return None
+    if len(clauses) == 1:
+        return clauses[0]
+    return {"$and" if match_all else "$or": clauses}
+
+
+def build_where(filters: dict[str, Any], tags: list[str], match_all: bool) -> dict | None:
+    """One Chroma ``where`` clause from metadata filters and tags (all combined with AND)."""
+    clauses: list[dict] = []
+    for key, condition in filters.items():
+        if isinstance(condition, (list, tuple, set)):
+            condition = {"$in": list(condition)}
+        clauses.append({key: condition})
+    tag_clause = tag_condition(tags, match_all)
+    if tag_clause is not None:
+        clauses.append(tag_clause)
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def tag_score(record_tags: list[str] | None, wanted: list[str]) -> float:
+    """The share of the wanted tags a record has (1.0 when it has them all)."""
+    if not wanted:
+        return 0.0
+    have = set(record_tags or [])
+    return sum(tag in have for tag in wanted) / len(wanted)
+
+
+def select_page(results: list[SearchResult], request: SearchRequest) -> list[SearchResult]:
+    """Drop excluded ids and scores under ``min_score``, then take one page."""
+    kept = [
+        r for r in results
+        if r.id not in request.exclude_ids
+        and (request.min_score is None or r.score >= request.min_score)
+    ]
+    return kept[request.offset : request.offset + request.k]
+
+
+def validate(request: SearchRequest) -> None:
+    if not 1 <= request.k <= MAX_K:
+        raise RetrievalError(f"The number of results must be between 1 and {MAX_K}, got {request.k}.")
+    if request.offset < 0:
+        raise RetrievalError(f"The offset can't be negative, got {request.offset}.")
+    if request.min_score is not None and not -1.0 <= request.min_score <= 1.0:
+        raise RetrievalError(f"The minimum score is a cosine similarity between -1 and 1, got {request.min_score}.")
+    if not request.terms and not request.tags:
+        raise RetrievalError("Nothing to search for: give some text, an image, or tags.")
+
+
+class Searcher:
+    def __init__(self, store: PhotoStore, embed_term: Callable[[QueryTerm], np.ndarray]):
+        self.store = store
+        self.embed_term = embed_term
+
+    def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
+        return combine_vectors([self.embed_term(t) for t in terms], [t.weight for t in terms])
+
+    def search(self, request: SearchRequest) -> list[SearchResult]:
+        request.tags = parse_tags(request.tags)
+        validate(request)
+        where = build_where(request.filters, request.tags, request.match_all_tags)
+        try:
+            if request.terms:
+                results = self._by_vector(self.query_vector(request.terms), request, where)
+            else:
+                results = self._by_tags(request, where)
+        except ValueError as exc:  # Chroma's answer to a malformed filter
+            raise RetrievalError(f"The filter could not be used: {exc}") from None
+        return select_page(results, request)
+
+    def _by_vector(self, vector: np.ndarray, request: SearchRequest, where: dict | None) -> list[SearchResult]:
+        wanted = request.offset + request.k + len(request.exclude_ids)
+        matches: list[Match] = self.store.query(vector, wanted, where)
+        return [SearchResult(m.id, m.score, m.metadata) for m in matches]
+
+    def _by_tags(self, request: SearchRequest, where: dict | None) -> list[SearchResult]:
+        results = [
+            SearchResult(r.id, tag_score(r.metadata.get("tags"), request.tags), r.metadata)
+            for r in self.store.iter_all(where)
+        ]
+        results.sort(key=lambda r: (-r.score, r.metadata.get("path") or r.metadata.get("url") or r.id))
+        return results
+
+
+def image_term(path: str | Path, weight: float = 1.0) -> QueryTerm:
+    return QueryTerm("image", Path(path).expanduser(), weight)

@@ -1,0 +1,68 @@
+"""Settings: one place, read from environment variables with documented defaults.
+
+The CLI overrides individual fields with flags (see ``cli.py``); the app and the
+scripts read the same variables, so a setting means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import RetrievalError
+
+DEFAULT_MODEL = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+DEFAULT_CHROMA_PATH = "chroma_store"
+DEFAULT_COLLECTION = "photos"
+
+
+def _int(name: str, default: int | None, minimum: int = 1) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise RetrievalError(f"{name}={raw!r} is not a number.") from None
+    if value < minimum:
+        raise RetrievalError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    clip_model: str = DEFAULT_MODEL
+    chroma_path: Path = Path(DEFAULT_CHROMA_PATH)
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+    collection: str = DEFAULT_COLLECTION
+    batch_size: int = 32
+    torch_threads: int | None = None
+    decode_workers: int = 2
+    max_image_pixels: int = 100_000_000
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        return cls(
+            clip_model=env.get("CLIP_MODEL", "").strip() or DEFAULT_MODEL,
+            chroma_path=Path(env.get("CHROMA_PATH", "").strip() or DEFAULT_CHROMA_PATH),
+            chroma_host=env.get("CHROMA_HOST", "").strip() or None,
+            chroma_port=_int("CHROMA_PORT", 8000),
+            collection=env.get("CHROMA_COLLECTION", "").strip() or DEFAULT_COLLECTION,
+            batch_size=_int("BATCH_SIZE", 32),
+            torch_threads=_int("TORCH_THREADS", None),
+            decode_workers=_int("DECODE_WORKERS", 2),
+            max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
+        )
+
+    def with_overrides(self, **changes) -> "Settings":
+        """A copy with the given fields replaced; ``None`` values keep the current one."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def store_location(self) -> str:
+        if self.chroma_host:
+            return f"http://{self.chroma_host}:{self.chroma_port}"
+        return str(self.chroma_path.resolve())
