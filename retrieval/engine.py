@@ -17,7 +17,7 @@ from PIL import Image
 
 from .embedder import ClipEmbedder
 from .errors import RetrievalError
-from .images import ImageRejected, open_image_file, to_rgb
+from .images import ImageRejected, open_image_file, upright_rgb
 from .ingest import Indexer, IndexReport, MetadataLookup, ProgressCallback
 from .metadata_table import MetadataTable
 from .search import QueryTerm, Searcher, SearchRequest, SearchResult
@@ -100,12 +100,16 @@ class Engine:
             if not found:
                 raise RetrievalError(f"No photo with id '{term.value}' is in the collection.")
             return found[0].embedding
-        return self.embedder.embed_images([self._query_image(term.value)])[0]
+        return self.image_vector(term.value)
+
+    def image_vector(self, image: str | Path | Image.Image) -> np.ndarray:
+        """The query vector of an image file or an opened (uploaded) picture."""
+        return self.embedder.embed_images([self._query_image(image)])[0]
 
     def _query_image(self, value: str | Path | Image.Image) -> Image.Image:
         try:
             if isinstance(value, Image.Image):
-                return to_rgb(value)
+                return upright_rgb(value)
             path = Path(value).expanduser()
             if not path.is_file():
                 raise RetrievalError(f"The query image {path} does not exist.")

@@ -84,6 +84,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """First frame, EXIF orientation applied, as 8-bit RGB: how a viewer shows it."""
+    image.seek(0)
+    image.load()
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     """Decode image bytes into RGB, raising :class:`ImageRejected` with a reason."""
     if not data:
@@ -111,10 +118,7 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
 
     image_format = image.format
     try:
-        image.seek(0)  # animated images: the first frame
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = to_rgb(image)
+        rgb = upright_rgb(image)
     except OSError as exc:
         message = str(exc).lower()
         truncated = "truncated" in message or "broken data stream" in message or "premature" in message

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiny_clip import build_tiny_clip  # noqa: E402
+
+from retrieval import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory) -> Path:
+    """A second model with other weights, for the model-mismatch checks."""
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "other-clip", seed=1)
+
+
+@pytest.fixture
+def settings(tiny_model, tmp_path) -> Settings:
+    return Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4,
+                    max_image_pixels=20_000_000)
+
+
+@pytest.fixture
+def engine(settings):
+    from retrieval.engine import Engine
+
+    return Engine(settings)
+
+
+@pytest.fixture(scope="session")
+def embedder(tiny_model):
+    from retrieval.embedder import ClipEmbedder
+
+    return ClipEmbedder(str(tiny_model))
