@@ -156,6 +156,8 @@ class Searcher:
     def _by_vector(self, vector: np.ndarray, request: SearchRequest, where: dict | None) -> list[SearchResult]:
         wanted = request.offset + request.k + len(request.exclude_ids)
         matches: list[Match] = self.store.query(vector, wanted, where)
+        # Equal scores in a stable order, so that pages never repeat or skip a photo.
+        matches.sort(key=lambda m: (-round(m.score, 6), m.id))
         return [SearchResult(m.id, m.score, m.metadata) for m in matches]
 
     def _by_tags(self, request: SearchRequest, where: dict | None) -> list[SearchResult]:

@@ -1,0 +1,203 @@
+"""Query logic with hand-made vectors in a real Chroma store: no model at all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.embedder import ModelSignature
+from retrieval.errors import RetrievalError
+from retrieval.query_syntax import parse_filter, parse_query
+from retrieval.search import (QueryTerm, Searcher, SearchRequest, build_where, combine_vectors,
+                              select_page, SearchResult, tag_score)
+from retrieval.settings import Settings
+from retrieval.store import PhotoStore
+
+DIM = 8
+
+
+def unit(*values) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[: len(values)] = values
+    return vector / np.linalg.norm(vector)
+
+
+# Hand-made photos: axis 0 = "dog", axis 1 = "beach", axis 2 = "fruit".
+PHOTOS = {
+    "dog-on-beach": (unit(1, 1, 0), {"photographer": "Ana", "source": "unsplash", "tags": ["dog", "beach"]}),
+    "dog": (unit(1, 0, 0), {"photographer": "Ana", "source": "local", "tags": ["dog"]}),
+    "dog-with-fruit": (unit(1, 0, 1), {"photographer": "Ben", "source": "local", "tags": ["dog", "fruit"]}),
+    "beach": (unit(0, 1, 0), {"photographer": "Ben", "source": "unsplash", "tags": ["beach", "sunset"]}),
+    "fruit": (unit(0, 0, 1), {"photographer": "Cy", "source": "local", "tags": ["fruit"]}),
+    "sunset": (unit(0, 1, 0, 1), {"photographer": "Cy", "source": "unsplash", "tags": ["sunset", "beach", "sky"]}),
+}
+WORDS = {"dog": unit(1, 0, 0), "beach": unit(0, 1, 0), "fruit": unit(0, 0, 1),
+         "mix": unit(3, 2, 1, 0.5)}  # a different score for every photo
+
+
+@pytest.fixture
+def searcher(tmp_path) -> Searcher:
+    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store.bind(ModelSignature("hand-made", DIM, "f00d"))
+    ids = list(PHOTOS)
+    store.upsert(ids, np.stack([PHOTOS[i][0] for i in ids]),
+                 [dict(PHOTOS[i][1], path=f"/photos/{i}.jpg") for i in ids])
+
+    def embed(term: QueryTerm) -> np.ndarray:
+        if term.kind == "record":
+            return store.get([term.value], with_embeddings=True)[0].embedding
+        return WORDS[term.value]
+
+    return Searcher(store, embed)
+
+
+def ids(results) -> list[str]:
+    return [r.id for r in results]
+
+
+def text(*words_and_weights) -> list[QueryTerm]:
+    return [QueryTerm("text", w, weight) for w, weight in words_and_weights]
+
+
+def test_nearest_first_with_cosine_scores(searcher):
+    results = searcher.search(SearchRequest(terms=text(("dog", 1)), k=6))
+    assert ids(results)[0] == "dog"
+    assert results[0].score == pytest.approx(1.0, abs=1e-5)
+    assert results[1].score == pytest.approx(1 / np.sqrt(2), abs=1e-4)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+
+
+def test_weight_zero_term_changes_nothing(searcher):
+    plain = searcher.search(SearchRequest(terms=text(("dog", 1)), k=6))
+    with_zero = searcher.search(SearchRequest(terms=text(("dog", 1), ("fruit", 0)), k=6))
+    assert ids(plain) == ids(with_zero)
+    np.testing.assert_allclose([r.score for r in plain], [r.score for r in with_zero], atol=1e-6)
+
+
+def test_negative_term_lowers_its_neighbours(searcher):
+    plain = {r.id: r.score for r in searcher.search(SearchRequest(terms=text(("dog", 1)), k=6))}
+    minus_fruit = {r.id: r.score for r in
+                   searcher.search(SearchRequest(terms=text(("dog", 1), ("fruit", -1)), k=6))}
+    assert minus_fruit["dog-with-fruit"] < plain["dog-with-fruit"]
+    assert minus_fruit["fruit"] < plain["fruit"]
+    assert ids(searcher.search(SearchRequest(terms=text(("dog", 1), ("fruit", -1)), k=1))) == ["dog"]
+
+
+def test_weights_shift_the_balance(searcher):
+    beachy = searcher.search(SearchRequest(terms=text(("dog", 1), ("beach", 3)), k=1))
+    doggy = searcher.search(SearchRequest(terms=text(("dog", 3), ("beach", 1)), k=2))
+    assert ids(beachy) == ["beach"] or ids(beachy) == ["sunset"]
+    assert ids(doggy)[0] in ("dog", "dog-on-beach")
+
+
+def test_terms_that_cancel_out_are_a_clear_error(searcher):
+    with pytest.raises(RetrievalError, match="cancel"):
+        searcher.search(SearchRequest(terms=text(("dog", 1), ("dog", -1))))
+
+
+def test_metadata_filters_combine_with_vector_queries(searcher):
+    results = searcher.search(SearchRequest(terms=text(("dog", 1)), filters={"photographer": "Ben"}, k=6))
+    assert set(ids(results)) == {"dog-with-fruit", "beach"}
+    results = searcher.search(SearchRequest(terms=text(("beach", 1)),
+                                            filters={"source": "unsplash", "photographer": ["Ana", "Cy"]}, k=6))
+    assert set(ids(results)) == {"dog-on-beach", "sunset"}
+
+
+def test_tags_any_and_all(searcher):
+    any_of = searcher.search(SearchRequest(tags=["beach", "fruit"], k=10))
+    assert set(ids(any_of)) == {"dog-on-beach", "beach", "sunset", "dog-with-fruit", "fruit"}
+    all_of = searcher.search(SearchRequest(tags=["beach", "sunset"], match_all_tags=True, k=10))
+    assert set(ids(all_of)) == {"beach", "sunset"}
+    assert all(r.score == 1.0 for r in all_of)
+
+
+def test_tags_any_ranks_by_share_of_tags_matched(searcher):
+    results = searcher.search(SearchRequest(tags=["beach", "sunset", "sky"], k=10))
+    assert ids(results)[0] == "sunset"
+    assert results[0].score == 1.0 and results[-1].score == pytest.approx(1 / 3)
+
+
+def test_tags_filter_a_text_query(searcher):
+    results = searcher.search(SearchRequest(terms=text(("dog", 1)), tags=["beach"], k=10))
+    assert ids(results)[0] == "dog-on-beach" and set(ids(results)) <= {"dog-on-beach", "beach", "sunset"}
+
+
+def test_tags_are_normalised(searcher):
+    assert set(ids(searcher.search(SearchRequest(tags=[" Sunset ", "SKY"], match_all_tags=True)))) == {"sunset"}
+
+
+def test_paging_and_min_score(searcher):
+    mix = text(("mix", 1))
+    everything = ids(searcher.search(SearchRequest(terms=mix, k=6)))
+    assert everything == ["dog-on-beach", "dog", "dog-with-fruit", "beach", "sunset", "fruit"]
+    pages = [ids(searcher.search(SearchRequest(terms=mix, k=2, offset=o))) for o in (0, 2, 4)]
+    assert sum(pages, []) == everything
+    assert ids(searcher.search(SearchRequest(terms=mix, k=6, min_score=0.6))) == everything[:3]
+    assert ids(searcher.search(SearchRequest(terms=mix, k=6, offset=2, min_score=0.6))) == ["dog-with-fruit"]
+    assert searcher.search(SearchRequest(terms=mix, k=6, offset=6)) == []
+
+
+def test_more_like_this_excludes_the_photo_itself(searcher):
+    request = SearchRequest(terms=[QueryTerm("record", "dog")], exclude_ids={"dog"}, k=2)
+    assert "dog" not in ids(searcher.search(request))
+    assert len(searcher.search(request)) == 2
+
+
+@pytest.mark.parametrize("request_kwargs, message", [
+    (dict(k=0), "number of results"), (dict(k=5000), "number of results"), (dict(offset=-1), "offset"),
+    (dict(min_score=3), "minimum score"), (dict(terms=[]), "Nothing to search"),
+])
+def test_absurd_requests_are_clear_errors(searcher, request_kwargs, message):
+    request = SearchRequest(**{"terms": text(("dog", 1)), **request_kwargs})
+    with pytest.raises(RetrievalError, match=message):
+        searcher.search(request)
+
+
+def test_combine_vectors_is_renormalised_weighted_sum():
+    combined = combine_vectors([unit(1, 0), unit(0, 1)], [2.0, -1.0])
+    np.testing.assert_allclose(combined, unit(2, -1), atol=1e-6)
+    assert np.linalg.norm(combined) == pytest.approx(1.0)
+
+
+def test_build_where():
+    assert build_where({}, [], False) is None
+    assert build_where({"source": "x"}, [], False) == {"source": "x"}
+    assert build_where({}, ["a", "b"], True) == {"$and": [{"tags": {"$contains": "a"}},
+                                                          {"tags": {"$contains": "b"}}]}
+    assert build_where({"photographer": ["A", "B"]}, ["a"], False) == {
+        "$and": [{"photographer": {"$in": ["A", "B"]}}, {"tags": {"$contains": "a"}}]}
+
+
+def test_tag_score_and_select_page():
+    assert tag_score(["a", "b"], ["a", "c"]) == 0.5
+    assert tag_score(None, ["a"]) == 0.0
+    results = [SearchResult(str(i), 1 - i / 10, {}) for i in range(6)]
+    page = select_page(results, SearchRequest(k=2, offset=1, min_score=0.75, exclude_ids={"1"}))
+    assert ids(page) == ["2"]  # kept: 0, 2 (1 excluded; 3.. under 0.75); page 2 of size 2 from offset 1
+
+
+def test_parse_query_rclip_syntax(tmp_path):
+    image = tmp_path / "pool.jpg"
+    image.write_bytes(b"x")
+    terms = parse_query(["2:golden retriever", "+", str(image), "-", "fruit"])
+    assert [(t.kind, str(t.value), t.weight) for t in terms] == [
+        ("text", "golden retriever", 2.0), ("image", str(image), 1.0), ("text", "fruit", -1.0)]
+    assert [(t.value, t.weight) for t in parse_query("a dog running on the beach")] == [
+        ("a dog running on the beach", 1.0)]
+    assert [(t.value, t.weight) for t in parse_query("black-and-white photo - 0.5:snow")] == [
+        ("black-and-white photo", 1.0), ("snow", -0.5)]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "cat +", "cat + - dog", "2:"])
+def test_parse_query_rejects_malformed_input(bad):
+    with pytest.raises(RetrievalError):
+        parse_query(bad)
+
+
+def test_parse_filter():
+    assert parse_filter("photographer=Jane Doe") == ("photographer", "Jane Doe")
+    assert parse_filter("width>=1000") == ("width", {"$gte": 1000})
+    assert parse_filter("source!='local'") == ("source", {"$ne": "local"})
+    for bad in ("width", "width>=big", "=x"):
+        with pytest.raises(RetrievalError):
+            parse_filter(bad)
