@@ -17,7 +17,7 @@ from .errors import RetrievalError
 from .search import QueryTerm
 
 _OPERATOR = re.compile(r"(?:^|\s)([+-])(?=\s|$)")
-_WEIGHT = re.compile(r"^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*:(.+)$", re.DOTALL)
+_WEIGHT = re.compile(r"^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*:(.*)$", re.DOTALL)
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(!=|>=|<=|=|>|<)\s*(.*?)\s*$")
 _CHROMA_OPERATOR = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 
