@@ -1,0 +1,159 @@
+"""The command line, in-process (fast) and as a real subprocess (killed mid-run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from photos import write_bad_files, write_photos
+from retrieval.cli import main
+from retrieval.engine import Engine
+from retrieval.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tiny_model, tmp_path):
+    monkeypatch.setenv("CLIP_MODEL", str(tiny_model))
+    monkeypatch.setenv("CHROMA_PATH", str(tmp_path / "store"))
+    monkeypatch.delenv("CHROMA_HOST", raising=False)
+    return tmp_path
+
+
+def run_json(capsys, *argv):
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_index_search_stats_json(cli_env, capsys):
+    folder = cli_env / "photos"
+    paths = write_photos(folder, 5)
+    write_bad_files(folder / "bad")
+    (cli_env / "meta.csv").write_text(
+        "filename,description,photographer,tags\n"
+        'photo_0000.jpg,A dog on the beach,Ana Lee,"beach,dog"\n'
+        'photo_0001.jpg,Sunset over the sea,Ben Ode,"beach,sunset"\n'
+    )
+    report = run_json(capsys, "index", str(folder), "--metadata", str(cli_env / "meta.csv"),
+                      "--max-pixels", "20000000")
+    assert report["added"] == 5
+    assert sum(report["skipped"]["counts"].values()) == 5
+    assert {f["reason"] for f in report["skipped"]["files"]} == {
+        "empty file", "truncated image", "corrupt image", "not an image", "too many pixels"}
+
+    results = run_json(capsys, "search", "a dog running on the beach", "-k", "3")
+    assert len(results) == 3
+    for result in results:
+        assert {"id", "path", "score"} <= result.keys()
+        assert -1.0 <= result["score"] <= 1.0
+
+    by_image = run_json(capsys, "search", "--image", str(paths[2]), "-k", "1")
+    assert by_image[0]["path"] == str(paths[2]) and by_image[0]["score"] > 0.999
+
+    tagged = run_json(capsys, "search", "--tags", "beach,sunset", "--all")
+    assert [r["description"] for r in tagged] == ["Sunset over the sea"]
+    assert tagged[0]["photographer"] == "Ben Ode" and tagged[0]["tags"] == ["beach", "sunset"]
+
+    composed = run_json(capsys, "search", "2:golden retriever", "+", str(paths[3]), "-", "fruit", "-k", "2")
+    assert len(composed) == 2
+
+    filtered = run_json(capsys, "search", "dog", "--photographer", "Ana Lee")
+    assert [r["photographer"] for r in filtered] == ["Ana Lee"]
+
+    like = run_json(capsys, "search", "--like", by_image[0]["id"], "-k", "10")
+    assert by_image[0]["id"] not in {r["id"] for r in like} and len(like) == 4
+
+    stats = run_json(capsys, "stats")
+    assert stats["count"] == 5 and stats["dim"] == 16
+    assert stats["model"] == os.environ["CLIP_MODEL"]
+    assert stats["store"] == str((cli_env / "store").resolve())
+
+
+def test_human_output(cli_env, capsys):
+    write_photos(cli_env / "photos", 2)
+    assert main(["index", str(cli_env / "photos")]) == 0
+    assert "Added 2 photos" in capsys.readouterr().out
+    assert main(["search", "cat"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].lstrip().startswith("1.")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search"], "Nothing to search"),
+    (["search", "   "], "empty"),
+    (["search", "cat", "-k", "0"], "number of results"),
+    (["search", "--image", "/no/such/image.jpg"], "does not exist"),
+    (["search", "cat", "--where", "width>=big"], "needs a number"),
+    (["search", "--like", "0" * 64], "No photo with id"),
+    (["index", "/no/such/folder"], "does not exist"),
+])
+def test_user_mistakes_exit_non_zero_with_a_message(cli_env, capsys, argv, message):
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+
+
+def test_query_image_that_is_not_an_image(cli_env, capsys):
+    (cli_env / "fake.jpg").write_text("not a picture")
+    assert main(["search", "--image", str(cli_env / "fake.jpg")]) == 1
+    assert "can't be used" in capsys.readouterr().err
+
+
+def test_unreachable_server_is_a_clear_error(cli_env, capsys, monkeypatch):
+    monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
+    monkeypatch.setenv("CHROMA_PORT", "9")  # nothing listens on the discard port
+    assert main(["stats"]) == 1
+    assert "Could not open the Chroma store at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_mid_index_resumes_without_duplicates(tiny_model, tmp_path):
+    """SIGKILL after a few committed batches; the re-run ends with exactly the valid images."""
+    folder = tmp_path / "photos"
+    good = write_photos(folder, 240, size=(160, 120))
+    write_bad_files(folder / "bad")
+    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
+               BATCH_SIZE="4", MAX_IMAGE_PIXELS="20000000", TORCH_THREADS="1", DECODE_WORKERS="1",
+               PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(folder), "-v"],
+                               cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    commits = 0
+    deadline = time.monotonic() + 120
+    for line in process.stderr:
+        commits += "committed" in line
+        if commits >= 3 or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    engine = Engine(Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store",
+                             max_image_pixels=20_000_000))
+    after_kill = engine.store.count()
+    assert 3 * 4 <= after_kill < len(good), "the run was not stopped part-way"
+
+    report = engine.index([folder])
+    assert len(report.added) == len(good) - after_kill
+    records = list(engine.store.iter_all())
+    paths = [r.metadata["path"] for r in records]
+    assert sorted(paths) == sorted(str(p) for p in good)  # each valid image exactly once
+    assert len(report.skipped) == 5
+    assert engine.search_image(good[-1], k=1)[0].path == str(good[-1])
+
+
+@pytest.mark.slow
+def test_module_entry_point_runs(tiny_model, tmp_path):
+    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"))
+    done = subprocess.run([sys.executable, "-m", "retrieval", "stats", "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["count"] == 0
