@@ -1,0 +1,73 @@
+"""Server mode: the engine against a real `chroma run` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from photos import write_photos
+from retrieval.engine import Engine
+from retrieval.errors import RetrievalError
+from retrieval.settings import Settings
+
+CHROMA = shutil.which("chroma")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMA is None, reason="the `chroma` executable (pip chromadb) is not on PATH"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    port = free_port()
+    log = (tmp_path / "chroma.log").open("w")
+    process = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "server-data"),
+                                "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("chroma run did not start: " + (tmp_path / "chroma.log").read_text()[-2000:])
+            time.sleep(0.2)
+    yield port
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def test_index_and_search_through_a_chroma_server(chroma_server, tiny_model, other_tiny_model, tmp_path):
+    settings = Settings(clip_model=str(tiny_model), chroma_host="127.0.0.1", chroma_port=chroma_server,
+                        batch_size=4)
+    engine = Engine(settings)
+    paths = write_photos(tmp_path / "photos", 9)
+    report = engine.index([tmp_path / "photos"])
+    assert len(report.added) == 9
+    assert engine.stats() == {"count": 9, "model": str(tiny_model), "dim": 16,
+                              "store": f"http://127.0.0.1:{chroma_server}", "collection": "photos"}
+    top = engine.search_image(paths[4], k=2)
+    assert top[0].path == str(paths[4]) and top[0].score == pytest.approx(1.0, abs=1e-4)
+
+    # A second client (another process would do the same) sees the same collection.
+    again = Engine(settings)
+    assert again.index([tmp_path / "photos"]).unchanged == 9
+
+    with pytest.raises(RetrievalError, match="was built with the model"):
+        Engine(settings.with_overrides(clip_model=str(other_tiny_model))).search_text("dog")
