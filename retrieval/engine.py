@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -129,9 +128,3 @@ class Engine:
             "collection": self.store.collection_name,
         }
 
-    def tag_counts(self) -> list[tuple[str, int]]:
-        counts = Counter(tag for record in self.store.iter_all() for tag in record.metadata.get("tags", []))
-        return counts.most_common()
-
-    def delete(self, ids: list[str]) -> None:
-        self.store.delete(ids)

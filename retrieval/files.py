@@ -28,7 +28,7 @@ def walk_images(roots: Iterable[Path]) -> Iterator[Path]:
         if root.is_file():
             yield root
             continue
-        for folder, dirnames, filenames in os.walk(root, onerror=None):
+        for folder, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 path = Path(folder) / name

@@ -7,7 +7,6 @@ engine passes in, so every rule can be tested with hand-made vectors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -168,6 +167,3 @@ class Searcher:
         results.sort(key=lambda r: (-r.score, r.metadata.get("path") or r.metadata.get("url") or r.id))
         return results
 
-
-def image_term(path: str | Path, weight: float = 1.0) -> QueryTerm:
-    return QueryTerm("image", Path(path).expanduser(), weight)
