@@ -28,9 +28,11 @@ def caption(result: SearchResult) -> str:
 
 
 def thumbnail(result: SearchResult, max_pixels: int) -> Image.Image | None:
+    if not result.path:
+        return None  # a record known only by its URL
     try:
         image = open_image_file(result.path, max_pixels).image
-    except (ImageRejected, TypeError):
+    except ImageRejected:
         return None  # the file moved away since it was indexed
     image.thumbnail(THUMBNAIL_SIZE)
     return image

@@ -150,8 +150,6 @@ def _search_request(args):
 
 def cmd_search(engine, args) -> int:
     request = _search_request(args)
-    if not request.terms and not request.tags:
-        raise RetrievalError("Nothing to search for: give a query, --image, --like or --tags.")
     results = engine.search(request)
     if args.json:
         _print_json([r.to_dict() for r in results])

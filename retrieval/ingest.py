@@ -130,6 +130,9 @@ def _ordered_prefetch(fn, items: Sequence, workers: int, window: int) -> Iterato
 
 
 class Indexer:
+    """Indexes files into a store that is already bound to the embedder's model
+    (the engine binds it when it loads the model)."""
+
     def __init__(self, store: PhotoStore, embedder: ClipEmbedder, *, batch_size: int,
                  decode_workers: int, max_image_pixels: int):
         self.store = store
@@ -149,7 +152,6 @@ class Indexer:
     ) -> IndexReport:
         started = time.perf_counter()
         roots = [Path(r).expanduser().resolve() for r in roots]
-        self.store.bind(self.embedder.signature)
         files = list(walk_images(roots))
         run = _IndexRun(self, metadata or (lambda _path: {}), source, progress, len(files))
         run.index(files)

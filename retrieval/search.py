@@ -6,7 +6,7 @@ engine passes in, so every rule can be tested with hand-made vectors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -140,7 +140,7 @@ class Searcher:
         return combine_vectors([self.embed_term(t) for t in terms], [t.weight for t in terms])
 
     def search(self, request: SearchRequest) -> list[SearchResult]:
-        request.tags = parse_tags(request.tags)
+        request = replace(request, tags=parse_tags(request.tags))  # the caller's request stays as given
         validate(request)
         where = build_where(request.filters, request.tags, request.match_all_tags)
         try:
