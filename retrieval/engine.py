@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -128,3 +129,14 @@ class Engine:
             "collection": self.store.collection_name,
         }
 
+    def facets(self, fields: tuple[str, ...] = ("tags", "photographer", "source")) -> dict[str, Counter]:
+        """How often each value of the given metadata fields occurs (list fields count each item)."""
+        counts: dict[str, Counter] = {name: Counter() for name in fields}
+        for record in self.store.iter_all():
+            for name in fields:
+                value = record.metadata.get(name)
+                if isinstance(value, list):
+                    counts[name].update(str(v) for v in value)
+                elif value not in (None, ""):
+                    counts[name][str(value)] += 1
+        return counts

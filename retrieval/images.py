@@ -38,6 +38,7 @@ class SkipReason(str, Enum):
     CORRUPT = "corrupt image"
     NOT_AN_IMAGE = "not an image"
     TOO_LARGE = "too many pixels"
+    FILE_TOO_BIG = "file too big"
     UNREADABLE = "unreadable file"
 
 
@@ -91,8 +92,12 @@ def upright_rgb(image: Image.Image) -> Image.Image:
     return to_rgb(ImageOps.exif_transpose(image))
 
 
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Decode image bytes into RGB, raising :class:`ImageRejected` with a reason."""
+def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = None) -> DecodedImage:
+    """Decode image bytes into RGB, raising :class:`ImageRejected` with a reason.
+
+    ``draft`` lets a JPEG decode at a reduced scale that is still at least that
+    size (much faster for thumbnails); other formats ignore it.
+    """
     if not data:
         raise ImageRejected(SkipReason.EMPTY)
     try:
@@ -118,6 +123,8 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
 
     image_format = image.format
     try:
+        if draft is not None and image_format == "JPEG":
+            image.draft("RGB", draft)
         rgb = upright_rgb(image)
     except OSError as exc:
         message = str(exc).lower()
@@ -128,11 +135,11 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=image_format)
 
 
-def open_image_file(path, max_pixels: int) -> DecodedImage:
+def open_image_file(path, max_pixels: int, draft: tuple[int, int] | None = None) -> DecodedImage:
     """Read and decode a file; I/O problems become :class:`ImageRejected` too."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ImageRejected(SkipReason.UNREADABLE, str(exc)) from None
-    return decode_image(data, max_pixels)
+    return decode_image(data, max_pixels, draft)
 

@@ -30,6 +30,17 @@ def _int(name: str, default: int | None, minimum: int = 1) -> int | None:
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise RetrievalError(f"{name}={raw!r} should be 1 or 0 (true or false).")
+
+
 @dataclass(frozen=True)
 class Settings:
     clip_model: str = DEFAULT_MODEL
@@ -41,6 +52,9 @@ class Settings:
     torch_threads: int | None = None
     decode_workers: int = 2
     max_image_pixels: int = 100_000_000
+    media_path: Path | None = None  # None: a "media" folder inside the local store
+    max_upload_mb: int = 50
+    starter_gallery: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -55,6 +69,9 @@ class Settings:
             torch_threads=_int("TORCH_THREADS", None),
             decode_workers=_int("DECODE_WORKERS", 2),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
+            media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
+            max_upload_mb=_int("MAX_UPLOAD_MB", 50),
+            starter_gallery=_flag("STARTER_GALLERY", True),
         )
 
     def with_overrides(self, **changes) -> "Settings":
@@ -66,3 +83,10 @@ class Settings:
         if self.chroma_host:
             return f"http://{self.chroma_host}:{self.chroma_port}"
         return str(self.chroma_path.resolve())
+
+    @property
+    def media_folder(self) -> Path:
+        """Where the app keeps uploads, thumbnails and the starter photos."""
+        if self.media_path is not None:
+            return self.media_path.expanduser().resolve()
+        return (self.chroma_path / "media").resolve()

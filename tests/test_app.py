@@ -2,41 +2,239 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
-from photos import write_photos
+from photos import write_bad_files, write_photos
 
 pytestmark = pytest.mark.slow
+
+PEOPLE = ["Ana Lima", "Bo Chen"]
+TAGS = [["beach", "sunset"], ["beach"], ["forest"], ["city", "night"], ["beach", "night"], ["forest", "fog"]]
+
+
+def write_collection(folder):
+    """Six photos with a metadata table, like a small Unsplash-style data set."""
+    paths = write_photos(folder / "photos", 6)
+    rows = [
+        {
+            "filename": path.name,
+            "description": f"<b>photo</b> number {i}" if i == 5 else f"photo number {i}",
+            "photographer": PEOPLE[i % 2],
+            "tags": ",".join(TAGS[i]),
+            "url": f"https://example.org/photos/{i}",
+        }
+        for i, path in enumerate(paths)
+    ]
+    table = folder / "photos.json"
+    table.write_text(json.dumps(rows))
+    return paths, table
 
 
 @pytest.fixture
 def running_app(engine, tmp_path):
-    from app import build_app
+    from app import build_app, launch
 
-    paths = write_photos(tmp_path / "photos", 6)
-    engine.index([tmp_path / "photos"])
-    app = build_app(engine).queue()
-    app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    paths, table = write_collection(tmp_path)
+    engine.index([tmp_path / "photos"], metadata_file=table)
+    app = launch(build_app(engine), engine, server_name="127.0.0.1", server_port=None,
+                 prevent_thread_lock=True, quiet=True)
     try:
-        yield Client(app.local_url, verbose=False), paths
+        yield Client(app.local_url, verbose=False), paths, app
     finally:
         app.close()
 
 
-def test_text_and_image_search_endpoints(running_app):
-    client, paths = running_app
-    gallery = client.predict("a red barn", 4, api_name="/search_text")
-    assert len(gallery) == 4
-    assert all("·" in item["caption"] for item in gallery)  # name and score under each photo
-
-    similar = client.predict(handle_file(str(paths[3])), 2, api_name="/search_image")
-    assert similar[0]["caption"].startswith(paths[3].name)
-    assert similar[0]["caption"].endswith("1.000")
+OPTIONS = (12, 0, None, None)  # k, min_score, photographer, source
 
 
-def test_empty_query_is_an_error_message_not_a_traceback(running_app):
-    client, _ = running_app
-    with pytest.raises(Exception) as caught:
-        client.predict("   ", 4, api_name="/search_text")
-    assert "empty" in str(caught.value)
+def test_text_search_shows_caption_photographer_and_score(running_app):
+    client, _, _ = running_app
+    gallery, status, results, spoken = client.predict("a red barn", "", 4, 0, None, None, api_name="/search_text")
+    assert len(gallery) == len(results) == 4
+    first = results[0]
+    assert gallery[0]["caption"] == f"{first['description']} · by {first['photographer']} · {first['score']:.3f}"
+    assert "path" not in first  # file-system details stay on the server
+    assert "Showing 4 photos" in status
+    assert spoken.startswith("4 photos found. Result 1: " + first["description"])
+
+
+def test_negative_text_changes_the_ranking(running_app):
+    client, _, _ = running_app
+    _, _, plain, _ = client.predict("sky", "", 6, 0, None, None, api_name="/search_text")
+    _, _, steered, _ = client.predict("sky", "sea", 6, 0, None, None, api_name="/search_text")
+    assert [r["score"] for r in plain] != [r["score"] for r in steered]
+
+
+def test_image_search_finds_the_photo_itself_first(running_app):
+    client, paths, _ = running_app
+    gallery, _, results, _ = client.predict(handle_file(str(paths[3])), *OPTIONS, api_name="/search_image")
+    assert results[0]["filename"] == paths[3].name
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    with Image.open(gallery[0]["image"]) as thumbnail:  # downloaded by the client
+        assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 320
+
+
+def test_tag_search_all_and_any(running_app):
+    client, _, _ = running_app
+    _, _, any_results, _ = client.predict(["beach", "night"], "any", *OPTIONS, api_name="/search_tags")
+    _, _, all_results, _ = client.predict(["beach", "night"], "all", *OPTIONS, api_name="/search_tags")
+    assert {r["description"] for r in any_results} == {f"photo number {i}" for i in (0, 1, 3, 4)}
+    assert [r["description"] for r in all_results] == ["photo number 4"]
+
+
+def test_filters_and_min_score_apply_to_every_tab(running_app):
+    client, _, _ = running_app
+    _, _, results, _ = client.predict("photo", "", 12, 0, "Bo Chen", None, api_name="/search_text")
+    assert len(results) == 3 and {r["photographer"] for r in results} == {"Bo Chen"}
+    _, status, results, _ = client.predict("photo", "", 12, 0.999, None, None, api_name="/search_text")
+    assert results == [] and "No photos matched" in status
+
+
+def test_composed_search_weights_image_against_text(running_app):
+    client, paths, _ = running_app
+    photo = handle_file(str(paths[2]))
+    _, _, image_only, _ = client.predict(photo, "at night", 0.0, *OPTIONS, api_name="/search_image_text")
+    _, _, text_only, _ = client.predict(photo, "at night", 1.0, *OPTIONS, api_name="/search_image_text")
+    _, _, text_search, _ = client.predict("at night", "", *OPTIONS, api_name="/search_text")
+    assert image_only[0]["filename"] == paths[2].name and image_only[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert [r["id"] for r in text_only] == [r["id"] for r in text_search]
+
+
+def test_more_like_this_and_paging(running_app):
+    client, _, _ = running_app
+    _, _, first_page, _ = client.predict("photo", "", 2, 0, None, None, api_name="/search_text")
+    _, _, both_pages, _ = client.predict(api_name="/more_results")
+    assert both_pages[:2] == first_page and len(both_pages) == 4
+    assert len({r["id"] for r in both_pages}) == 4  # no photo twice
+
+    chosen = first_page[0]["id"]
+    _, status, similar, _ = client.predict(chosen, 5, 0, None, None, api_name="/more_like_this")
+    assert chosen not in {r["id"] for r in similar} and len(similar) == 5
+    assert "like the selected one" in status
+
+
+def test_adding_photos_reports_added_duplicate_and_rejected(running_app, tmp_path, engine):
+    client, paths, _ = running_app
+    new = write_photos(tmp_path / "new", 2, start=50)
+    bad = write_bad_files(tmp_path / "bad")
+    table = tmp_path / "new.csv"
+    table.write_text(f"filename,description,tags\n{new[0].name},a brand new photo,\"fresh,upload\"\n")
+    before = engine.store.count()
+    files = [handle_file(str(p)) for p in [*new, paths[0], bad["not an image"], bad["truncated image"]]]
+    summary, collection, *_ = client.predict(files, handle_file(str(table)), api_name="/add_photos")
+    assert "**Added 2**" in summary and "already in the collection 1" in summary and "rejected 2" in summary
+    assert "notes.jpg: not an image" in summary and "truncated.jpg: truncated image" in summary
+    assert engine.store.count() == before + 2
+    assert f"**{before + 2} photos**" in collection
+
+    _, _, found, _ = client.predict(["fresh"], "any", *OPTIONS, api_name="/search_tags")
+    assert [r["description"] for r in found] == ["a brand new photo"]
+    assert found[0]["filename"] == new[0].name and found[0]["source"] == "upload"
+    stored = engine.store.get([found[0]["id"]])[0].metadata["path"]
+    assert stored.startswith(str(engine.settings.media_folder / "uploads")) and found[0]["id"] in stored
+
+
+def test_errors_are_messages_not_tracebacks(running_app):
+    client, _, _ = running_app
+    for call, args in [("/search_text", ("   ", "", *OPTIONS)), ("/search_tags", ([], "any", *OPTIONS)),
+                       ("/search_image", (None, *OPTIONS)), ("/more_like_this", ("", *OPTIONS)),
+                       ("/add_photos", (None, None))]:
+        with pytest.raises(Exception) as caught:
+            client.predict(*args, api_name=call)
+        message = str(caught.value)
+        assert "Traceback" not in message and len(message) < 300, call
+    with pytest.raises(Exception, match="No photo with id"):
+        client.predict("ab" * 32, *OPTIONS, api_name="/more_like_this")
+
+
+def test_only_the_media_folder_is_served(running_app, engine, tmp_path):
+    client, paths, app = running_app
+    client.predict("photo", "", 1, 0, None, None, api_name="/search_text")  # makes a thumbnail
+    base = app.local_url.rstrip("/") + "/gradio_api/file="
+    with httpx.Client() as http:
+        thumbs = engine.settings.media_folder / "thumbs"
+        served = next(thumbs.iterdir())
+        assert http.get(base + str(served)).status_code == 200
+        secret = tmp_path / "secret.txt"
+        secret.write_text("private")
+        attempts = [
+            str(paths[0]),  # an original photo: only copies are served
+            str(secret),
+            str(engine.settings.chroma_path.resolve() / "chroma.sqlite3"),
+            str(thumbs) + "/../../chroma.sqlite3",
+            str(thumbs) + "/%2e%2e/%2e%2e/chroma.sqlite3",
+            "../../../../../../etc/passwd",
+            "/etc/passwd",
+        ]
+        for attempt in attempts:
+            response = http.get(base + attempt)
+            assert response.status_code in (403, 404), attempt
+            assert b"private" not in response.content and b"SQLite" not in response.content
+
+
+def test_details_are_escaped_and_link_only_http():
+    from retrieval.ui.present import details_html
+
+    html = details_html({"id": "ab", "score": 0.5, "description": "<script>alert(1)</script>",
+                         "url": "javascript:alert(1)", "tags": ["a&b"]})
+    assert "<script>" not in html and "&lt;script&gt;" in html and "a&amp;b" in html
+    assert "href" not in html
+    linked = details_html({"id": "ab", "score": 0.5, "url": "https://unsplash.com/photos/x\"onmouseover=1"})
+    assert 'href="https://unsplash.com/photos/x&quot;onmouseover=1"' in linked
+
+
+def test_first_run_adds_the_starter_gallery_once(engine):
+    from app import prepare_collection
+    from retrieval.ui.media import MediaFolder
+    from retrieval.ui.starter import STARTER_PHOTOS
+
+    media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
+    notice = prepare_collection(engine, media)
+    assert engine.store.count() == len(STARTER_PHOTOS)
+    assert f"{len(STARTER_PHOTOS)} sample photos" in notice and "STARTER_GALLERY=0" in notice
+    cat = engine.search_tags(["cat"])
+    assert [r.metadata["description"] for r in cat] == ["Chelsea the tabby cat lying down"]
+    assert cat[0].metadata["source"] == "starter" and cat[0].path.startswith(str(media.starter))
+    assert prepare_collection(engine, media) == ""  # not empty any more: nothing added
+    assert engine.store.count() == len(STARTER_PHOTOS)
+
+
+def test_starter_gallery_can_be_turned_off(settings):
+    from app import build_app, launch, prepare_collection
+    from retrieval.engine import Engine
+    from retrieval.ui.media import MediaFolder
+
+    engine = Engine(settings.with_overrides(starter_gallery=False))
+    assert prepare_collection(engine, MediaFolder(settings.media_folder, settings.max_image_pixels)) == ""
+    assert engine.store.count() == 0
+    app = launch(build_app(engine), engine, server_name="127.0.0.1", server_port=None,
+                 prevent_thread_lock=True, quiet=True)
+    try:
+        _, status, results, _ = Client(app.local_url, verbose=False).predict(
+            "a cat", "", *OPTIONS, api_name="/search_text")
+        assert results == [] and "collection is empty" in status and "Add photos" in status
+    finally:
+        app.close()
+
+
+def test_a_missing_model_is_explained_in_the_page(settings, tmp_path):
+    from app import build_app, launch, prepare_collection
+    from retrieval.engine import Engine
+    from retrieval.ui.media import MediaFolder
+
+    engine = Engine(settings.with_overrides(clip_model=str(tmp_path / "no-such-model")))
+    notice = prepare_collection(engine, MediaFolder(settings.media_folder, settings.max_image_pixels))
+    assert "could not be loaded" in notice and "CLIP_MODEL" in notice
+    app = launch(build_app(engine, notice=notice), engine, server_name="127.0.0.1", server_port=None,
+                 prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        with pytest.raises(Exception, match="CLIP_MODEL"):
+            client.predict("a cat", "", *OPTIONS, api_name="/search_text")
+    finally:
+        app.close()
