@@ -1,4 +1,4 @@
-"""Web app: search the photo collection by text, example image, tags, or both.
+"""Web app: search the photo collection by text, example image, tags, voice, or a mix.
 
 Thin by design: each handler turns widget values into an engine call and the
 results into widgets. Ranking, filtering and indexing live in ``retrieval``;
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -147,6 +148,19 @@ class SearchPage:
         request = SearchRequest(terms=terms, **self._options(k, min_score, photographer, source))
         return self._run(request, f"the image + “{text.strip()}”")
 
+    def by_voice(self, audio_path: str | None, k, min_score, photographer, source):
+        """Transcribe, then search with the transcript; nothing is searched when no one spoke."""
+        if not audio_path:
+            raise RetrievalError("Record something with the microphone or upload a recording first.")
+        heard = self.engine.transcribe(audio_path)
+        description = self.engine.speech.describe(heard)
+        if not heard.speech_detected:
+            return "", [], description, [], None, description
+        request = SearchRequest(terms=[QueryTerm("text", heard.text)],
+                                **self._options(k, min_score, photographer, source))
+        gallery, status, results, last, spoken = self._run(request, f"“{heard.text}”")
+        return heard.text, gallery, f"{present.escape(description)}\n\n{status}", results, last, spoken
+
     def more_like_this(self, record_id: str, k, min_score, photographer, source):
         if not (record_id or "").strip():
             raise RetrievalError("Select a result first.")
@@ -247,7 +261,12 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                         text_weight = gr.Slider(0, 1, value=0.5, step=0.05, label="How much the text counts",
                                                 info="0 = only the photo, 1 = only the text")
                 combo_button = gr.Button("Search", variant="primary")
-            # The Voice tab goes here.
+            with gr.Tab("Voice"):
+                audio = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="voice-audio",
+                                 label="Say what you are looking for (or upload a recording)")
+                voice_button = gr.Button("Transcribe and search", variant="primary", elem_id="voice-search")
+                transcript = gr.Textbox(label="What was heard: fix a word and press Enter to search again",
+                                        elem_id="transcript")
             with gr.Tab("Add photos", elem_id="add-photos-tab"):
                 uploads = gr.File(file_count="multiple", file_types=["image"], label="Photos (drop many at once)",
                                   elem_id="uploads")
@@ -291,6 +310,10 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         tags_button.click(_guarded(page.by_tags), [tags, tag_match, *shared], outputs, api_name="search_tags")
         gr.on([combo_button.click, combo_text.submit], _guarded(page.by_image_and_text),
               [combo_image, combo_text, text_weight, *shared], outputs, api_name="search_image_text")
+        voice_button.click(_guarded(page.by_voice), [audio, *shared], [transcript, *outputs],
+                           api_name="search_voice")
+        transcript.submit(_guarded(page.by_text), [transcript, gr.State(""), *shared], outputs,
+                          api_name="search_transcript")
         like_button.click(_guarded(page.more_like_this), [selected_id, *shared], outputs, api_name="more_like_this")
         more_button.click(_guarded(page.more_results), [last_request], outputs, api_name="more_results")
         gallery.select(page.details, [results], [details_image, details_info, selected_id, details_box],
@@ -323,6 +346,17 @@ def prepare_collection(engine: Engine, media: MediaFolder) -> str:
             "`STARTER_GALLERY=0` to start with an empty collection.")
 
 
+def warm_up_speech(engine: Engine) -> None:
+    """Load the speech model in the background: the page opens at once, the first voice search is quick."""
+    def load() -> None:
+        try:
+            engine.speech.backend
+        except RetrievalError as exc:
+            log.warning("voice search is unavailable until this is fixed: %s", exc)
+
+    threading.Thread(target=load, name="load-speech-model", daemon=True).start()
+
+
 def launch(app: gr.Blocks, engine: Engine, **options) -> gr.Blocks:
     """Serve the app; only the media folder is readable through Gradio's file route."""
     app.queue().launch(
@@ -346,6 +380,7 @@ def main() -> None:
         engine = Engine(Settings.from_env())
         media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
         notice = prepare_collection(engine, media)
+        warm_up_speech(engine)
     except RetrievalError as exc:
         raise SystemExit(f"error: {exc}") from None
     launch(build_app(engine, media, notice), engine, server_name=args.host, server_port=args.port, share=args.share)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m retrieval index|search|stats``.
+"""Command line: ``python -m retrieval index|search|transcribe|stats``.
 
 Thin by design: parse arguments, call the engine, print. ``--json`` switches
 every command to machine-readable output on stdout.
@@ -27,6 +27,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--collection", help="collection name (CHROMA_COLLECTION)")
     group.add_argument("--threads", type=int, help="CPU threads for the model (TORCH_THREADS)")
     group.add_argument("--batch-size", type=int, help="images per model batch and commit (BATCH_SIZE)")
+    group.add_argument("--asr-backend", choices=["faster-whisper", "openai-whisper"],
+                       help="speech recogniser for --audio and transcribe (ASR_BACKEND)")
+    group.add_argument("--asr-model", help="Whisper size name or local model (ASR_MODEL)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
@@ -55,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--image", type=Path, action="append", default=[], help="query image (repeatable)")
     search.add_argument("--without", action="append", default=[], help="text to steer away from")
     search.add_argument("--like", metavar="ID", help="photos similar to the stored photo with this id")
+    search.add_argument("--audio", type=Path, metavar="FILE",
+                        help="a spoken query (wav, mp3, flac, ogg, webm, m4a), transcribed by Whisper")
     search.add_argument("--tags", help="comma-separated tags")
     mode = search.add_mutually_exclusive_group()
     mode.add_argument("--all", dest="match_all", action="store_true", help="photos with all the tags")
@@ -67,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     search.add_argument("--min-score", type=float, help="drop results below this cosine similarity")
     _add_settings_flags(search)
+
+    transcribe = commands.add_parser("transcribe", help="turn a spoken query into text with Whisper")
+    transcribe.add_argument("audio", type=Path, help="wav, mp3, flac, ogg, webm or m4a file")
+    transcribe.add_argument("--max-seconds", type=float, help="use at most this much audio (ASR_MAX_SECONDS)")
+    _add_settings_flags(transcribe)
 
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats)
@@ -83,6 +93,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         torch_threads=args.threads,
         batch_size=args.batch_size,
         max_image_pixels=getattr(args, "max_pixels", None),
+        asr_backend=args.asr_backend,
+        asr_model=args.asr_model,
+        asr_max_seconds=getattr(args, "max_seconds", None),
     )
 
 
@@ -127,11 +140,13 @@ def cmd_index(engine, args) -> int:
     return 0
 
 
-def _search_request(args):
+def _search_request(args, spoken: str | None = None):
     from .query_syntax import parse_filters, parse_query
     from .search import QueryTerm, SearchRequest
 
     terms = parse_query(args.query) if args.query else []
+    if spoken:
+        terms.append(QueryTerm("text", spoken))
     terms += [QueryTerm("image", path) for path in args.image]
     terms += [QueryTerm("text", text, -1.0) for text in args.without]
     exclude = set()
@@ -148,8 +163,20 @@ def _search_request(args):
                          k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude)
 
 
+def _spoken_query(engine, args) -> str | None:
+    """The transcript of ``--audio``; an error when nothing was said."""
+    if not args.audio:
+        return None
+    transcript = engine.transcribe(args.audio)
+    if not transcript.speech_detected:
+        raise RetrievalError(f"No speech detected in {args.audio}, so nothing was searched.")
+    if not args.json:
+        print(engine.speech.describe(transcript), file=sys.stderr)
+    return transcript.text
+
+
 def cmd_search(engine, args) -> int:
-    request = _search_request(args)
+    request = _search_request(args, _spoken_query(engine, args))
     results = engine.search(request)
     if args.json:
         _print_json([r.to_dict() for r in results])
@@ -178,7 +205,25 @@ def cmd_stats(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "stats": cmd_stats}
+def cmd_transcribe(engine, args) -> int:
+    transcript = engine.transcribe(args.audio)
+    if args.json:
+        _print_json(transcript.to_dict())
+        return 0
+    if not transcript.speech_detected:
+        print("No speech detected.")
+        return 0
+    print(transcript.text)
+    language = transcript.language or "?"
+    if transcript.task == "translate":
+        language += ", translated to English"
+    note = ", trimmed to the length cap" if transcript.trimmed else ""
+    print(f"({language}; {transcript.duration:.1f} s of audio{note}; {transcript.seconds:.2f} s "
+          f"with {transcript.model})", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe, "stats": cmd_stats}
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -186,7 +231,7 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("retrieval").setLevel(logging.INFO if verbose else logging.WARNING)
-    for noisy in ("chromadb", "httpx", "transformers"):
+    for noisy in ("chromadb", "httpx", "transformers", "faster_whisper"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

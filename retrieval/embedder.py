@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .errors import RetrievalError
+from .hub import hub_unreachable
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +29,6 @@ class ModelSignature:
     name: str
     dim: int
     fingerprint: str  # a hash of the projection weights: same weights, same vectors
-
-
-def _hub_unreachable(timeout: float = 3.0) -> str | None:
-    """Why the Hugging Face Hub can't be reached, or ``None`` if it can.
-
-    Checked up front because the hub client retries for about half a minute
-    before giving up, which is a long wait for a message we can give now.
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return "HF_HUB_OFFLINE is set"
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        return f"{host} can't be reached ({exc.strerror or exc})"
-    return None
 
 
 def _load_failure_message(name: str, reason: str) -> str:
@@ -100,7 +81,7 @@ class ClipEmbedder:
                 try:  # the local Hugging Face cache first: no network needed when it is there
                     model, processor = load(local_files_only=True)
                 except OSError:
-                    unreachable = _hub_unreachable()
+                    unreachable = hub_unreachable()
                     if unreachable:
                         raise RetrievalError(_load_failure_message(
                             name, f"it is not in the local cache and {unreachable}.")) from None

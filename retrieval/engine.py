@@ -22,6 +22,7 @@ from .ingest import Indexer, IndexReport, MetadataLookup, ProgressCallback
 from .metadata_table import MetadataTable
 from .search import QueryTerm, Searcher, SearchRequest, SearchResult
 from .settings import Settings
+from .speech import SpeechRecognizer, Transcript
 from .store import PhotoStore
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.store = PhotoStore(self.settings)
         self._embedder: ClipEmbedder | None = None
+        self._speech: SpeechRecognizer | None = None
         self._load_lock = threading.Lock()
 
     # -- model ----------------------------------------------------------------
@@ -43,6 +45,17 @@ class Engine:
                 self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads)
                 self.store.bind(self._embedder.signature)
         return self._embedder
+
+    @property
+    def speech(self) -> SpeechRecognizer:
+        """Voice search's recogniser; its model loads on first use (or ``preload_speech``)."""
+        with self._load_lock:
+            if self._speech is None:
+                self._speech = SpeechRecognizer(self.settings)
+        return self._speech
+
+    def transcribe(self, audio: str | Path) -> Transcript:
+        return self.speech.transcribe(audio)
 
     def preload(self) -> None:
         """Load the model and run one tiny query, so the first real search is not slow."""

@@ -15,6 +15,7 @@ from .errors import RetrievalError
 DEFAULT_MODEL = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 DEFAULT_CHROMA_PATH = "chroma_store"
 DEFAULT_COLLECTION = "photos"
+DEFAULT_ASR_MODEL = "base"  # multilingual, so other languages can be translated to English
 
 
 def _int(name: str, default: int | None, minimum: int = 1) -> int | None:
@@ -55,6 +56,10 @@ class Settings:
     media_path: Path | None = None  # None: a "media" folder inside the local store
     max_upload_mb: int = 50
     starter_gallery: bool = True
+    asr_backend: str = "faster-whisper"
+    asr_model: str = DEFAULT_ASR_MODEL
+    asr_compute_type: str = "int8"
+    asr_max_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -72,6 +77,10 @@ class Settings:
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),
             starter_gallery=_flag("STARTER_GALLERY", True),
+            asr_backend=env.get("ASR_BACKEND", "").strip().lower() or "faster-whisper",
+            asr_model=env.get("ASR_MODEL", "").strip() or DEFAULT_ASR_MODEL,
+            asr_compute_type=env.get("ASR_COMPUTE_TYPE", "").strip() or "int8",
+            asr_max_seconds=float(_int("ASR_MAX_SECONDS", 30)),
         )
 
     def with_overrides(self, **changes) -> "Settings":

