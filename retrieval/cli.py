@@ -1,4 +1,4 @@
-"""Command line: ``python -m retrieval index|search|transcribe|stats``.
+"""Command line: ``python -m retrieval index|search|transcribe|load|stats``.
 
 Thin by design: parse arguments, call the engine, print. ``--json`` switches
 every command to machine-readable output on stdout.
@@ -77,6 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("audio", type=Path, help="wav, mp3, flac, ogg, webm or m4a file")
     transcribe.add_argument("--max-seconds", type=float, help="use at most this much audio (ASR_MAX_SECONDS)")
     _add_settings_flags(transcribe)
+
+    load = commands.add_parser(
+        "load", help="bring a photo collection (Unsplash Lite, Kaggle, Hugging Face, folder) into the index",
+        description="SOURCE: unsplash-lite[:FOLDER|ARCHIVE|URL], kaggle:OWNER/DATASET, "
+                    "hf:DATASET[:SPLIT] (hub id, local dataset folder or parquet file), folder:DIR",
+    )
+    load.add_argument("source", help="where the photos come from (see above)")
+    load.add_argument("--limit", type=int, help="only this many photos, chosen before anything is downloaded")
+    load.add_argument("--sample", choices=["first", "random"], default="first",
+                      help="which photos --limit keeps (default: first)")
+    load.add_argument("--seed", type=int, default=0, help="random seed for --sample random (default 0)")
+    load.add_argument("--dest", type=Path, help="folder for downloads and extracted files (default: data/NAME)")
+    load.add_argument("--width", type=int, default=640,
+                      help="Unsplash photos are downloaded this wide (0: original size; default 640)")
+    load.add_argument("--min-confidence", type=float, default=50.0,
+                      help="Unsplash AI keywords need this confidence (0-100) to become tags (default 50)")
+    load.add_argument("--workers", type=int, default=8, help="downloads at a time (default 8)")
+    load.add_argument("--retries", type=int, default=3, help="retries per download (default 3)")
+    load.add_argument("--timeout", type=float, default=20.0, help="seconds without data before a retry")
+    load.add_argument("--max-download-mb", type=float, default=25.0, help="largest photo to download (MB)")
+    load.add_argument("--metadata", type=Path, help="folder/kaggle: the metadata table (found by itself if only one)")
+    load.add_argument("--archive", type=Path, help="kaggle: an archive already downloaded (no API call)")
+    load.add_argument("--image-column", help="hf: the image column (found by itself if only one)")
+    load.add_argument("--description-column", help="hf: the column to use as description")
+    load.add_argument("--tags-column", help="hf: the column to use as tags")
+    _add_settings_flags(load)
 
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats)
@@ -223,7 +249,54 @@ def cmd_transcribe(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe, "stats": cmd_stats}
+def cmd_load(engine, args) -> int:
+    from tqdm import tqdm
+
+    from .loaders.download import Downloader
+    from .loaders.load import default_dest, load
+    from .loaders.sources import LoadOptions
+
+    options = LoadOptions(
+        dest=args.dest or default_dest(args.source), limit=args.limit, sample=args.sample, seed=args.seed,
+        width=args.width or None, min_confidence=args.min_confidence, metadata=args.metadata,
+        archive=args.archive, image_column=args.image_column, description_column=args.description_column,
+        tags_column=args.tags_column,
+        downloader=Downloader(workers=args.workers, retries=args.retries, timeout=args.timeout,
+                              max_bytes=int(args.max_download_mb * 1_000_000)),
+    )
+    fetching = tqdm(unit="photo", desc="fetching", disable=None, file=sys.stderr, dynamic_ncols=True)
+    indexing = tqdm(unit="img", desc="indexing", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def indexed(update) -> None:
+        indexing.total = update.total
+        indexing.update(update.done - indexing.n)
+
+    try:
+        report = load(engine, args.source, options, fetch_progress=fetching.update, index_progress=indexed)
+    finally:
+        fetching.close()
+        indexing.close()
+    summary = report.to_dict()
+    if args.json:
+        _print_json(summary)
+        return 0
+    index = summary["index"]
+    print(f"{report.source}: {report.selected} of {report.available} photos selected; "
+          f"{report.downloaded} fetched, {report.already_on_disk} already on disk, "
+          f"{len(report.failures)} failed.")
+    if index:
+        already = index["unchanged"] + index["updated"] + len(index["duplicates"])
+        print(f"Index: added {index['added']}, already present {already}, "
+              f"rejected {sum(index['skipped']['counts'].values())}.")
+        for item in index["skipped"]["files"]:
+            print(f"  rejected {item['path']}: {item['reason']}")
+    for failure in report.failures:
+        print(f"  failed {failure.url}: {failure.reason}")
+    print(f"Files are in {options.dest}; the collection now holds {engine.store.count()} photos.")
+    return 0
+
+
+COMMANDS = {"load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe, "stats": cmd_stats}
 
 
 def _configure_logging(verbose: bool) -> None:

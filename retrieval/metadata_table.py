@@ -80,8 +80,13 @@ def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
     if photographer is None:
         names = [row.get("photographer_first_name"), row.get("photographer_last_name")]
         photographer = " ".join(str(n).strip() for n in names if n not in (None, "")) or None
+    location = _first(row, ("location", "photo_location_name"))
+    if location is None:
+        places = [row.get("photo_location_city"), row.get("photo_location_country")]
+        location = ", ".join(str(p).strip() for p in places if p not in (None, "")) or None
     metadata = {
         "photo_id": _first(row, ("photo_id",)),
+        "location": location,
         "description": _first(row, _DESCRIPTION_COLUMNS),
         "photographer": photographer,
         "url": _first(row, _URL_COLUMNS),
