@@ -104,6 +104,20 @@ class ClipEmbedder:
 
     # -- images -------------------------------------------------------------
 
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        """How small a JPEG may be decoded without changing its vector measurably.
+
+        JPEG decoders can scale by 1/2, 1/4 or 1/8 almost for free. Keeping at
+        least twice the model's input size, the processor's own antialiased resize
+        then gives practically the same pixels as from the full-size decode.
+        """
+        processor = self._processor.image_processor
+        size = getattr(processor, "size", None) or {}
+        crop = getattr(processor, "crop_size", None) or {}
+        side = size.get("shortest_edge") or size.get("height") or crop.get("height") or 224
+        return (2 * int(side), 2 * int(side))
+
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         """One RGB image to the model's pixel array (thread-safe; used by decode workers)."""
         pixels = self._processor.image_processor(images=image, return_tensors="np")["pixel_values"]

@@ -32,6 +32,9 @@ _SIGNATURES = (
 )
 
 
+_EXIF_ORIENTATION_SWAPS_SIDES = {5, 6, 7, 8}  # the transposing and 90-degree rotations
+
+
 class SkipReason(str, Enum):
     EMPTY = "empty file"
     TRUNCATED = "truncated image"
@@ -53,8 +56,8 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    image: Image.Image  # 8-bit RGB, orientation applied
-    width: int
+    image: Image.Image  # 8-bit RGB, orientation applied; maybe reduced when decoded with a draft size
+    width: int  # the full size, upright
     height: int
     format: str | None
 
@@ -123,6 +126,8 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
 
     image_format = image.format
     try:
+        if _EXIF_ORIENTATION_SWAPS_SIDES.intersection({image.getexif().get(0x0112)}):
+            width, height = height, width  # as shown upright
         if draft is not None and image_format == "JPEG":
             image.draft("RGB", draft)
         rgb = upright_rgb(image)
@@ -132,7 +137,7 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
         raise ImageRejected(SkipReason.TRUNCATED if truncated else SkipReason.CORRUPT, str(exc)) from None
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageRejected(SkipReason.CORRUPT, str(exc)) from None
-    return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=image_format)
+    return DecodedImage(image=rgb, width=width, height=height, format=image_format)
 
 
 def open_image_file(path, max_pixels: int, draft: tuple[int, int] | None = None) -> DecodedImage:

@@ -246,7 +246,7 @@ class _IndexRun:
                 return prepared
             self.claimed[prepared.id] = str(path)
         try:
-            decoded = decode_image(data, self.indexer.max_image_pixels)
+            decoded = decode_image(data, self.indexer.max_image_pixels, draft=self.indexer.embedder.draft_size)
             prepared.pixels = self.indexer.embedder.preprocess_image(decoded.image)
             prepared.width, prepared.height = decoded.width, decoded.height
         except ImageRejected as exc:

@@ -165,3 +165,18 @@ def test_folder_that_is_not_a_clip_model(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RetrievalError, match="Could not load"):
         ClipEmbedder(str(tmp_path))
+
+
+@pytest.mark.parametrize("size", [(3000, 2000), (1200, 1600)])
+def test_large_jpegs_decoded_at_draft_size_keep_the_reference_vector(size, engine, reference, tmp_path):
+    """Indexing decodes big JPEGs at a reduced scale (fast); the vector must not change."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    random_photo(11, size).save(folder / "big.jpg", quality=92)
+    report = engine.index([folder])
+    record = engine.store.get(report.added, with_embeddings=True)[0]
+    image_vector, _ = reference
+    with Image.open(folder / "big.jpg") as original:
+        expected = image_vector(original.convert("RGB"))  # the full-size decode
+    assert cosine(record.embedding, expected) >= 0.9999
+    assert (record.metadata["width"], record.metadata["height"]) == size  # the real size is recorded
