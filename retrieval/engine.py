@@ -29,10 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, embedder: ClipEmbedder | None = None):
+        """``embedder``: a model loaded already (benchmarks and evaluations share one)."""
         self.settings = settings or Settings.from_env()
         self.store = PhotoStore(self.settings)
-        self._embedder: ClipEmbedder | None = None
+        self._embedder: ClipEmbedder | None = embedder
+        if embedder is not None:
+            self.store.bind(embedder.signature)
         self._speech: SpeechRecognizer | None = None
         self._load_lock = threading.Lock()
 
@@ -42,7 +45,8 @@ class Engine:
     def embedder(self) -> ClipEmbedder:
         with self._load_lock:
             if self._embedder is None:
-                self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads)
+                self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads,
+                                              self.settings.query_precision)
                 self.store.bind(self._embedder.signature)
         return self._embedder
 

@@ -7,6 +7,7 @@ engine passes in, so every rule can be tested with hand-made vectors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -16,6 +17,7 @@ from .metadata_table import parse_tags
 from .store import Match, PhotoStore
 
 MAX_K = 1000
+MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clauses grow too fast)
 TermKind = Literal["text", "image", "record"]
 
 
@@ -85,6 +87,19 @@ def tag_condition(tags: list[str], match_all: bool) -> dict | None:
     if len(clauses) == 1:
         return clauses[0]
     return {"$and" if match_all else "$or": clauses}
+
+
+def at_least(tags: list[str], count: int) -> dict:
+    """A ``where`` clause for records with at least ``count`` of ``tags``."""
+    if count >= len(tags):
+        return tag_condition(tags, match_all=True)
+    if count <= 1:
+        return tag_condition(tags, match_all=False)
+    return {"$or": [tag_condition(list(group), match_all=True) for group in combinations(tags, count)]}
+
+
+def _and(first: dict | None, second: dict) -> dict:
+    return second if first is None else {"$and": [first, second]}
 
 
 def build_where(filters: dict[str, Any], tags: list[str], match_all: bool) -> dict | None:
@@ -160,10 +175,38 @@ class Searcher:
         return [SearchResult(m.id, m.score, m.metadata) for m in matches]
 
     def _by_tags(self, request: SearchRequest, where: dict | None) -> list[SearchResult]:
-        results = [
-            SearchResult(r.id, tag_score(r.metadata.get("tags"), request.tags), r.metadata)
-            for r in self.store.iter_all(where)
-        ]
+        """Photos with the most of the wanted tags first, reading only as many as the page needs.
+
+        Level by level: first the photos with all n tags, then those with at least
+        n-1, and so on; a level's read stops at the page's end, and a level that
+        fills the page ends the search. Within a level the store's own order is
+        stable, so pages never repeat or skip a photo.
+        """
+        tags = request.tags
+        if len(tags) > MAX_LEVELLED_TAGS or request.match_all_tags:
+            levels = [len(tags)] if request.match_all_tags else None
+        else:
+            levels = list(range(len(tags), 0, -1))
+        if levels is None:  # many tags: read every match once and rank them here
+            return self._rank_by_tags(self.store.iter_all(where), tags)
+        wanted = request.offset + request.k + len(request.exclude_ids)
+        results: list[SearchResult] = []
+        seen: set[str] = set()
+        for level in levels:
+            level_where = build_where(request.filters, [], False)
+            level_where = _and(level_where, at_least(tags, level))
+            for record in self.store.find(level_where, wanted + len(seen)):
+                if record.id not in seen:
+                    seen.add(record.id)
+                    results.append(SearchResult(record.id, tag_score(record.metadata.get("tags"), tags),
+                                                record.metadata))
+            if len(results) >= wanted:
+                break
+        return results
+
+    @staticmethod
+    def _rank_by_tags(records, tags: list[str]) -> list[SearchResult]:
+        results = [SearchResult(r.id, tag_score(r.metadata.get("tags"), tags), r.metadata) for r in records]
         results.sort(key=lambda r: (-r.score, r.metadata.get("path") or r.metadata.get("url") or r.id))
         return results
 

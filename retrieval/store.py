@@ -154,6 +154,13 @@ class PhotoStore:
             records.extend(_records(got, with_embeddings))
         return records
 
+    def find(self, where: dict | None, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` records matching ``where`` (metadata only), in the store's own stable order."""
+        collection = self._existing()
+        if collection is None or limit < 1:
+            return []
+        return _records(collection.get(where=where, include=["metadatas"], limit=limit), False)
+
     def iter_all(self, where: dict | None = None) -> Iterator[StoredRecord]:
         """Every record's id and metadata (no vectors), page by page."""
         collection = self._existing()

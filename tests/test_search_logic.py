@@ -201,3 +201,31 @@ def test_parse_filter():
     for bad in ("width", "width>=big", "=x"):
         with pytest.raises(RetrievalError):
             parse_filter(bad)
+
+
+@pytest.mark.parametrize("match_all", [False, True])
+def test_tag_pages_cover_every_match_once_best_first(tmp_path, match_all):
+    """Tag search reads only what a page needs; pages must still add up to the full ranking."""
+    rng = np.random.default_rng(5)
+    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store.bind(ModelSignature("hand-made", DIM, "f00d"))
+    vocabulary = ["a", "b", "c", "d"]
+    records = {f"p{i:02d}": sorted(set(rng.choice(vocabulary, size=int(rng.integers(1, 4))))) for i in range(40)}
+    store.upsert(list(records), np.tile(unit(1, 0, 0), (40, 1)),
+                 [{"tags": tags, "photographer": "Ana" if i % 2 else "Ben"} for i, tags in enumerate(records.values())])
+    searcher = Searcher(store, lambda term: WORDS["dog"])
+    wanted = ["a", "b", "c"]
+    have = {pid: sum(t in tags for t in wanted) for pid, tags in records.items()}
+    expected = {pid for pid, n in have.items() if (n == 3 if match_all else n >= 1)}
+    for filters in ({}, {"photographer": "Ana"}):
+        paged = []
+        for offset in range(0, 60, 7):
+            paged += searcher.search(SearchRequest(tags=wanted, match_all_tags=match_all, filters=filters,
+                                                   k=7, offset=offset))
+        matching = {pid for pid in expected
+                    if not filters or ("Ana" if int(pid[1:]) % 2 else "Ben") == filters["photographer"]}
+        assert len(ids(paged)) == len(set(ids(paged))) == len(matching)  # no repeats, nothing skipped
+        assert set(ids(paged)) == matching
+        scores = [r.score for r in paged]
+        assert scores == sorted(scores, reverse=True)
+        assert all(r.score == pytest.approx(have[r.id] / 3) for r in paged)

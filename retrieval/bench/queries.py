@@ -1,0 +1,139 @@
+"""Query latency at collection sizes far beyond a test set, and ANN quality.
+
+The store is filled with synthetic unit vectors through the product's own
+store (clustered like real embeddings, with realistic metadata). Each query is
+timed through ``Engine`` as a user runs it: text is embedded by the model,
+image queries are read from disk and embedded, and results come back with
+their metadata.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..embedder import ClipEmbedder
+from ..engine import Engine
+from ..search import QueryTerm, SearchRequest
+from ..settings import Settings
+from .memory import PeakMemory
+from .report import Report
+from .stats import latency_summary, recall_at_k
+
+WORDS = ("dog cat beach mountain city night street car forest lake river bridge sunset snow flower "
+         "market food coffee train boat bicycle portrait child people building church sky rain fog "
+         "desert road field horse bird window kitchen table garden park tree wave island harbour").split()
+ADJECTIVES = "red old small busy quiet golden misty bright dark empty crowded wooden".split()
+TEXT_TARGETS = {100_000: (25.0, 50.0), 1_000_000: (60.0, None)}  # size -> (p50, p95) ms
+RECALL_TARGET = 0.99
+
+
+def synthetic_collection(size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """Unit vectors around many cluster centres, as photo embeddings are, and metadata for each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(64, size // 200), dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    members = rng.integers(0, len(centres), size)
+    vectors = centres[members] + 0.6 / np.sqrt(dim) * rng.standard_normal((size, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    photographers = [f"Photographer {i}" for i in range(max(50, size // 50))]
+    zipf = 1.0 / np.arange(1, len(WORDS) + 1)
+    zipf /= zipf.sum()
+    metadatas = []
+    for i in range(size):
+        tags = list(dict.fromkeys(rng.choice(WORDS, size=int(rng.integers(2, 6)), p=zipf)))
+        metadatas.append({
+            "path": f"/photos/{i // 1000:04d}/{i:08d}.jpg", "filename": f"{i:08d}.jpg",
+            "description": f"{rng.choice(ADJECTIVES)} {' '.join(tags[:2])}",
+            "photographer": photographers[int(rng.integers(len(photographers)))],
+            "tags": [str(t) for t in tags], "source": "synthetic",
+            "width": 640, "height": 427, "url": f"https://example.org/photo/{i}",
+        })
+    return vectors, metadatas
+
+
+def fill(engine: Engine, vectors: np.ndarray, metadatas: list[dict], chunk: int = 20_000) -> float:
+    """Insert through the store; returns vectors per second."""
+    started = time.perf_counter()
+    for start in range(0, len(vectors), chunk):
+        ids = [f"{i:08d}" for i in range(start, min(start + chunk, len(vectors)))]
+        engine.store.upsert(ids, vectors[start:start + chunk], metadatas[start:start + chunk])
+    return len(vectors) / (time.perf_counter() - started)
+
+
+def timed(queries: list[Callable[[], object]], warmup: int = 3) -> list[float]:
+    for query in queries[:warmup]:
+        query()
+    seconds = []
+    for query in queries:
+        started = time.perf_counter()
+        query()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def ann_recall(engine: Engine, vectors: np.ndarray, queries: int = 200, k: int = 10, seed: int = 1) -> float:
+    """Mean recall@k of the store's answers against exact search over the same vectors."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(vectors), queries)
+    noisy = vectors[picks] + 0.5 / np.sqrt(vectors.shape[1]) * rng.standard_normal(vectors[picks].shape)
+    noisy = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+    total = 0.0
+    for query in noisy:
+        scores = vectors @ query
+        exact = np.argpartition(-scores, k)[:k]
+        exact = exact[np.argsort(-scores[exact])]
+        found = [m.id for m in engine.store.query(query, k)]
+        total += recall_at_k(found, [f"{i:08d}" for i in exact], k)
+    return total / queries
+
+
+def run(report: Report, embedder: ClipEmbedder, settings: Settings, sizes: list[int],
+        image_queries: list[Path], work: Path, repeats: int = 50) -> None:
+    rng = random.Random(0)
+    texts = [f"a {rng.choice(ADJECTIVES)} {rng.choice(WORDS)} near a {rng.choice(WORDS)}" for _ in range(repeats)]
+    tag_sets = [rng.sample(WORDS[:12], rng.choice((1, 2))) for _ in range(repeats)]
+    images = [image_queries[i % len(image_queries)] for i in range(repeats)] if image_queries else []
+    for size in sizes:
+        folder = work / f"store-{size}"
+        shutil.rmtree(folder, ignore_errors=True)
+        engine = Engine(settings.with_overrides(chroma_path=folder, collection="bench"), embedder=embedder)
+        label = f"queries at {size:,} photos"
+        with PeakMemory() as memory_fill:
+            vectors, metadatas = synthetic_collection(size, embedder.dim)
+            rate = fill(engine, vectors, metadatas)
+        report.add(label, "insert through the store", rate, "vectors/s")
+        kinds: dict[str, list[Callable[[], object]]] = {
+            "text": [lambda t=t: engine.search_text(t, k=10) for t in texts],
+            "tags": [lambda t=t: engine.search_tags(t, k=10) for t in tag_sets],
+        }
+        if images:
+            kinds["image"] = [lambda p=p: engine.search_image(p, k=10) for p in images]
+            kinds["image + text"] = [
+                lambda p=p, t=t: engine.search(SearchRequest(terms=[QueryTerm("image", p), QueryTerm("text", t)], k=10))
+                for p, t in zip(images, texts)
+            ]
+        latencies = {}
+        with PeakMemory() as memory_query:
+            for kind, queries in kinds.items():
+                summary = latency_summary(timed(queries))
+                latencies[kind] = summary
+                p50_target, p95_target = TEXT_TARGETS.get(size, (None, None)) if kind == "text" else (None, None)
+                report.add(label, f"{kind} p50", summary["p50_ms"], "ms",
+                           target=f"<= {p50_target:g}" if p50_target else "",
+                           met=summary["p50_ms"] <= p50_target if p50_target else None)
+                report.add(label, f"{kind} p95", summary["p95_ms"], "ms",
+                           target=f"<= {p95_target:g}" if p95_target else "",
+                           met=summary["p95_ms"] <= p95_target if p95_target else None)
+        recall = ann_recall(engine, vectors)
+        report.add(label, "ANN recall@10", recall, "", baseline="exact search", ratio=recall,
+                   target=f">= {RECALL_TARGET}", met=recall >= RECALL_TARGET)
+        report.add(label, "peak memory (fill / queries)", max(memory_fill.mib, memory_query.mib), "MiB")
+        report.details[f"queries_{size}"] = {"latency": latencies, "insert_per_s": rate, "recall_at_10": recall,
+                                             "peak_mib": {"fill": memory_fill.mib, "queries": memory_query.mib}}
+        shutil.rmtree(folder, ignore_errors=True)
