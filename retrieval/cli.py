@@ -1,4 +1,4 @@
-"""Command line: ``python -m retrieval index|search|transcribe|load|stats``.
+"""Command line: ``python -m retrieval index|search|transcribe|load|benchmark|evaluate|stats``.
 
 Thin by design: parse arguments, call the engine, print. ``--json`` switches
 every command to machine-readable output on stdout.
@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--description-column", help="hf: the column to use as description")
     load.add_argument("--tags-column", help="hf: the column to use as tags")
     _add_settings_flags(load)
+
+    # These two have their own options (see `python -m retrieval benchmark --help`).
+    commands.add_parser("benchmark", help="measure indexing, query, start-up and speech speed", add_help=False)
+    commands.add_parser("evaluate", help="recall@k on a captioned collection", add_help=False)
 
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats)
@@ -309,6 +313,13 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "benchmark":
+        from .bench.main import main as benchmark
+        return benchmark(argv[1:])
+    if argv and argv[0] == "evaluate":
+        from .evaluation import main as evaluate
+        return evaluate(argv[1:])
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -46,7 +46,7 @@ class Engine:
         with self._load_lock:
             if self._embedder is None:
                 self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads,
-                                              self.settings.query_precision)
+                                              self.settings.precision)
                 self.store.bind(self._embedder.signature)
         return self._embedder
 

@@ -53,7 +53,7 @@ class Settings:
     torch_threads: int | None = None
     decode_workers: int = 2
     max_image_pixels: int = 100_000_000
-    query_precision: str = "auto"  # text tower: auto (bfloat16 where the CPU has it), float32, bfloat16
+    precision: str = "auto"  # model arithmetic: auto (bfloat16 where the CPU has it natively), float32, bfloat16
     media_path: Path | None = None  # None: a "media" folder inside the local store
     max_upload_mb: int = 50
     starter_gallery: bool = True
@@ -75,7 +75,7 @@ class Settings:
             torch_threads=_int("TORCH_THREADS", None),
             decode_workers=_int("DECODE_WORKERS", 2),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
-            query_precision=env.get("QUERY_PRECISION", "").strip().lower() or "auto",
+            precision=env.get("PRECISION", "").strip().lower() or "auto",
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),
             starter_gallery=_flag("STARTER_GALLERY", True),

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _READ_PAGE = 2000
+# Cosine distance; a wider search beam than Chroma's default (100) keeps recall@10
+# of the approximate index at 0.99+ of exact search at 100k+ photos (see the
+# benchmark's "ANN recall@10"), for well under a millisecond more per query.
+HNSW_CONFIGURATION = {"space": "cosine", "ef_search": 200}
 
 
 @dataclass
@@ -113,7 +117,7 @@ class PhotoStore:
             self._collection = self._client.get_or_create_collection(
                 self.collection_name,
                 metadata=wanted,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": HNSW_CONFIGURATION},
                 embedding_function=None,
             )
             return

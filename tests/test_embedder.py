@@ -183,14 +183,14 @@ def test_large_jpegs_decoded_at_draft_size_keep_the_reference_vector(size, engin
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_text_vectors_match_the_reference_at_either_query_precision(tiny_model, reference, precision):
-    embedder = ClipEmbedder(str(tiny_model), query_precision=precision)
-    assert embedder.text_dtype == getattr(torch, precision)
+def test_vectors_match_the_reference_at_either_precision(tiny_model, reference, precision):
+    embedder = ClipEmbedder(str(tiny_model), precision=precision)
+    assert embedder.dtype == getattr(torch, precision)
     _, text_vector = reference
     for text in ("a dog on the beach", "two red apples"):
         assert cosine(embedder.embed_text(text), text_vector(text)) >= 0.9999
 
 
 def test_unknown_query_precision_is_a_clear_error(tiny_model):
-    with pytest.raises(RetrievalError, match="QUERY_PRECISION"):
-        ClipEmbedder(str(tiny_model), query_precision="int4")
+    with pytest.raises(RetrievalError, match="PRECISION"):
+        ClipEmbedder(str(tiny_model), precision="int4")

@@ -1,0 +1,114 @@
+"""``python -m retrieval benchmark`` / ``scripts/benchmark.py``: run the sections,
+print the table, write the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import RetrievalError
+from ..files import walk_images
+from ..settings import Settings
+from .report import Report
+
+SECTIONS = ("indexing", "queries", "startup", "speech")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval benchmark",
+        description="Measure indexing throughput, query latency, start-up, ANN recall and transcription "
+                    "speed, each as a ratio against a baseline measured in the same run.")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--model", help="CLIP model id or folder (default: CLIP_MODEL)")
+    model.add_argument("--random-weights", type=Path, metavar="CONFIG_DIR",
+                       help="build a full-size model with random weights from this configuration folder "
+                            "(config, tokenizer and preprocessor files): same cost as the trained model")
+    parser.add_argument("--photos", type=Path, help="a folder of ordinary (~640 px) photos for indexing")
+    parser.add_argument("--photo-count", type=int, default=128, help="photos used from --photos (default 128)")
+    parser.add_argument("--large-count", type=int, default=64, help="12-megapixel JPEGs to generate (default 64)")
+    parser.add_argument("--naive-count", type=int, default=32, help="files for the naive pipeline (default 32)")
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="collection sizes for query latency (default 10000,100000; add 1000000 if "
+                             "memory and time allow)")
+    parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {','.join(SECTIONS)}")
+    parser.add_argument("--speech-clip", type=Path, help="a recording to cut to 5 s (default: espeak-ng speech)")
+    parser.add_argument("--batch-size", type=int, help="images per batch (BATCH_SIZE)")
+    parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--out", type=Path, help="JSON file (default benchmarks/results/benchmark-DATE.json)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        print(f"error: unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}", file=sys.stderr)
+        return 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
+            work = args.work or Path(scratch)
+            work.mkdir(parents=True, exist_ok=True)
+            report = run(args, sections, work)
+    except RetrievalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.table())
+    out = args.out or Path("benchmarks/results") / f"benchmark-{datetime.now():%Y%m%d-%H%M%S}.json"
+    print(f"\nwritten to {report.write(out)}")
+    return 0
+
+
+def run(args, sections: list[str], work: Path) -> Report:
+    from ..embedder import ClipEmbedder
+    from . import indexing, queries, speech, startup
+    from .random_model import build_random_clip
+
+    settings = Settings.from_env().with_overrides(batch_size=args.batch_size)
+    model = args.model or settings.clip_model
+    if args.random_weights:
+        model = str(build_random_clip(args.random_weights, work / "random-clip"))
+    settings = settings.with_overrides(clip_model=model)
+    report = Report()
+    report.details["model"] = model + (" (random weights)" if args.random_weights else "")
+    photos = _photos(args.photos, args.photo_count)
+    needs_model = {"indexing", "queries", "startup"} & set(sections)
+    embedder = ClipEmbedder(model, settings.torch_threads, settings.precision) if needs_model else None
+    if embedder is not None:
+        report.details["precision"] = str(embedder.dtype)
+    if "indexing" in sections:
+        indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work)
+    if "queries" in sections:
+        sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
+        queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats)
+    if "startup" in sections:
+        startup.run(report, model, _startup_store(embedder, settings, photos, work))
+    if "speech" in sections:
+        speech.run(report, settings, work, args.speech_clip)
+    return report
+
+
+def _photos(folder: Path | None, count: int) -> list[Path]:
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise RetrievalError(f"--photos {folder} is not a folder.")
+    return list(walk_images([folder]))[:count]
+
+
+def _startup_store(embedder, settings: Settings, photos: list[Path], work: Path) -> Path:
+    """A small collection built with the benchmark's model, for the app to open."""
+    from ..engine import Engine
+    from .indexing import write_large_jpegs
+
+    store = work / "startup-store"
+    engine = Engine(settings.with_overrides(chroma_path=store), embedder=embedder)
+    engine.index(photos[:16] or write_large_jpegs(work / "startup-photos", 4, size=(640, 480)))
+    return store

@@ -1,0 +1,78 @@
+"""Start-up: from launching ``python app.py`` to a page that answers, and the
+first query's latency against the median of those after it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from .report import Report
+
+READY_TARGET_S = 15.0
+FIRST_QUERY_TARGET = 2.0  # first query / median query
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run(report: Report, model: str, store: Path, queries: int = 20, timeout: float = 180.0) -> None:
+    """``store`` must hold a collection built with ``model`` (the app then has something to search)."""
+    from gradio_client import Client
+
+    port = _free_port()
+    env = {**os.environ, "CLIP_MODEL": model, "CHROMA_PATH": str(store), "STARTER_GALLERY": "0",
+           "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env.pop("CHROMA_HOST", None)
+    url = f"http://127.0.0.1:{port}/"
+    started = time.perf_counter()
+    app = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        ready = _wait_until_ready(url, app, started + timeout) - started
+        client = Client(url, verbose=False)
+        options = (10, 0, None, None)
+        timings = []
+        for number in range(queries + 1):
+            began = time.perf_counter()
+            client.predict(f"a photo of a {['dog', 'beach', 'city', 'cat'][number % 4]} number {number}", "",
+                           *options, api_name="/search_text")
+            timings.append(time.perf_counter() - began)
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            app.kill()
+    first, median = timings[0], statistics.median(timings[1:])
+    report.add("start-up", "launch to app ready", ready, "s", target=f"<= {READY_TARGET_S:g}",
+               met=ready <= READY_TARGET_S)
+    report.add("start-up", "first query (through the API)", first * 1000, "ms")
+    report.add("start-up", "median query after it", median * 1000, "ms")
+    share = first / median
+    report.add("start-up", "first / median query", share, "x", baseline="median", ratio=share,
+               target=f"<= {FIRST_QUERY_TARGET:g}", met=share <= FIRST_QUERY_TARGET)
+    report.details["startup"] = {"ready_s": ready, "query_ms": [round(t * 1000, 2) for t in timings]}
+
+
+def _wait_until_ready(url: str, app: subprocess.Popen, deadline: float) -> float:
+    while time.perf_counter() < deadline:
+        if app.poll() is not None:
+            raise RuntimeError(f"the app exited during start-up:\n{app.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return time.perf_counter()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"the app was not ready within the time limit ({url})")

@@ -1,0 +1,157 @@
+"""The benchmark's and the evaluator's arithmetic, and a smoke run of each script.
+
+No timing is asserted: the figures are for people, on the machine they care about.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from photos import write_photos
+from retrieval.bench.report import Report
+from retrieval.bench.stats import latency_summary, percentile, recall_at_k, recall_from_ranks
+from retrieval.embedder import ModelSignature
+from retrieval.evaluation import ranks_image_to_text, ranks_text_to_image, read_captions
+from retrieval.settings import Settings
+from retrieval.store import PhotoStore
+
+
+def test_percentiles_interpolate_like_numpy():
+    values = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 1.5]
+    for q in (0, 5, 50, 90, 95, 100):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+    assert percentile([4.0], 95) == 4.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    summary = latency_summary([0.010, 0.020, 0.030, 0.040])
+    assert summary == {"p50_ms": 25.0, "p95_ms": 38.5, "mean_ms": 25.0, "n": 4}
+
+
+def test_recall_arithmetic():
+    assert recall_at_k(["a", "b", "x", "y"], ["a", "b", "c", "d"], k=4) == 0.5
+    assert recall_at_k(["d", "c", "b", "a"], ["a", "b", "c", "d"], k=4) == 1.0  # order inside k is free
+    assert recall_at_k(["a", "b", "c"], ["c", "a", "b"], k=2) == 0.5  # only the true top-2 counts
+    ranks = [1, 3, None, 7, 2]
+    assert recall_from_ranks(ranks, [1, 5, 10]) == {1: 0.2, 5: 0.6, 10: 0.8}
+
+
+@pytest.fixture
+def planted_store(tmp_path):
+    """Six photos at known directions; each caption is planted next to its photo."""
+    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store.bind(ModelSignature("planted", 6, "00"))
+    photos = np.eye(6, dtype=np.float32)
+    store.upsert([f"img{i}" for i in range(6)], photos, [{"path": f"/p/{i}.jpg"} for i in range(6)])
+    return store, photos
+
+
+def test_text_to_image_ranks_through_a_real_store(planted_store):
+    store, photos = planted_store
+    planted = {
+        "exactly photo 0": photos[0],
+        "mostly photo 1, a bit of 2": photos[1] * 0.9 + photos[2] * 0.1,
+        "more photo 3 than photo 4": photos[3] * 0.6 + photos[4] * 0.4,  # right answer ranks second
+        "nothing like photo 5": photos[0] + photos[1] - photos[5],
+    }
+    truth = [("exactly photo 0", "img0"), ("mostly photo 1, a bit of 2", "img1"),
+             ("more photo 3 than photo 4", "img4"), ("nothing like photo 5", "img5")]
+
+    def search(caption):
+        vector = planted[caption] / np.linalg.norm(planted[caption])
+        return [m.id for m in store.query(vector, 3)]
+
+    ranks = ranks_text_to_image(search, truth)
+    assert ranks == [1, 1, 2, None]
+    assert recall_from_ranks(ranks, [1, 5]) == {1: 0.5, 5: 0.75}
+
+
+def test_image_to_text_ranks_use_any_of_the_images_captions():
+    images = np.eye(3, dtype=np.float32)
+    captions = np.array([[0.9, 0.1, 0], [0.2, 0.8, 0], [0.7, 0.0, 0.3], [0.0, 0.0, 1.0], [0.6, 0, 0.4]],
+                        dtype=np.float32)
+    owners = [0, 1, 1, 2, 2]
+    ranks = ranks_image_to_text(images, captions, owners, depth=5)
+    # image 0: its caption 0 is best. image 1: caption 1 (0.8) is first. image 2: caption 3 first.
+    assert ranks == [1, 1, 1]
+    ranks = ranks_image_to_text(images, captions, [1, 0, 0, 2, 2], depth=2)
+    assert ranks == [2, 2, 1]  # image 0 now owns captions 1 and 2: caption 2 is its second best
+    assert ranks_image_to_text(images, captions, [1, 0, 0, 2, 2], depth=1) == [None, None, 1]
+
+
+def test_reading_flickr_coco_and_json_caption_files(tmp_path):
+    flickr = tmp_path / "results.csv"
+    flickr.write_text("image_name| comment_number| comment\n1.jpg| 0| A dog runs.\n1.jpg| 1| A brown dog.\n"
+                      "2.jpg| 0| Two kids.\n")
+    assert read_captions(flickr) == {"1.jpg": ["A dog runs.", "A brown dog."], "2.jpg": ["Two kids."]}
+    coco = tmp_path / "captions_val.json"
+    coco.write_text(json.dumps({"images": [{"id": 7, "file_name": "7.jpg"}],
+                                "annotations": [{"image_id": 7, "caption": "a cat "}, {"image_id": 7, "caption": "cat"}]}))
+    assert read_captions(coco) == {"7.jpg": ["a cat", "cat"]}
+    tsv = tmp_path / "captions.tsv"
+    tsv.write_text("image_path\tcoco_image_id\tcaption\nval/1.jpg\t1\tA bus.\n")
+    assert read_captions(tsv) == {"val/1.jpg": ["A bus."]}
+
+
+@pytest.mark.slow
+def test_evaluate_script_smoke_run(tmp_path, tiny_model, monkeypatch, capsys):
+    from retrieval.cli import main
+
+    monkeypatch.setenv("CLIP_MODEL", str(tiny_model))
+    monkeypatch.setenv("CHROMA_PATH", str(tmp_path / "store"))
+    paths = write_photos(tmp_path / "images", 6)
+    table = tmp_path / "captions.csv"
+    table.write_text("image,caption\n" + "".join(f"{p.name},photo {i} caption {j}\n"
+                                                for i, p in enumerate(paths) for j in range(2))
+                     + "absent.jpg,not there\n")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(tmp_path / "images"), str(table), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "text -> image" in printed and "image -> text" in printed
+    result = json.loads(out.read_text())
+    assert result["images"] == 6 and result["captions"] == 12 and result["missing_images"] == 1
+    for direction in ("text_to_image", "image_to_text"):
+        values = [result[direction][k] for k in ("R@1", "R@5", "R@10")]
+        assert all(0.0 <= v <= 1.0 for v in values) and values == sorted(values)
+        assert values[-1] == 1.0  # 6 images: the right one is always in the top 10
+    assert main(["evaluate", str(tmp_path / "nowhere"), str(table)]) == 1
+
+
+@pytest.mark.slow
+def test_benchmark_script_smoke_run(tmp_path, tiny_model, monkeypatch, capsys):
+    from conftest import bundled_whisper
+    from retrieval.cli import main
+
+    monkeypatch.setenv("ASR_MODEL", bundled_whisper())
+    photos = write_photos(tmp_path / "photos", 6, size=(320, 240))
+    out = tmp_path / "bench.json"
+    argv = ["benchmark", "--model", str(tiny_model), "--photos", str(photos[0].parent), "--large-count", "2",
+            "--naive-count", "2", "--sizes", "300", "--repeats", "4", "--batch-size", "4",
+            "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "encoder ceiling" in table and "ANN recall@10" in table and "launch to app ready" in table
+    result = json.loads(out.read_text())
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
+    sections = {row["section"] for row in result["rows"]}
+    assert {"indexing photos (6 files)", "indexing 12mp (2 files)", "queries at 300 photos", "start-up"} <= sections
+    assert any(s.startswith("speech") for s in sections)
+    for row in result["rows"]:
+        assert row["value"] >= 0
+        if row["ratio"] is not None and row["unit"] != "":
+            assert row["ratio"] > 0
+    recall = next(r for r in result["rows"] if r["measure"] == "ANN recall@10")
+    assert 0.0 < recall["value"] <= 1.0
+    assert main(["benchmark", "--sections", "nonsense"]) == 1
+
+
+def test_report_table_and_json(tmp_path):
+    report = Report()
+    report.add("indexing", "product pipeline", 10.04, "img/s", baseline="ceiling", ratio=0.9, target=">= 0.85", met=True)
+    report.add("queries", "text p50", 30.0, "ms", target="<= 25", met=False)
+    table = report.table()
+    assert "product pipeline" in table and "0.90" in table and "NO" in table
+    written = json.loads(report.write(tmp_path / "r.json").read_text())
+    assert written["rows"][0]["ratio"] == 0.9 and written["machine"]["python"]
