@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="collection sizes for query latency (default 10000,100000; add 1000000 if "
                              "memory and time allow)")
     parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="indexing: rounds of ceiling, product, ceiling; the median round is reported (default 3)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {','.join(SECTIONS)}")
     parser.add_argument("--speech-clip", type=Path, help="a recording to cut to 5 s (default: espeak-ng speech)")
     parser.add_argument("--batch-size", type=int, help="images per batch (BATCH_SIZE)")
@@ -84,7 +86,7 @@ def run(args, sections: list[str], work: Path) -> Report:
     if embedder is not None:
         report.details["precision"] = str(embedder.dtype)
     if "indexing" in sections:
-        indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work)
+        indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work, args.rounds)
     if "queries" in sections:
         sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
         queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats)

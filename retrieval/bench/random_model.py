@@ -19,6 +19,7 @@ def build_random_clip(config_dir: Path, target: Path, seed: int = 0) -> Path:
     """Write a random-weight model next to the config's tokenizer and processor files (once)."""
     import torch
     from transformers import CLIPConfig, CLIPModel
+    from transformers.utils import logging as hf_logging
 
     config_dir = Path(config_dir).expanduser()
     if not (config_dir / "config.json").is_file():
@@ -28,6 +29,7 @@ def build_random_clip(config_dir: Path, target: Path, seed: int = 0) -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
+    hf_logging.disable_progress_bar()
     CLIPModel(CLIPConfig.from_pretrained(config_dir)).save_pretrained(target)
     for name in _PROCESSOR_FILES:
         if (config_dir / name).is_file():
