@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import threading
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -71,12 +72,51 @@ def _guarded(handler: Callable) -> Callable:
     return run
 
 
+class FacetCounts:
+    """Tag, photographer and source counts for the dropdowns.
+
+    Counting reads every record, which takes a while in a big collection, so it
+    runs once in the background at start-up (the page opens at once and the
+    dropdowns fill when it is done); photos added later are counted on their own.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._counts: dict = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        threading.Thread(target=self._count_everything, name="count-facets", daemon=True).start()
+
+    def _count_everything(self) -> None:
+        try:
+            counts = self.engine.facets()
+        except Exception:  # the dropdowns stay empty; typing a value still works
+            log.exception("could not count tags and photographers")
+            counts = {}
+        with self._lock:
+            self._counts = counts
+        self._ready.set()
+
+    def add(self, record_ids: list[str]) -> None:
+        self._ready.wait()
+        added = self.engine.facets(self.engine.store.get(record_ids))
+        with self._lock:
+            for field, counts in added.items():
+                self._counts.setdefault(field, Counter()).update(counts)
+
+    def choices(self, field: str) -> list[tuple[str, str]]:
+        self._ready.wait()
+        with self._lock:
+            return _choices(self._counts.get(field, Counter()))
+
+
 class SearchPage:
     """The handlers behind the page; each returns the values of its outputs."""
 
     def __init__(self, engine: Engine, media: MediaFolder):
         self.engine = engine
         self.media = media
+        self.facets = FacetCounts(engine)
 
     # -- shared result controls ----------------------------------------------
 
@@ -210,6 +250,7 @@ class SearchPage:
             report = self.engine.index([self.media.uploads / name for name in originals],
                                        metadata=metadata_for, source="upload", progress=report_progress)
             rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
+            self.facets.add(report.added)
             added = len(report.added)
             already = report.unchanged + report.updated + len(report.duplicates)
         else:
@@ -220,16 +261,12 @@ class SearchPage:
         return (summary, _collection_text(self.engine), *self.facet_updates())
 
     def facet_updates(self):
-        facets = self.engine.facets()
-        return (gr.Dropdown(choices=_choices(facets["tags"])),
-                gr.Dropdown(choices=_choices(facets["photographer"])),
-                gr.Dropdown(choices=_choices(facets["source"])))
+        return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in ("tags", "photographer", "source"))
 
 
 def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = "") -> gr.Blocks:
     media = media or MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
     page = SearchPage(engine, media)
-    facets = engine.facets()
 
     with gr.Blocks(title="Photo search") as app:
         gr.Markdown("# Photo search")
@@ -248,7 +285,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                  sources=["upload", "clipboard", "webcam"])
                 image_button = gr.Button("Search", variant="primary")
             with gr.Tab("Tags"):
-                tags = gr.Dropdown(choices=_choices(facets["tags"]), multiselect=True, filterable=True,
+                tags = gr.Dropdown(choices=[], multiselect=True, filterable=True,
                                    allow_custom_value=True, label="Tags (number of photos)")
                 tag_match = gr.Radio(["any", "all"], value="any", label="Photos with")
                 tags_button = gr.Button("Search", variant="primary")
@@ -280,9 +317,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         with gr.Row():
             k = gr.Slider(1, 100, value=12, step=1, label="Number of results")
             min_score = gr.Slider(0, 1, value=0, step=0.01, label="Minimum score", info="0 = no minimum")
-            photographer = gr.Dropdown(choices=_choices(facets["photographer"]), value=None, filterable=True,
+            photographer = gr.Dropdown(choices=[], value=None, filterable=True,
                                        allow_custom_value=True, label="Photographer")
-            source = gr.Dropdown(choices=_choices(facets["source"]), value=None, filterable=True,
+            source = gr.Dropdown(choices=[], value=None, filterable=True,
                                  allow_custom_value=True, label="Source")
         status = gr.Markdown(elem_id="status")
         gallery = gr.Gallery(label="Results", columns=4, height="auto", allow_preview=False,
@@ -319,6 +356,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         gallery.select(page.details, [results], [details_image, details_info, selected_id, details_box],
                        api_visibility="private")
         speak_button.click(None, [spoken], None, js=READ_ALOUD_JS)
+        app.load(page.facet_updates, None, [tags, photographer, source], api_visibility="private")
         add_button.click(_guarded(page.add_photos), [uploads, metadata_file],
                          [add_summary, collection, tags, photographer, source], api_name="add_photos")
     return app

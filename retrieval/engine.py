@@ -23,7 +23,7 @@ from .metadata_table import MetadataTable
 from .search import QueryTerm, Searcher, SearchRequest, SearchResult
 from .settings import Settings
 from .speech import SpeechRecognizer, Transcript
-from .store import PhotoStore
+from .store import PhotoStore, StoredRecord
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,12 @@ class Engine:
             "collection": self.store.collection_name,
         }
 
-    def facets(self, fields: tuple[str, ...] = ("tags", "photographer", "source")) -> dict[str, Counter]:
-        """How often each value of the given metadata fields occurs (list fields count each item)."""
+    def facets(self, records: Iterable[StoredRecord] | None = None,
+               fields: tuple[str, ...] = ("tags", "photographer", "source")) -> dict[str, Counter]:
+        """How often each value of the given metadata fields occurs in ``records``
+        (default: the whole collection); list fields count each item."""
         counts: dict[str, Counter] = {name: Counter() for name in fields}
-        for record in self.store.iter_all():
+        for record in self.store.iter_all() if records is None else records:
             for name in fields:
                 value = record.metadata.get(name)
                 if isinstance(value, list):

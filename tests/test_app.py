@@ -260,3 +260,20 @@ def test_a_missing_model_is_explained_in_the_page(settings, tmp_path):
             client.predict("a cat", "", *OPTIONS, api_name="/search_text")
     finally:
         app.close()
+
+
+def test_dropdown_counts_are_counted_once_then_kept_up_to_date(engine, tmp_path):
+    from app import SearchPage
+    from retrieval.ui.media import MediaFolder
+
+    _, table = write_collection(tmp_path)
+    engine.index([tmp_path / "photos"], metadata_file=table)
+    page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
+    assert page.facets.choices("tags")[0] == ("beach (3)", "beach")
+    assert ("Ana Lima (3)", "Ana Lima") in page.facets.choices("photographer")
+    new = write_photos(tmp_path / "new", 1, start=90)
+    report = engine.index(new, metadata=lambda _path: {"tags": ["beach", "kite"], "photographer": "Cy"})
+    page.facets.add(report.added)
+    assert page.facets.choices("tags")[:1] == [("beach (4)", "beach")]
+    assert ("kite (1)", "kite") in page.facets.choices("tags")
+    assert ("Cy (1)", "Cy") in page.facets.choices("photographer")
