@@ -7,15 +7,14 @@ original photo is never served from where it was indexed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 
-from ..images import ImageRejected, SkipReason, open_image_file
+from ..images import ImageRejected, SkipReason, decode_image, open_image_file
+from ..ingest import content_id
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +82,16 @@ class MediaFolder:
         size = source.stat().st_size
         if size > max_bytes:
             raise ImageRejected(SkipReason.FILE_TOO_BIG, f"over the {max_bytes // 1_000_000} MB upload limit")
-        opened = open_image_file(source, self.max_image_pixels)
-        suffix = _SAVE_FORMATS.get(opened.format or "", ".img")
-        digest = _sha256(source)
-        target = self.uploads / f"{digest}{suffix}"
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise ImageRejected(SkipReason.UNREADABLE, str(exc)) from None
+        decoded = decode_image(data, self.max_image_pixels)
+        suffix = _SAVE_FORMATS.get(decoded.format or "", ".img")
+        target = self.uploads / f"{content_id(data)}{suffix}"  # the record id the indexer will give it
         if not target.exists():
             partial = target.with_suffix(".part")
-            shutil.copyfile(source, partial)
+            partial.write_bytes(data)
             partial.replace(target)
         return StoredUpload(target, Path(original_name).name)
 
@@ -97,11 +99,3 @@ class MediaFolder:
 def _is_safe_id(record_id: str) -> bool:
     """Record ids are hex digests; anything else must not become part of a path."""
     return bool(record_id) and all(c in "0123456789abcdef" for c in record_id)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
