@@ -18,6 +18,9 @@ from .errors import RetrievalError
 from .settings import Settings
 
 
+SKIPPED_LISTED = 20  # files listed per skip reason in the human summary
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (override the environment variables)")
     group.add_argument("--model", help="CLIP model: Hugging Face id or local folder (CLIP_MODEL)")
@@ -162,8 +165,13 @@ def cmd_index(engine, args) -> int:
     )
     for reason, count in sorted(report.skipped_counts.items()):
         print(f"  skipped, {reason}: {count}")
-    for item in report.skipped:
-        print(f"    {item.path}" + (f"  ({item.detail})" if item.detail else ""))
+        listed = [item for item in report.skipped if item.reason == reason]
+        for item in listed[:SKIPPED_LISTED]:
+            print(f"    {item.path}" + (f"  ({item.detail})" if item.detail else ""))
+        if len(listed) > SKIPPED_LISTED:
+            print(f"    ... and {len(listed) - SKIPPED_LISTED} more (--json lists them all)")
+    for warning in report.metadata_warnings:
+        print(f"  metadata table: {warning}")
     for duplicate in report.duplicates:
         print(f"  duplicate: {duplicate.path} (same bytes as {duplicate.duplicate_of})")
     print(f"The collection now holds {engine.store.count()} photos.")

@@ -9,7 +9,6 @@ import copy
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,17 +18,9 @@ from PIL import Image
 
 from .errors import RetrievalError
 from .hub import hub_unreachable
+from .model_signature import ModelSignature
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelSignature:
-    """What a store records about the model that made its vectors."""
-
-    name: str
-    dim: int
-    fingerprint: str  # a hash of the projection weights: same weights, same vectors
 
 
 def _load_failure_message(name: str, reason: str) -> str:

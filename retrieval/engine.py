@@ -1,7 +1,9 @@
 """The one object the CLI, the app and the scripts talk to.
 
-It wires settings, embedder, store, indexer and searcher together. The model is
-loaded lazily (``stats`` never needs it) or eagerly with :meth:`preload`.
+It wires settings, embedder, store, indexer and searcher together. Each part is
+made on first use, so a command imports and opens only what it needs: ``stats``
+never loads the model (nor imports torch), ``transcribe`` never opens the store.
+The model can be loaded eagerly with :meth:`preload`.
 """
 
 from __future__ import annotations
@@ -10,20 +12,19 @@ import logging
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-from PIL import Image
 
-from .embedder import ClipEmbedder
 from .errors import RetrievalError
-from .images import ImageRejected, open_image_file, upright_rgb
-from .ingest import Indexer, IndexReport, MetadataLookup, ProgressCallback
-from .metadata_table import MetadataTable
-from .search import QueryTerm, Searcher, SearchRequest, SearchResult
 from .settings import Settings
-from .speech import SpeechRecognizer, Transcript
-from .store import PhotoStore, StoredRecord
+
+if TYPE_CHECKING:  # the heavy modules load when a command first needs them
+    from .embedder import ClipEmbedder
+    from .ingest import IndexReport, MetadataLookup, ProgressCallback
+    from .search import SearchRequest, SearchResult
+    from .speech import SpeechRecognizer, Transcript
+    from .store import PhotoStore, StoredRecord
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,21 @@ class Engine:
     def __init__(self, settings: Settings | None = None, embedder: ClipEmbedder | None = None):
         """``embedder``: a model loaded already (benchmarks and evaluations share one)."""
         self.settings = settings or Settings.from_env()
-        self.store = PhotoStore(self.settings)
+        self._store: PhotoStore | None = None
         self._embedder: ClipEmbedder | None = embedder
+        self._speech: SpeechRecognizer | None = None
+        self._load_lock = threading.RLock()
         if embedder is not None:
             self.store.bind(embedder.signature)
-        self._speech: SpeechRecognizer | None = None
-        self._load_lock = threading.Lock()
+
+    @property
+    def store(self) -> "PhotoStore":
+        with self._load_lock:
+            if self._store is None:
+                from .store import PhotoStore
+
+                self._store = PhotoStore(self.settings)
+        return self._store
 
     # -- model ----------------------------------------------------------------
 
@@ -45,6 +55,8 @@ class Engine:
     def embedder(self) -> ClipEmbedder:
         with self._load_lock:
             if self._embedder is None:
+                from .embedder import ClipEmbedder
+
                 self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads,
                                               self.settings.precision)
                 self.store.bind(self._embedder.signature)
@@ -55,6 +67,8 @@ class Engine:
         """Voice search's recogniser; its model loads on first use (or ``preload_speech``)."""
         with self._load_lock:
             if self._speech is None:
+                from .speech import SpeechRecognizer
+
                 self._speech = SpeechRecognizer(self.settings)
         return self._speech
 
@@ -63,6 +77,8 @@ class Engine:
 
     def preload(self) -> None:
         """Load the model and run one tiny query, so the first real search is not slow."""
+        from PIL import Image
+
         self.embedder.embed_text("a photo")
         self.embedder.embed_images([Image.new("RGB", (8, 8), "white")])
 
@@ -78,38 +94,56 @@ class Engine:
         prune: bool = False,
         progress: ProgressCallback | None = None,
     ) -> IndexReport:
-        if metadata_file is not None:
-            metadata = MetadataTable.from_file(Path(metadata_file)).lookup
+        from .ingest import Indexer
+        from .metadata_table import MetadataTable
+
+        table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
+        if table is not None:
+            metadata = table.lookup
         indexer = Indexer(
             self.store,
             self.embedder,
             batch_size=self.settings.batch_size,
             decode_workers=self.settings.decode_workers,
             max_image_pixels=self.settings.max_image_pixels,
+            max_file_bytes=self.settings.max_file_bytes,
         )
-        return indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
-                           prune=prune, progress=progress)
+        report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
+                             prune=prune, progress=progress)
+        if table is not None:
+            report.metadata_warnings = table.warnings()
+        return report
 
     # -- searching --------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> list[SearchResult]:
+        from .search import Searcher
+
         return Searcher(self.store, self._embed_term).search(request)
 
     def search_text(self, text: str, **options: Any) -> list[SearchResult]:
+        from .search import QueryTerm, SearchRequest
+
         return self.search(SearchRequest(terms=[QueryTerm("text", text)], **options))
 
-    def search_image(self, image: str | Path | Image.Image, **options: Any) -> list[SearchResult]:
+    def search_image(self, image, **options: Any) -> list[SearchResult]:
+        from .search import QueryTerm, SearchRequest
+
         return self.search(SearchRequest(terms=[QueryTerm("image", image)], **options))
 
     def search_tags(self, tags: list[str], match_all: bool = False, **options: Any) -> list[SearchResult]:
+        from .search import SearchRequest
+
         return self.search(SearchRequest(tags=tags, match_all_tags=match_all, **options))
 
     def more_like_this(self, record_id: str, **options: Any) -> list[SearchResult]:
+        from .search import QueryTerm, SearchRequest
+
         request = SearchRequest(terms=[QueryTerm("record", record_id)], **options)
         request.exclude_ids.add(record_id)
         return self.search(request)
 
-    def _embed_term(self, term: QueryTerm) -> np.ndarray:
+    def _embed_term(self, term) -> np.ndarray:
         if term.kind == "text":
             return self.embedder.embed_text(str(term.value))
         if term.kind == "record":
@@ -119,18 +153,25 @@ class Engine:
             return found[0].embedding
         return self.image_vector(term.value)
 
-    def image_vector(self, image: str | Path | Image.Image) -> np.ndarray:
+    def image_vector(self, image) -> np.ndarray:
         """The query vector of an image file or an opened (uploaded) picture."""
         return self.embedder.embed_images([self._query_image(image)])[0]
 
-    def _query_image(self, value: str | Path | Image.Image) -> Image.Image:
+    def _query_image(self, value):
+        """An image term (a path, or an already opened picture) as an RGB picture, checked."""
+        from PIL import Image
+
+        from .images import ImageRejected, check_proportions, open_image_file, upright_rgb
+
         try:
             if isinstance(value, Image.Image):
+                check_proportions(*value.size)
                 return upright_rgb(value)
             path = Path(value).expanduser()
-            if not path.is_file():
+            if not path.exists():
                 raise RetrievalError(f"The query image {path} does not exist.")
-            return open_image_file(path, self.settings.max_image_pixels).image
+            return open_image_file(path, self.settings.max_image_pixels,
+                                   max_bytes=self.settings.max_file_bytes).image
         except ImageRejected as exc:
             raise RetrievalError(f"The query image can't be used ({exc}). Try a JPEG or PNG photo.") from None
 

@@ -8,16 +8,17 @@ scaled rather than clipped, the first frame of an animation.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Extensions the indexer picks up (compared lower-case).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+from .formats import IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason
+
+__all__ = ["IMAGE_EXTENSIONS", "UNSUPPORTED_IMAGE_EXTENSIONS", "SkipReason", "ImageRejected", "decode_image"]
 
 # Leading bytes of the formats above: a file that starts like an image but does
 # not decode is "corrupt"; one that does not even start like one is "not an image".
@@ -29,20 +30,12 @@ _SIGNATURES = (
     b"BM",
     b"II*\x00",  # TIFF, little-endian
     b"MM\x00*",  # TIFF, big-endian
+    b"\x00\x00\x00\x1cftypavif",  # AVIF (ISO base media; the box size varies)
+    b"\x00\x00\x00\x20ftypavif",
 )
 
 
 _EXIF_ORIENTATION_SWAPS_SIDES = {5, 6, 7, 8}  # the transposing and 90-degree rotations
-
-
-class SkipReason(str, Enum):
-    EMPTY = "empty file"
-    TRUNCATED = "truncated image"
-    CORRUPT = "corrupt image"
-    NOT_AN_IMAGE = "not an image"
-    TOO_LARGE = "too many pixels"
-    FILE_TOO_BIG = "file too big"
-    UNREADABLE = "unreadable file"
 
 
 class ImageRejected(Exception):
@@ -64,6 +57,8 @@ class DecodedImage:
 
 def _looks_like_image(data: bytes) -> bool:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    if data[4:12] == b"ftypavif":
         return True
     return any(data.startswith(sig) for sig in _SIGNATURES)
 
@@ -123,6 +118,7 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
         )
     if width == 0 or height == 0:
         raise ImageRejected(SkipReason.CORRUPT, "zero-sized image")
+    check_proportions(width, height)
 
     image_format = image.format
     try:
@@ -140,11 +136,49 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
     return DecodedImage(image=rgb, width=width, height=height, format=image_format)
 
 
-def open_image_file(path, max_pixels: int, draft: tuple[int, int] | None = None) -> DecodedImage:
-    """Read and decode a file; I/O problems become :class:`ImageRejected` too."""
+def check_proportions(width: int, height: int) -> None:
+    """Refuse strips: their cost after the model's resize has nothing to do with their size."""
+    if width and height and max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise ImageRejected(
+            SkipReason.BAD_PROPORTIONS,
+            f"{width}x{height} is more than {MAX_ASPECT_RATIO} times longer than it is wide",
+        )
+
+
+def read_file_bytes(path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, or :class:`ImageRejected`.
+
+    A FIFO, a device (a link to /dev/zero) or a socket would block or never end,
+    so the file is opened without blocking and checked before a byte is read.
+    """
     try:
-        data = Path(path).read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ImageRejected(SkipReason.UNREADABLE, str(exc)) from None
-    return decode_image(data, max_pixels, draft)
+        raise ImageRejected(SkipReason.UNREADABLE, exc.strerror or str(exc)) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else
+                    "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else
+                    "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
+            raise ImageRejected(SkipReason.NOT_A_FILE, kind)
+        if info.st_size > max_bytes:
+            raise ImageRejected(SkipReason.FILE_TOO_BIG,
+                                f"{info.st_size / 1e6:.0f} MB is over the {max_bytes / 1e6:.0f} MB cap (MAX_FILE_MB)")
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageRejected(SkipReason.UNREADABLE, exc.strerror or str(exc)) from None
+    if len(data) > max_bytes:  # grew while being read
+        raise ImageRejected(SkipReason.FILE_TOO_BIG, f"over the {max_bytes / 1e6:.0f} MB cap (MAX_FILE_MB)")
+    return data
+
+
+DEFAULT_MAX_FILE_BYTES = 500_000_000
+
+
+def open_image_file(path, max_pixels: int, draft: tuple[int, int] | None = None,
+                    max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> DecodedImage:
+    """Read and decode a file; I/O problems become :class:`ImageRejected` too."""
+    return decode_image(read_file_bytes(path, max_bytes), max_pixels, draft)
 

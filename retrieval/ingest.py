@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -18,14 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .embedder import ClipEmbedder
-from .files import is_under, walk_images
-from .images import ImageRejected, SkipReason, decode_image
+from .files import is_under, scan_folders
+from .images import DEFAULT_MAX_FILE_BYTES, ImageRejected, SkipReason, decode_image, read_file_bytes
 from .store import PhotoStore, StoredRecord
+
+if TYPE_CHECKING:
+    from .embedder import ClipEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class IndexReport:
     pruned: int = 0
     duplicates: list[DuplicateFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    metadata_warnings: list[str] = field(default_factory=list)  # rows of the table that were not used
     seconds: float = 0.0
 
     @property
@@ -74,6 +78,7 @@ class IndexReport:
             "pruned": self.pruned,
             "duplicates": [asdict(d) for d in self.duplicates],
             "skipped": {"counts": self.skipped_counts, "files": [asdict(s) for s in self.skipped]},
+            "metadata_warnings": self.metadata_warnings,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
             "added_ids": self.added,
@@ -113,9 +118,14 @@ def content_id(data: bytes) -> str:
 
 
 def _ordered_prefetch(fn, items: Sequence, workers: int, window: int) -> Iterator:
-    """``map(fn, items)`` on a thread pool, in order, with at most ``window`` in flight."""
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        pending: deque = deque()
+    """``map(fn, items)`` on a thread pool, in order, with at most ``window`` in flight.
+
+    When the consumer stops early (Ctrl-C, an error), work not yet started is
+    cancelled rather than waited for, so the run ends at once.
+    """
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode")
+    pending: deque = deque()
+    try:
         iterator = iter(items)
         for item in iterator:
             pending.append(pool.submit(fn, item))
@@ -127,6 +137,8 @@ def _ordered_prefetch(fn, items: Sequence, workers: int, window: int) -> Iterato
             if next_item is not None:
                 pending.append(pool.submit(fn, next_item))
             yield result
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Indexer:
@@ -134,12 +146,13 @@ class Indexer:
     (the engine binds it when it loads the model)."""
 
     def __init__(self, store: PhotoStore, embedder: ClipEmbedder, *, batch_size: int,
-                 decode_workers: int, max_image_pixels: int):
+                 decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
         self.decode_workers = decode_workers
         self.max_image_pixels = max_image_pixels
+        self.max_file_bytes = max_file_bytes
 
     def run(
         self,
@@ -152,9 +165,11 @@ class Indexer:
     ) -> IndexReport:
         started = time.perf_counter()
         roots = [Path(r).expanduser().resolve() for r in roots]
-        files = list(walk_images(roots))
-        run = _IndexRun(self, metadata or (lambda _path: {}), source, progress, len(files))
-        run.index(files)
+        scan = scan_folders(roots)
+        run = _IndexRun(self, metadata or (lambda _path: {}), source, progress, len(scan.images))
+        run.report.skipped += [SkippedFile(str(p.path), p.reason.value, p.detail) for p in scan.passed_over]
+        run.index(scan.images)
+        run.forget_displaced()
         if prune:
             run.prune(roots)
         run.report.seconds = time.perf_counter() - started
@@ -183,14 +198,22 @@ class _IndexRun:
         self.claimed: dict[str, str] = {}  # id -> path, for bytes seen during this run
         self.claim_lock = threading.Lock()
         self.pending_updates: list[tuple[str, dict]] = []
+        # Records whose path now holds other bytes, and whose own bytes were not
+        # found elsewhere (yet) in this run: they describe nothing at the end.
+        self.displaced: dict[str, StoredRecord] = {}
 
     # -- per-file work --------------------------------------------------------
 
     def index(self, files: list[Path]) -> None:
         to_read = [path for path in files if not self._unchanged(path)]
-        batch: list[_Prepared] = []
         window = max(self.indexer.batch_size * 2, 4)
-        for prepared in _ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window):
+        prefetch = _ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
+        with contextlib.closing(prefetch):
+            self._consume(prefetch)
+
+    def _consume(self, prefetch: Iterator[_Prepared]) -> None:
+        batch: list[_Prepared] = []
+        for prepared in prefetch:
             if prepared.rejected is not None:
                 self.report.skipped.append(SkippedFile(
                     str(prepared.path), prepared.rejected.reason.value, prepared.rejected.detail))
@@ -227,9 +250,12 @@ class _IndexRun:
         prepared = _Prepared(path=path)
         try:
             stat = path.stat()
-            data = path.read_bytes()
+            data = read_file_bytes(path, self.indexer.max_file_bytes)
         except OSError as exc:
-            prepared.rejected = ImageRejected(SkipReason.UNREADABLE, str(exc))
+            prepared.rejected = ImageRejected(SkipReason.UNREADABLE, exc.strerror or str(exc))
+            return prepared
+        except ImageRejected as exc:
+            prepared.rejected = exc
             return prepared
         prepared.size, prepared.mtime = stat.st_size, stat.st_mtime
         if not data:
@@ -257,22 +283,48 @@ class _IndexRun:
         return prepared
 
     def _known_bytes(self, prepared: _Prepared) -> None:
-        """Bytes already stored: same file touched, a moved file, or a true duplicate."""
+        """Bytes already stored: same file touched, a moved (or renamed, or swapped)
+        file, or a true duplicate. A record's path follows its bytes."""
         stored = self.by_id.get(prepared.id)
         path = str(prepared.path)
         if stored is not None:
             stored_path = stored.metadata.get("path")
-            if stored_path == path or (stored_path and not Path(stored_path).exists()):
+            if stored_path == path or (stored_path and not self._still_holds(stored_path, stored)):
                 self._queue_update(stored, {"path": path, "size": prepared.size, "mtime": prepared.mtime,
                                             **self.metadata(prepared.path)})
                 if stored_path == path:
                     self.report.unchanged += 1
                 else:
                     self.report.updated += 1
-                    self.by_path.pop(stored_path, None)
+                    if self.by_path.get(stored_path) is stored:
+                        self.by_path.pop(stored_path, None)
+                self.displaced.pop(stored.id, None)
+                previous = self.by_path.get(path)
+                if previous is not None and previous.id != stored.id:
+                    self.displaced[previous.id] = previous  # its bytes are not at this path any more
                 self.by_path[path] = stored
                 return
         self.report.duplicates.append(DuplicateFile(path, prepared.duplicate_of or "", prepared.id))
+
+    def _still_holds(self, path: str, record: StoredRecord) -> bool:
+        """Whether the file at ``path`` still has the record's bytes (so a copy elsewhere is a duplicate)."""
+        try:
+            if Path(path).stat().st_size != record.metadata.get("size", -1):
+                return False
+            return content_id(read_file_bytes(path, self.indexer.max_file_bytes)) == record.id
+        except (OSError, ImageRejected):
+            return False
+
+    def forget_displaced(self) -> None:
+        """Delete records whose path now holds other bytes and whose bytes were found nowhere."""
+        self._flush_updates()
+        gone = [record_id for record_id in self.displaced if self.by_path.get(
+            self.displaced[record_id].metadata.get("path", "")) is not self.displaced[record_id]]
+        self.store.delete(gone)
+        for record_id in gone:
+            self.by_id.pop(record_id, None)
+        self.report.replaced += len(gone)
+        self.displaced.clear()
 
     def _refresh_metadata(self, record: StoredRecord, fields: dict[str, Any]) -> None:
         if any(record.metadata.get(key) != value for key, value in fields.items()):
@@ -299,12 +351,12 @@ class _IndexRun:
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadatas = [self._new_metadata(item, added_at) for item in batch]
         self.store.upsert([item.id for item in batch], vectors, metadatas)
-        # A file edited in place now has new bytes: its old record describes nothing.
-        replaced = [self.by_path[str(item.path)].id for item in batch if str(item.path) in self.by_path]
-        self.store.delete(replaced)
-        for old_id in replaced:
-            self.by_id.pop(old_id, None)
-        self.report.replaced += len(replaced)
+        # A file edited in place now has new bytes: its old record describes nothing,
+        # unless those bytes turn up under another name later in this run (a swap).
+        for item in batch:
+            previous = self.by_path.get(str(item.path))
+            if previous is not None and previous.id != item.id:
+                self.displaced[previous.id] = previous
         for item, metadata in zip(batch, metadatas):
             record = StoredRecord(item.id, metadata)
             self.by_id[item.id] = record

@@ -7,11 +7,15 @@ Rows are matched to files by file name, by file stem, or by a ``photo_id`` colum
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import RetrievalError
+
+log = logging.getLogger(__name__)
 
 _KEY_COLUMNS = ("filename", "file_name", "file", "image", "image_path", "path", "photo_id", "id")
 _DESCRIPTION_COLUMNS = ("photo_description", "description", "caption", "ai_description", "title", "alt")
@@ -20,14 +24,83 @@ _IMAGE_URL_COLUMNS = ("photo_image_url", "image_url")
 _TAG_COLUMNS = ("tags", "keywords")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+_DELIMITERS = ",;\t|"
+
+
+def _decode(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RetrievalError(f"Metadata file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise RetrievalError(f"Metadata file {path} is a folder: give a CSV, TSV, JSON or JSONL file.") from None
+    except OSError as exc:
+        raise RetrievalError(f"Metadata file {path} can't be read ({exc.strerror or exc}). "
+                             "Check its permissions, or copy it somewhere readable.") from None
+    try:
+        return raw.decode("utf-8-sig")  # the BOM Excel writes in "CSV UTF-8" is not part of a column name
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")  # Excel's other CSV; stray bytes become "?"
+
+
+def _sniff_delimiter(text: str, suffixes: list[str]) -> str:
+    if ".tsv" in suffixes or ".tsv000" in suffixes:
+        return "\t"
+    header = text.split("\n", 1)[0]
+    try:
+        return csv.Sniffer().sniff(header, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        return max(_DELIMITERS, key=header.count) if any(d in header for d in _DELIMITERS) else ","
+
+
+def _read_table(text: str, delimiter: str, problems: list[str]) -> list[dict[str, Any]]:
+    """CSV/TSV rows as dicts; a row whose quoting or column count is off is reported by line."""
+    previous_limit = csv.field_size_limit()
+    csv.field_size_limit(1 << 30)  # a long description is not an error
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        header = next(reader, None)
+        if not header:
+            return []
+        header = [name.strip() for name in header]
+        rows: list[dict[str, Any]] = []
+        line = reader.line_num
+        for values in reader:
+            first_line, line = line + 1, reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            swallowed = line > first_line and any(
+                part.count(delimiter) >= len(header) - 1 for v in values for part in v.split("\n")[1:])
+            if swallowed:
+                problems.append(f"lines {first_line}-{line}: an unclosed quote runs over several rows; "
+                                "they were left out (check the quotes on the first of those lines)")
+            elif len(values) != len(header):
+                problems.append(f"line {first_line}: {len(values)} columns where the header has {len(header)}; "
+                                "the row was left out")
+            else:
+                rows.append(dict(zip(header, values)))
+        return rows
+    except csv.Error as exc:
+        raise RetrievalError(f"Could not read the table: {exc} (line {reader.line_num}).") from None
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _read_rows(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     suffixes = [s.lower() for s in path.suffixes]
+    text = _decode(path)
     try:
         if ".jsonl" in suffixes or ".ndjson" in suffixes:
-            with path.open(encoding="utf-8") as handle:
-                return [json.loads(line) for line in handle if line.strip()]
+            rows = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        problems.append(f"line {number}: not JSON ({exc.msg}); the row was left out")
+            return [row for row in rows if isinstance(row, dict)]
         if ".json" in suffixes:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
             if isinstance(data, dict):  # {"photo_id": {...}, ...} or {"photos": [...]}
                 lists = [v for v in data.values() if isinstance(v, list)]
                 data = lists[0] if len(lists) == 1 else [
@@ -36,13 +109,11 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             if not isinstance(data, list):
                 raise RetrievalError(f"{path}: expected a JSON list of records.")
             return [row for row in data if isinstance(row, dict)]
-        delimiter = "\t" if ".tsv" in suffixes or ".tsv000" in suffixes else ","
-        with path.open(encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle, delimiter=delimiter))
-    except FileNotFoundError:
-        raise RetrievalError(f"Metadata file {path} does not exist.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
+        return _read_table(text, _sniff_delimiter(text, suffixes), problems)
+    except json.JSONDecodeError as exc:
         raise RetrievalError(f"Could not read metadata file {path}: {exc}") from None
+    except RetrievalError as exc:
+        raise RetrievalError(f"Metadata file {path}: {exc}") from None
 
 
 def _first(row: dict[str, Any], columns: Iterable[str]) -> Any:
@@ -97,26 +168,58 @@ def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class MetadataTable:
-    """Look up a file's metadata by its name, its stem or its photo id."""
+    """Look up a file's metadata by its name, its stem or its photo id.
 
-    def __init__(self, rows: Iterable[dict[str, Any]]):
-        self._by_key: dict[str, dict[str, Any]] = {}
+    ``problems`` lists rows that could not be read (by line); :meth:`warnings`
+    adds how many rows matched no photo, once the lookups are done.
+    """
+
+    def __init__(self, rows: Iterable[dict[str, Any]], problems: list[str] | None = None):
+        self.problems = list(problems or [])
+        self._by_key: dict[str, int] = {}
+        self._rows: list[dict[str, Any]] = []
         for row in rows:
-            metadata = normalise_row(row)
+            number = len(self._rows)
+            self._rows.append(normalise_row(row))
             for column in _KEY_COLUMNS:
                 key = row.get(column)
                 if key not in (None, ""):
                     name = Path(str(key)).name.lower()
-                    self._by_key.setdefault(name, metadata)
-                    self._by_key.setdefault(Path(name).stem, metadata)
+                    self._by_key.setdefault(name, number)
+                    self._by_key.setdefault(Path(name).stem, number)
+        self._matched: set[int] = set()
 
     @classmethod
     def from_file(cls, path: Path) -> "MetadataTable":
-        rows = _read_rows(Path(path).expanduser())
+        path = Path(path).expanduser()
+        problems: list[str] = []
+        rows = _read_rows(path, problems)
         if not rows:
-            raise RetrievalError(f"Metadata file {path} has no rows.")
-        return cls(rows)
+            detail = f" ({problems[0]})" if problems else ""
+            raise RetrievalError(f"Metadata file {path} has no rows{detail}.")
+        if not any(column in row for row in rows[:50] for column in _KEY_COLUMNS):
+            columns = ", ".join(list(rows[0])[:8])
+            raise RetrievalError(
+                f"Metadata file {path} has no column naming the photo (one of {', '.join(_KEY_COLUMNS)}); "
+                f"its columns are: {columns}. Is it separated by another character than the one detected?"
+            )
+        for problem in problems:
+            log.warning("%s: %s", path.name, problem)
+        return cls(rows, problems)
 
     def lookup(self, path: Path) -> dict[str, Any]:
         name = path.name.lower()
-        return self._by_key.get(name) or self._by_key.get(Path(name).stem) or {}
+        number = self._by_key.get(name)
+        if number is None:
+            number = self._by_key.get(Path(name).stem)
+        if number is None:
+            return {}
+        self._matched.add(number)
+        return self._rows[number]
+
+    def warnings(self) -> list[str]:
+        unmatched = len(self._rows) - len(self._matched)
+        notes = list(self.problems)
+        if unmatched:
+            notes.append(f"{unmatched} of {len(self._rows)} rows matched no photo (by file name, stem or photo id)")
+        return notes

@@ -9,17 +9,18 @@ existing file is an image; anything else is text.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
-from typing import Any
 
 from .errors import RetrievalError
+from .filters import Compare
 from .search import QueryTerm
 
 _OPERATOR = re.compile(r"(?:^|\s)([+-])(?=\s|$)")
 _WEIGHT = re.compile(r"^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*:(.*)$", re.DOTALL)
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(!=|>=|<=|=|>|<)\s*(.*?)\s*$")
-_CHROMA_OPERATOR = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
 
 
 def parse_query(text: str | list[str]) -> list[QueryTerm]:
@@ -56,14 +57,40 @@ def _term(piece: str, sign: float) -> QueryTerm:
         weight, piece = float(match.group(1)), match.group(2).strip()
         if not piece:
             raise RetrievalError(f"'{match.group(0)}': a weight needs a term after the colon.")
-    candidate = Path(piece.strip("'\"")).expanduser()
-    if candidate.is_file():
-        return QueryTerm("image", candidate, sign * weight)
-    return QueryTerm("text", piece.strip("'\""), sign * weight)
+    value = piece.strip("'\"")
+    if _is_file(value):
+        return QueryTerm("image", Path(value).expanduser(), sign * weight)
+    return QueryTerm("text", value, sign * weight)
 
 
-def parse_filter(expression: str) -> tuple[str, Any]:
-    """``photographer=Jane Doe`` or ``width>=1000`` -> (field, Chroma condition)."""
+def _is_file(text: str) -> bool:
+    """Whether a term names an existing file (a long sentence is simply not a path)."""
+    if "\n" in text or "\x00" in text:
+        return False
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):  # e.g. "File name too long"
+        return False
+
+
+def _number(text: str) -> int | float | None:
+    """``640``, ``1.5``, ``-2``, ``1e3`` as a number (integral values as int); None if not a number."""
+    if not _NUMBER.match(text):
+        return None
+    value = float(text)
+    if not math.isfinite(value):
+        raise RetrievalError(f"{text} is not a usable number (too large or not finite).")
+    if value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def parse_filter(expression: str) -> tuple[str, Compare]:
+    """``photographer=Jane Doe`` or ``width>=1000`` -> (field, condition).
+
+    A value that reads as a number is compared as a number; with ``=`` and ``!=``
+    it also matches the same text, so ``photo_id=640`` finds an id stored as text.
+    """
     match = _FILTER.match(expression)
     if not match or not match.group(3):
         raise RetrievalError(
@@ -71,17 +98,18 @@ def parse_filter(expression: str) -> tuple[str, Any]:
             "for example photographer='Jane Doe' or width>=1000."
         )
     key, operator, raw = match.groups()
-    value: Any = raw.strip("'\"")
-    if operator not in ("=", "!="):
-        try:
-            value = float(value) if "." in value else int(value)
-        except ValueError:
-            raise RetrievalError(f"Filter '{expression}': {operator} needs a number.") from None
-    return key, value if operator == "=" else {_CHROMA_OPERATOR[operator]: value}
+    quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+    text = raw.strip("'\"")
+    number = None if quoted else _number(text)
+    if operator not in ("=", "!=") and number is None:
+        raise RetrievalError(f"Filter '{expression}': {operator} needs a number.")
+    if number is None:
+        return key, Compare(operator, text)
+    return key, Compare(operator, number, text if operator in ("=", "!=") else None)
 
 
-def parse_filters(expressions: list[str]) -> dict[str, Any]:
-    filters: dict[str, Any] = {}
+def parse_filters(expressions: list[str]) -> dict[str, Compare]:
+    filters: dict[str, Compare] = {}
     for expression in expressions:
         key, condition = parse_filter(expression)
         if key in filters:

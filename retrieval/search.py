@@ -7,12 +7,12 @@ engine passes in, so every rule can be tested with hand-made vectors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from itertools import combinations
 from typing import Any, Callable, Literal
 
 import numpy as np
 
 from .errors import RetrievalError
+from .filters import TagRule, normalise
 from .metadata_table import parse_tags
 from .store import Match, PhotoStore
 
@@ -80,43 +80,6 @@ def combine_vectors(vectors: list[np.ndarray], weights: list[float]) -> np.ndarr
     return (total / norm).astype(np.float32)
 
 
-def tag_condition(tags: list[str], match_all: bool) -> dict | None:
-    clauses = [{"tags": {"$contains": tag}} for tag in tags]
-    if not clauses:
-        return None
-    if len(clauses) == 1:
-        return clauses[0]
-    return {"$and" if match_all else "$or": clauses}
-
-
-def at_least(tags: list[str], count: int) -> dict:
-    """A ``where`` clause for records with at least ``count`` of ``tags``."""
-    if count >= len(tags):
-        return tag_condition(tags, match_all=True)
-    if count <= 1:
-        return tag_condition(tags, match_all=False)
-    return {"$or": [tag_condition(list(group), match_all=True) for group in combinations(tags, count)]}
-
-
-def _and(first: dict | None, second: dict) -> dict:
-    return second if first is None else {"$and": [first, second]}
-
-
-def build_where(filters: dict[str, Any], tags: list[str], match_all: bool) -> dict | None:
-    """One Chroma ``where`` clause from metadata filters and tags (all combined with AND)."""
-    clauses: list[dict] = []
-    for key, condition in filters.items():
-        if isinstance(condition, (list, tuple, set)):
-            condition = {"$in": list(condition)}
-        clauses.append({key: condition})
-    tag_clause = tag_condition(tags, match_all)
-    if tag_clause is not None:
-        clauses.append(tag_clause)
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
 def tag_score(record_tags: list[str] | None, wanted: list[str]) -> float:
     """The share of the wanted tags a record has (1.0 when it has them all)."""
     if not wanted:
@@ -144,6 +107,7 @@ def validate(request: SearchRequest) -> None:
         raise RetrievalError(f"The minimum score is a cosine similarity between -1 and 1, got {request.min_score}.")
     if not request.terms and not request.tags:
         raise RetrievalError("Nothing to search for: give some text, an image, or tags.")
+    normalise(request.filters)  # filter values are values, never engine syntax
 
 
 class Searcher:
@@ -157,24 +121,26 @@ class Searcher:
     def search(self, request: SearchRequest) -> list[SearchResult]:
         request = replace(request, tags=parse_tags(request.tags))  # the caller's request stays as given
         validate(request)
-        where = build_where(request.filters, request.tags, request.match_all_tags)
         try:
             if request.terms:
-                results = self._by_vector(self.query_vector(request.terms), request, where)
+                results = self._by_vector(self.query_vector(request.terms), request)
             else:
-                results = self._by_tags(request, where)
+                results = self._by_tags(request)
         except ValueError as exc:  # Chroma's answer to a malformed filter
             raise RetrievalError(f"The filter could not be used: {exc}") from None
         return select_page(results, request)
 
-    def _by_vector(self, vector: np.ndarray, request: SearchRequest, where: dict | None) -> list[SearchResult]:
+    def _by_vector(self, vector: np.ndarray, request: SearchRequest) -> list[SearchResult]:
         wanted = request.offset + request.k + len(request.exclude_ids)
-        matches: list[Match] = self.store.query(vector, wanted, where)
+        tags = None
+        if request.tags:
+            tags = TagRule.all_of(request.tags) if request.match_all_tags else TagRule.any_of(request.tags)
+        matches: list[Match] = self.store.query(vector, wanted, request.filters, tags)
         # Equal scores in a stable order, so that pages never repeat or skip a photo.
         matches.sort(key=lambda m: (-round(m.score, 6), m.id))
         return [SearchResult(m.id, m.score, m.metadata) for m in matches]
 
-    def _by_tags(self, request: SearchRequest, where: dict | None) -> list[SearchResult]:
+    def _by_tags(self, request: SearchRequest) -> list[SearchResult]:
         """Photos with the most of the wanted tags first, reading only as many as the page needs.
 
         Level by level: first the photos with all n tags, then those with at least
@@ -188,14 +154,12 @@ class Searcher:
         else:
             levels = list(range(len(tags), 0, -1))
         if levels is None:  # many tags: read every match once and rank them here
-            return self._rank_by_tags(self.store.iter_all(where), tags)
+            return self._rank_by_tags(self.store.iter_all(request.filters, TagRule.any_of(tags)), tags)
         wanted = request.offset + request.k + len(request.exclude_ids)
         results: list[SearchResult] = []
         seen: set[str] = set()
         for level in levels:
-            level_where = build_where(request.filters, [], False)
-            level_where = _and(level_where, at_least(tags, level))
-            for record in self.store.find(level_where, wanted + len(seen)):
+            for record in self.store.find(request.filters, TagRule(tuple(tags), level), wanted + len(seen)):
                 if record.id not in seen:
                     seen.add(record.id)
                     results.append(SearchResult(record.id, tag_score(record.metadata.get("tags"), tags),

@@ -42,6 +42,29 @@ def _flag(name: str, default: bool) -> bool:
     raise RetrievalError(f"{name}={raw!r} should be 1 or 0 (true or false).")
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RetrievalError(f"{name}={raw!r} is not a number.") from None
+    if not 0.0 <= value <= 1.0:
+        raise RetrievalError(f"{name} must be between 0 and 1, got {value}.")
+    return value
+
+
+def _language(raw: str) -> str | None:
+    """``ASR_LANGUAGE``: empty or "auto" to detect, else a language code such as en or de."""
+    code = raw.strip().lower()
+    if code in ("", "auto"):
+        return None
+    if not code.isalpha() or not 2 <= len(code) <= 3:
+        raise RetrievalError(f"ASR_LANGUAGE={raw!r}: use a language code such as en, de, fr, or auto.")
+    return code
+
+
 @dataclass(frozen=True)
 class Settings:
     clip_model: str = DEFAULT_MODEL
@@ -53,6 +76,7 @@ class Settings:
     torch_threads: int | None = None
     decode_workers: int = 2
     max_image_pixels: int = 100_000_000
+    max_file_mb: int = 500  # bigger files are skipped unread (a runaway file, or not a photo)
     precision: str = "auto"  # model arithmetic: auto (bfloat16 where the CPU has it natively), float32, bfloat16
     media_path: Path | None = None  # None: a "media" folder inside the local store
     max_upload_mb: int = 50
@@ -61,6 +85,9 @@ class Settings:
     asr_model: str = DEFAULT_ASR_MODEL
     asr_compute_type: str = "int8"
     asr_max_seconds: float = 30.0
+    asr_language: str | None = None  # None: detect; else a Whisper language code ("en", "de"...)
+    asr_temperature: float = 0.0  # 0: deterministic decoding; higher values sample (not reproducible)
+    app_concurrency: int = 4  # searches the app runs at once
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -75,6 +102,7 @@ class Settings:
             torch_threads=_int("TORCH_THREADS", None),
             decode_workers=_int("DECODE_WORKERS", 2),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
+            max_file_mb=_int("MAX_FILE_MB", 500),
             precision=env.get("PRECISION", "").strip().lower() or "auto",
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),
@@ -83,11 +111,18 @@ class Settings:
             asr_model=env.get("ASR_MODEL", "").strip() or DEFAULT_ASR_MODEL,
             asr_compute_type=env.get("ASR_COMPUTE_TYPE", "").strip() or "int8",
             asr_max_seconds=float(_int("ASR_MAX_SECONDS", 30)),
+            asr_language=_language(env.get("ASR_LANGUAGE", "")),
+            asr_temperature=_float("ASR_TEMPERATURE", 0.0),
+            app_concurrency=_int("APP_CONCURRENCY", 4),
         )
 
     def with_overrides(self, **changes) -> "Settings":
         """A copy with the given fields replaced; ``None`` values keep the current one."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * 1_000_000
 
     @property
     def store_location(self) -> str:

@@ -1,21 +1,38 @@
 """The ChromaDB collection that holds the photo vectors and their metadata.
 
-This is the only module that imports ``chromadb``. The collection records which
-model made its vectors and refuses to mix in vectors from another one.
+This is the only module that imports ``chromadb``. It translates the product's
+filter types (``filters.py``) into Chroma's ``where`` syntax, and Chroma's
+failures (a server that went away, a full disk, a damaged file) into messages
+that say what to do. The collection records which model made its vectors and
+refuses to mix in vectors from another one.
+
+Several processes on one embedded store (the app open while ``index`` runs in a
+terminal, or two ``index`` runs at once): every write holds an exclusive lock on
+a file in the store folder, and before each operation the store checks Chroma's
+log position; when another process has written since, it reopens its client, so
+it sees the new photos and never writes over them from a stale view.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import shutil
+import sqlite3
+import threading
 from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import chromadb
 import numpy as np
-from chromadb.errors import NotFoundError
+from chromadb.errors import ChromaError, NotFoundError
 
-from .embedder import ModelSignature
 from .errors import RetrievalError
+from .filters import Condition, OneOf, TagRule, normalise
+from .model_signature import ModelSignature
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +43,9 @@ _READ_PAGE = 2000
 # of the approximate index at 0.99+ of exact search at 100k+ photos (see the
 # benchmark's "ANN recall@10"), for well under a millisecond more per query.
 HNSW_CONFIGURATION = {"space": "cosine", "ef_search": 200}
+_SQLITE_FILE = "chroma.sqlite3"
+_LOCK_FILE = ".write.lock"
+_LOW_DISK_BYTES = 16 * 1024 * 1024  # below this much free space a failed write is a full disk
 
 
 @dataclass
@@ -57,52 +77,307 @@ def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+# -- filters: the product's types in Chroma's syntax ----------------------------
+
+_CHROMA_OPERATOR = {"=": "$eq", "!=": "$ne", ">": "$gt", ">=": "$gte", "<": "$lt", "<=": "$lte"}
+
+
+def _all(clauses: list[dict]) -> dict | None:
+    clauses = [c for c in clauses if c]
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _any(clauses: list[dict]) -> dict:
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+
+def _condition_clause(field: str, condition: Condition) -> dict:
+    if isinstance(condition, OneOf):
+        by_type: dict[type, list] = {}
+        for value in condition.values:  # Chroma's $in takes values of one type
+            by_type.setdefault(type(value), []).append(value)
+        return _any([{field: {"$in": values}} for values in by_type.values()])
+    clause = {field: {_CHROMA_OPERATOR[condition.op]: condition.value}}
+    if condition.text is None or condition.op not in ("=", "!="):
+        return clause
+    as_text = {field: {_CHROMA_OPERATOR[condition.op]: condition.text}}  # the number as typed
+    return {"$or": [clause, as_text]} if condition.op == "=" else {"$and": [clause, as_text]}
+
+
+def _tag_clause(rule: TagRule | None) -> dict | None:
+    if rule is None or not rule.tags:
+        return None
+    has = [{"tags": {"$contains": tag}} for tag in rule.tags]
+    count = max(1, min(rule.at_least, len(has)))
+    if count == len(has):
+        return _all(has)
+    if count == 1:
+        return _any(has)
+    return {"$or": [_all(list(group)) for group in combinations(has, count)]}
+
+
+def chroma_where(filters: dict[str, Any] | None, tags: TagRule | None = None) -> dict | None:
+    """One Chroma ``where`` clause: every filter and the tag rule, combined with AND."""
+    clauses = [_condition_clause(field, c) for field, c in normalise(filters).items()]
+    return _all(clauses + [_tag_clause(tags)])
+
+
+# -- one embedded client per store folder in this process --------------------------
+
+class _LocalConnection:
+    """The embedded Chroma client of one store folder, shared by every store object
+    of this process on that folder, and reopened when another process wrote."""
+
+    _open: dict[str, "_LocalConnection"] = {}
+    _open_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, folder: Path) -> "_LocalConnection":
+        key = str(folder.resolve())
+        with cls._open_lock:
+            if key not in cls._open:
+                cls._open[key] = cls(Path(key))
+            return cls._open[key]
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.lock = threading.RLock()
+        self.generation = 0
+        self.client = self._new_client()
+        self._stamp = self._log_position()
+
+    def _new_client(self):
+        return chromadb.PersistentClient(path=str(self.folder),
+                                         settings=chromadb.Settings(anonymized_telemetry=False))
+
+    def _log_position(self) -> Any:
+        """Where Chroma's write log stands: it moves with every write of any process."""
+        database = self.folder / _SQLITE_FILE
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
+                return db.execute("SELECT MAX(seq_id) FROM embeddings_queue").fetchone()[0]
+        except sqlite3.Error:  # another Chroma layout: fall back to the file's change time
+            try:
+                stat = database.stat()
+            except OSError:
+                return None
+            return (stat.st_mtime_ns, stat.st_size)
+
+    @contextlib.contextmanager
+    def _file_lock(self, kind: int):
+        try:
+            handle = open(self.folder / _LOCK_FILE, "a+b")
+        except OSError:  # a read-only store folder: no other writer can be there either
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, kind)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _refresh(self) -> None:
+        position = self._log_position()
+        if position == self._stamp:
+            return
+        log.info("the store at %s was changed by another process; reopening it", self.folder)
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        with SharedSystemClient._refcount_lock:  # drop the cached system so the files are read again
+            system = SharedSystemClient._identifier_to_system.pop(str(self.folder), None)
+            SharedSystemClient._identifier_to_refcount.pop(str(self.folder), None)
+        if system is not None:
+            with contextlib.suppress(Exception):
+                system.stop()
+        self.client = self._new_client()
+        self.generation += 1
+        self._stamp = position
+
+    @contextlib.contextmanager
+    def reading(self):
+        with self.lock, self._file_lock(fcntl.LOCK_SH):
+            self._refresh()
+            yield
+
+    @contextlib.contextmanager
+    def writing(self):
+        with self.lock, self._file_lock(fcntl.LOCK_EX):
+            self._refresh()  # never write from a view older than the files
+            try:
+                yield
+            finally:
+                self._stamp = self._log_position()  # our own write is not news
+
+
+class _ServerConnection:
+    """A Chroma server serialises its writers itself: nothing to reopen."""
+
+    def __init__(self, client):
+        self.client = client
+        self.lock = threading.RLock()
+        self.generation = 0
+
+    @contextlib.contextmanager
+    def reading(self):
+        yield
+
+    writing = reading
+
+
+# -- failures in words ----------------------------------------------------------
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+class _Failures:
+    """Turns what Chroma, the network or the disk raise into a RetrievalError."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.location = settings.store_location
+
+    def server_down(self, exc: BaseException) -> RetrievalError:
+        return RetrievalError(
+            f"The Chroma server at {self.location} is unreachable ({_first_line(exc)}). Start it again "
+            f"(`chroma run --path chroma_store --port {self.settings.chroma_port}`) and repeat the "
+            "command: everything committed so far is kept. Or unset CHROMA_HOST to use a local store."
+        )
+
+    def disk_full(self) -> RetrievalError:
+        return RetrievalError(
+            f"The disk holding the store at {self.location} is full. Free some space and repeat the "
+            "command: everything committed so far is kept."
+        )
+
+    def _disk_is_full(self) -> bool:
+        if self.settings.chroma_host:
+            return False
+        try:
+            return shutil.disk_usage(self.settings.chroma_path).free < _LOW_DISK_BYTES
+        except OSError:
+            return False
+
+    def translate(self, exc: BaseException, doing: str) -> RetrievalError:
+        import httpx
+
+        if isinstance(exc, (httpx.TransportError, ConnectionError)):
+            return self.server_down(exc)
+        if isinstance(exc, OSError) and exc.errno == 28 or self._disk_is_full():
+            return self.disk_full()
+        if isinstance(exc, PermissionError):
+            return RetrievalError(f"The store at {self.location} can't be {doing}: permission denied. "
+                                  "Run as a user who may write there, or set CHROMA_PATH to another folder.")
+        return RetrievalError(
+            f"The store at {self.location} could not be {doing} ({type(exc).__name__}: {_first_line(exc)})."
+            f"{self._hint()}"
+        )
+
+    def _hint(self) -> str:
+        if self.settings.chroma_host:
+            return " Check the Chroma server's log."
+        return (" If this keeps happening the store may be damaged: move the folder aside and index "
+                "your photos again.")
+
+    @contextlib.contextmanager
+    def guard(self, doing: str):
+        try:
+            yield
+        except RetrievalError:
+            raise
+        except (ChromaError, OSError, ConnectionError) as exc:
+            raise self.translate(exc, doing) from None
+        except Exception as exc:
+            import httpx
+
+            if isinstance(exc, httpx.TransportError):
+                raise self.server_down(exc) from None
+            raise
+
+
+def _open_connection(settings: Settings, failures: _Failures):
+    if settings.chroma_host:
+        try:
+            client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                         settings=chromadb.Settings(anonymized_telemetry=False))
+        except Exception as exc:  # chromadb raises many types for a server that isn't there
+            raise failures.server_down(exc) from None
+        return _ServerConnection(client)
+    folder = settings.chroma_path
+    database = folder / _SQLITE_FILE
+    if database.is_file() and database.stat().st_size == 0:
+        raise RetrievalError(
+            f"The store file {database.resolve()} is empty (0 bytes): it was cut off, for example by a "
+            "full disk or a copy that did not finish. Restore it from a backup, or move the folder aside "
+            "and index your photos again."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RetrievalError(f"Could not create the store folder {folder}: {exc.strerror or exc}. "
+                             "Set CHROMA_PATH to a folder you can write to.") from None
+    try:
+        return _LocalConnection.of(folder)
+    except Exception as exc:  # noqa: BLE001 - chromadb raises many types for a bad store file
+        message = _first_line(exc)
+        if "not a database" in message.lower() or "malformed" in message.lower() \
+                or "file is not" in message.lower():
+            raise RetrievalError(
+                f"The store at {settings.store_location} is damaged ({message}). Restore "
+                f"{database.name} from a backup, or move the folder aside and index your photos again."
+            ) from None
+        raise failures.translate(exc, "opened") from None
+
+
+# -- the store ------------------------------------------------------------------
+
 class PhotoStore:
     def __init__(self, settings: Settings):
         self.location = settings.store_location
         self.collection_name = settings.collection
-        self._client = self._connect(settings)
+        self._failures = _Failures(settings)
+        self._connection = _open_connection(settings, self._failures)
         self._collection = None
-        self._max_batch = max(1, int(self._client.get_max_batch_size()))
-
-    @staticmethod
-    def _connect(settings: Settings):
-        chroma_settings = chromadb.Settings(anonymized_telemetry=False)
-        try:
-            if settings.chroma_host:
-                return chromadb.HttpClient(
-                    host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-                )
-            settings.chroma_path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
-        except Exception as exc:  # chromadb raises many types for an unusable location
-            if settings.chroma_host:
-                hint = (
-                    "Start one with `chroma run --path chroma_store --port "
-                    f"{settings.chroma_port}`, or unset CHROMA_HOST to use the local store."
-                )
-            else:
-                hint = "Set CHROMA_PATH to a folder you can write to."
-            raise RetrievalError(
-                f"Could not open the Chroma store at {settings.store_location}: {exc}. {hint}"
-            ) from None
+        self._generation = self._connection.generation
+        with self._failures.guard("opened"):
+            self._max_batch = max(1, int(self._connection.client.get_max_batch_size()))
 
     # -- the collection and its model ---------------------------------------
 
     def _existing(self):
+        """The collection as this process sees it now (call inside reading/writing)."""
+        if self._generation != self._connection.generation:  # reopened: old handles are gone
+            self._collection, self._generation = None, self._connection.generation
         if self._collection is None:
             try:
-                self._collection = self._client.get_collection(self.collection_name)
+                self._collection = self._connection.client.get_collection(self.collection_name)
             except (NotFoundError, ValueError):
                 return None
         return self._collection
 
+    @contextlib.contextmanager
+    def _reading(self, doing: str = "read"):
+        with self._failures.guard(doing), self._connection.reading():
+            yield self._existing()
+
+    @contextlib.contextmanager
+    def _writing(self):
+        with self._failures.guard("written"), self._connection.writing():
+            collection = self._existing()
+            if collection is None:
+                raise RuntimeError("PhotoStore.bind() must be called before writing")
+            yield collection
+
     def recorded_model(self) -> dict[str, Any] | None:
         """The model the collection was built with, or ``None`` for a new store."""
-        collection = self._existing()
-        if collection is None or not collection.metadata or "model" not in collection.metadata:
-            return None
-        return dict(collection.metadata)
+        with self._reading() as collection:
+            if collection is None or not collection.metadata or "model" not in collection.metadata:
+                return None
+            return dict(collection.metadata)
 
     def bind(self, signature: ModelSignature) -> None:
         """Open (or create) the collection for this model; refuse another model's store."""
@@ -112,21 +387,22 @@ class PhotoStore:
             "fingerprint": signature.fingerprint,
             "schema_version": SCHEMA_VERSION,
         }
-        collection = self._existing()
-        if collection is None:
-            self._collection = self._client.get_or_create_collection(
-                self.collection_name,
-                metadata=wanted,
-                configuration={"hnsw": HNSW_CONFIGURATION},
-                embedding_function=None,
-            )
-            return
-        recorded = collection.metadata or {}
-        if _same_model(recorded, wanted):
-            return
-        if collection.count() == 0:
-            collection.modify(metadata=wanted)  # an empty store can change model freely
-            return
+        with self._failures.guard("opened"), self._connection.writing():
+            collection = self._existing()
+            if collection is None:
+                self._collection = self._connection.client.get_or_create_collection(
+                    self.collection_name,
+                    metadata=wanted,
+                    configuration={"hnsw": HNSW_CONFIGURATION},
+                    embedding_function=None,
+                )
+                return
+            recorded = collection.metadata or {}
+            if _same_model(recorded, wanted):
+                return
+            if collection.count() == 0:
+                collection.modify(metadata=wanted)  # an empty store can change model freely
+                return
         raise RetrievalError(
             f"The collection '{self.collection_name}' at {self.location} was built with the model "
             f"'{recorded.get('model')}' ({recorded.get('dim')}-dimensional vectors), but the current "
@@ -135,60 +411,59 @@ class PhotoStore:
             "for the new model."
         )
 
-    @property
-    def _bound(self):
-        if self._collection is None:
-            raise RuntimeError("PhotoStore.bind() must be called before writing or querying")
-        return self._collection
-
     # -- reads --------------------------------------------------------------
 
     def count(self) -> int:
-        collection = self._existing()
-        return collection.count() if collection is not None else 0
+        with self._reading() as collection:
+            return collection.count() if collection is not None else 0
 
     def get(self, ids: Sequence[str], with_embeddings: bool = False) -> list[StoredRecord]:
-        collection = self._existing()
-        if collection is None or not ids:
-            return []
+        ids = list(ids)
         include = ["metadatas", "embeddings"] if with_embeddings else ["metadatas"]
         records: list[StoredRecord] = []
-        for start in range(0, len(ids), self._max_batch):
-            got = collection.get(ids=list(ids[start : start + self._max_batch]), include=include)
-            records.extend(_records(got, with_embeddings))
+        with self._reading() as collection:
+            if collection is None:
+                return []
+            for start in range(0, len(ids), self._max_batch):
+                got = collection.get(ids=ids[start : start + self._max_batch], include=include)
+                records.extend(_records(got, with_embeddings))
         return records
 
-    def find(self, where: dict | None, limit: int) -> list[StoredRecord]:
-        """Up to ``limit`` records matching ``where`` (metadata only), in the store's own stable order."""
-        collection = self._existing()
-        if collection is None or limit < 1:
-            return []
-        return _records(collection.get(where=where, include=["metadatas"], limit=limit), False)
+    def find(self, filters: dict[str, Any] | None, tags: TagRule | None, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` records matching the filters (metadata only), in the store's own stable order."""
+        where = chroma_where(filters, tags)
+        with self._reading() as collection:
+            if collection is None or limit < 1:
+                return []
+            return _records(collection.get(where=where, include=["metadatas"], limit=limit), False)
 
-    def iter_all(self, where: dict | None = None) -> Iterator[StoredRecord]:
-        """Every record's id and metadata (no vectors), page by page."""
-        collection = self._existing()
-        if collection is None:
-            return
+    def iter_all(self, filters: dict[str, Any] | None = None, tags: TagRule | None = None) -> Iterator[StoredRecord]:
+        """Every matching record's id and metadata (no vectors), page by page."""
+        where = chroma_where(filters, tags)
         offset = 0
         while True:
-            got = collection.get(where=where, include=["metadatas"], limit=_READ_PAGE, offset=offset)
+            with self._reading() as collection:
+                if collection is None:
+                    return
+                got = collection.get(where=where, include=["metadatas"], limit=_READ_PAGE, offset=offset)
             page = _records(got, False)
             yield from page
             if len(page) < _READ_PAGE:
                 return
             offset += len(page)
 
-    def query(self, vector: np.ndarray, n: int, where: dict | None = None) -> list[Match]:
-        collection = self._existing()
-        if collection is None or n <= 0:
-            return []
-        got = collection.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=n,
-            where=where,
-            include=["metadatas", "distances"],
-        )
+    def query(self, vector: np.ndarray, n: int, filters: dict[str, Any] | None = None,
+              tags: TagRule | None = None) -> list[Match]:
+        where = chroma_where(filters, tags)
+        with self._reading("searched") as collection:
+            if collection is None or n <= 0:
+                return []
+            got = collection.query(
+                query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                n_results=n,
+                where=where,
+                include=["metadatas", "distances"],
+            )
         return [
             Match(id=record_id, score=1.0 - float(distance), metadata=dict(metadata or {}))
             for record_id, distance, metadata in zip(
@@ -196,32 +471,44 @@ class PhotoStore:
             )
         ]
 
+    def known_fields(self, sample: int = 200) -> set[str]:
+        """Metadata field names seen on a sample of records (for "no such field" hints)."""
+        with self._reading() as collection:
+            if collection is None:
+                return set()
+            got = collection.get(include=["metadatas"], limit=sample)
+        return {key for metadata in got["metadatas"] for key in (metadata or {})}
+
     # -- writes (each chunk is committed on its own) ------------------------
 
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> None:
-        collection = self._bound
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
-            collection.upsert(
-                ids=list(ids[start:end]),
-                embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
-                metadatas=[clean_metadata(m) for m in metadatas[start:end]],
-            )
+            with self._writing() as collection:
+                collection.upsert(
+                    ids=list(ids[start:end]),
+                    embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
+                    metadatas=[clean_metadata(m) for m in metadatas[start:end]],
+                )
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
-        collection = self._bound
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
-            collection.update(
-                ids=list(ids[start:end]), metadatas=[clean_metadata(m) for m in metadatas[start:end]]
-            )
+            with self._writing() as collection:
+                collection.update(
+                    ids=list(ids[start:end]), metadatas=[clean_metadata(m) for m in metadatas[start:end]]
+                )
 
     def delete(self, ids: Sequence[str]) -> None:
-        collection = self._existing()
-        if collection is None:
+        ids = list(ids)
+        if not ids:
             return
         for start in range(0, len(ids), self._max_batch):
-            collection.delete(ids=list(ids[start : start + self._max_batch]))
+            with self._failures.guard("written"), self._connection.writing():
+                collection = self._existing()
+                if collection is None:
+                    return
+                collection.delete(ids=ids[start : start + self._max_batch])
 
 
 def _same_model(recorded: dict, wanted: dict) -> bool:

@@ -29,7 +29,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def chroma_server(tmp_path):
+def chroma_server(chroma_process):
+    return chroma_process[1]
+
+
+@pytest.fixture
+def chroma_process(tmp_path):
+    """A `chroma run` process and its port."""
     port = free_port()
     log = (tmp_path / "chroma.log").open("w")
     process = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "server-data"),
@@ -44,7 +50,7 @@ def chroma_server(tmp_path):
                 process.kill()
                 pytest.fail("chroma run did not start: " + (tmp_path / "chroma.log").read_text()[-2000:])
             time.sleep(0.2)
-    yield port
+    yield process, port
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -71,3 +77,34 @@ def test_index_and_search_through_a_chroma_server(chroma_server, tiny_model, oth
 
     with pytest.raises(RetrievalError, match="was built with the model"):
         Engine(settings.with_overrides(clip_model=str(other_tiny_model))).search_text("dog")
+
+
+def test_a_server_killed_mid_index_is_a_clear_message(chroma_process, tiny_model, tmp_path):
+    """The server dies while photos are being added: one message naming the server, no traceback,
+    and what was committed is there when the server is back."""
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    process, port = chroma_process
+    write_photos(tmp_path / "photos", 200, size=(160, 120))
+    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(port),
+               BATCH_SIZE="4", TORCH_THREADS="1", PYTHONUNBUFFERED="1")
+    index = subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(tmp_path / "photos"), "-v"],
+                             cwd=Path(__file__).resolve().parents[1], env=env, stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True)
+    commits = 0
+    for line in index.stderr:
+        commits += "committed" in line
+        if commits >= 2:
+            break
+    process.send_signal(signal.SIGKILL)
+    rest = index.communicate(timeout=120)[1]
+    assert index.returncode == 1
+    assert f"The Chroma server at http://127.0.0.1:{port} is unreachable" in rest
+    assert "Traceback" not in rest and "everything committed so far is kept" in rest
+
+    settings = Settings(clip_model=str(tiny_model), chroma_host="127.0.0.1", chroma_port=port)
+    with pytest.raises(RetrievalError, match="is unreachable"):
+        Engine(settings).stats()

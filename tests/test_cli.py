@@ -112,7 +112,8 @@ def test_unreachable_server_is_a_clear_error(cli_env, capsys, monkeypatch):
     monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
     monkeypatch.setenv("CHROMA_PORT", "9")  # nothing listens on the discard port
     assert main(["stats"]) == 1
-    assert "Could not open the Chroma store at http://127.0.0.1:9" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "The Chroma server at http://127.0.0.1:9 is unreachable" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -185,3 +186,54 @@ def test_transcribe_and_search_by_voice(cli_env, capsys, monkeypatch):
     (cli_env / "notes.wav").write_text("not audio")
     assert main(["transcribe", str(cli_env / "notes.wav")]) == 1
     assert "can't be read as audio" in capsys.readouterr().err
+
+
+def test_a_very_long_text_query_is_text_not_a_crash(cli_env, capsys):
+    write_photos(cli_env / "photos", 2)
+    assert main(["index", str(cli_env / "photos"), "--json"]) == 0
+    long_query = "a dog running along the beach at sunset with waves " * 20  # > 255 characters
+    results = run_json(capsys, "search", long_query)
+    assert len(results) == 2
+
+
+def test_transcribe_needs_no_store(cli_env, capsys, monkeypatch, tmp_path):
+    from conftest import bundled_whisper
+    from speech_clips import speak
+
+    clip = speak("a red bicycle", tmp_path / "q.wav")
+    monkeypatch.setenv("ASR_MODEL", bundled_whisper())
+    monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")  # a server that is not running
+    monkeypatch.setenv("CHROMA_PORT", "9")
+    monkeypatch.chdir(tmp_path)
+    assert main(["transcribe", str(clip)]) == 0
+    assert "bicycle" in capsys.readouterr().out.lower()
+    assert not (tmp_path / "chroma_store").exists() and not (cli_env / "store").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_run_at_once_and_keeps_what_was_committed(tiny_model, tmp_path):
+    """SIGINT while the decode workers are busy (one of them on a FIFO): exit 130 within seconds."""
+    folder = tmp_path / "photos"
+    write_photos(folder, 200, size=(160, 120))
+    os.mkfifo(folder / "photo_0150_pipe.jpg")
+    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
+               BATCH_SIZE="4", TORCH_THREADS="1", DECODE_WORKERS="2", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(folder), "-v"],
+                               cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    commits = 0
+    for line in process.stderr:
+        commits += "committed" in line
+        if commits >= 2:
+            break
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    rest = process.communicate(timeout=30)[1]
+    assert time.monotonic() - started < 10
+    assert process.returncode == 130 and "interrupted" in rest and "Traceback" not in rest
+    count = Engine(Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store")).store.count()
+    assert 8 <= count < 200
+    # and a full run goes past the FIFO without blocking
+    done = subprocess.run([sys.executable, "-m", "retrieval", "index", str(folder), "--json"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["skipped"]["counts"] == {"not a regular file": 1}

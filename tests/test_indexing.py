@@ -117,11 +117,13 @@ def test_bad_files_are_skipped_and_reported(engine, tmp_path):
     folder = tmp_path / "photos"
     good = write_photos(folder, 3)
     bad = write_bad_files(folder / "bad")
-    (folder / "readme.txt").write_text("not picked up: not an image extension")
+    readme = folder / "readme.txt"
+    readme.write_text("not an image extension: reported, not indexed")
     report = engine.index([folder])
     assert len(report.added) == 3
-    assert report.skipped_counts == {reason: 1 for reason in bad}
-    assert {s.path: s.reason for s in report.skipped} == {str(p): r for r, p in bad.items()}
+    assert report.skipped_counts == {**{reason: 1 for reason in bad}, "not an image": 2}
+    assert {s.path: s.reason for s in report.skipped} == {
+        **{str(p): r for r, p in bad.items()}, str(readme): "not an image"}
     assert stored_paths(engine) == sorted(str(p) for p in good)
     summary = json.loads(json.dumps(report.to_dict()))
     assert summary["skipped"]["counts"]["too many pixels"] == 1
@@ -216,3 +218,166 @@ def test_same_weights_from_another_folder_are_accepted(settings, tiny_model, tmp
     Engine(settings).index([tmp_path / "photos"])
     copy = shutil.copytree(tiny_model, tmp_path / "copied-model")
     assert len(Engine(settings.with_overrides(clip_model=str(copy))).search_text("cat")) == 2
+
+
+def test_swapped_file_names_follow_their_bytes(engine, tmp_path):
+    """Rename a.png <-> b.png: each record must end up on the file that holds its bytes."""
+    folder = tmp_path / "photos"
+    a, b, c = write_photos(folder, 3, ext=".png")
+    engine.index([folder])
+    id_of = {r.metadata["path"]: r.id for r in engine.store.iter_all()}
+    a.rename(folder / "tmp.png")
+    b.rename(a)
+    (folder / "tmp.png").rename(b)
+    report = engine.index([folder], prune=True)
+    assert report.added == [] and report.duplicates == [] and report.updated == 2
+    now = {r.id: r.metadata["path"] for r in engine.store.iter_all()}
+    assert now == {id_of[str(a)]: str(b), id_of[str(b)]: str(a), id_of[str(c)]: str(c)}
+    best = engine.search_image(a, k=1)[0]
+    assert best.path == str(a) and best.score == pytest.approx(1.0, abs=1e-4)
+    assert engine.index([folder]).unchanged == 3  # and stays settled
+
+
+def test_a_file_replaced_by_another_indexed_file_leaves_no_stale_record(engine, tmp_path):
+    folder = tmp_path / "photos"
+    a, b = write_photos(folder, 2, ext=".png")
+    engine.index([folder])
+    b.replace(a)  # a.png now holds b's bytes, b.png is gone
+    report = engine.index([folder], prune=True)
+    assert report.added == [] and engine.store.count() == 1
+    assert [r.metadata["path"] for r in engine.store.iter_all()] == [str(a)]
+
+
+def test_special_files_are_skipped_without_hanging(engine, tmp_path):
+    """A FIFO named .jpg would block a read forever; a link to /dev/zero never ends."""
+    folder = tmp_path / "photos"
+    write_photos(folder, 2)
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    report = engine.index([folder])
+    assert len(report.added) == 2
+    reasons = {os.path.basename(s.path): s.reason for s in report.skipped}
+    assert reasons == {"pipe.jpg": "not a regular file", "zero.jpg": "not a regular file"}
+    # named directly on the command line, too
+    direct = engine.index([folder / "pipe.jpg", folder / "zero.jpg"])
+    assert [s.reason for s in direct.skipped] == ["not a regular file"] * 2
+
+
+def test_files_over_the_size_cap_are_not_read(settings, tmp_path):
+    folder = tmp_path / "photos"
+    small, = write_photos(folder, 1)
+    big, = write_photos(folder, 1, start=1, size=(600, 600))
+    engine = Engine(settings.with_overrides(max_file_mb=1))
+    with open(big, "ab") as handle:  # a valid JPEG followed by 1.5 MB of padding
+        handle.write(b"\0" * 1_500_000)
+    report = engine.index([folder])
+    assert len(report.added) == 1
+    assert [(s.path, s.reason) for s in report.skipped] == [(str(big), "file too big")]
+
+
+def test_every_file_found_is_accounted_for(engine, tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, 1)
+    for name in ("phone.heic", "drawing.svg", "scan.pdf", "raw.CR2"):
+        (folder / name).write_bytes(b"\0" * 10)
+    report = engine.index([folder])
+    reasons = {os.path.basename(s.path): (s.reason, s.detail) for s in report.skipped}
+    assert reasons["phone.heic"] == ("unsupported format", "HEIC can't be read yet")
+    assert {reasons[n][0] for n in ("drawing.svg", "scan.pdf", "raw.CR2")} == {"unsupported format"}
+
+
+def test_unreadable_folders_are_reported(tmp_path):
+    """Run the folder scan as an ordinary user (root reads every folder)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = Path("/tmp") / f"scan-{os.getpid()}"  # a place an ordinary user can reach
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "photos" / "locked").mkdir(parents=True)
+    write_photos(base / "photos", 1)
+    for folder in (base, base / "photos"):
+        folder.chmod(0o755)
+    (base / "photos" / "locked").chmod(0)
+    script = ("import sys; from retrieval.files import scan_folders; "
+              "print([(p.path.name, p.reason.value) for p in scan_folders([sys.argv[1]]).passed_over])")
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-c", script, str(base / "photos")]
+    if os.geteuid() == 0:  # the scan needs only the standard library: any Python 3 will do
+        python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
+        command = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", python,
+                   *command[1:]]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(repo)}, cwd="/tmp")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('locked', 'unreadable folder')]"
+
+
+def test_avif_photos_are_indexed(engine, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    random_photo(3, (80, 60)).save(folder / "a.avif", "AVIF")
+    report = engine.index([folder])
+    assert len(report.added) == 1 and report.skipped == []
+
+
+@pytest.mark.parametrize("size", [(100_000, 10), (3, 65_500)])
+def test_strips_are_refused_with_a_reason(engine, tmp_path, size):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    write_photos(folder, 1)
+    Image.new("L", size, 128).save(folder / "strip.png")
+    report = engine.index([folder])
+    assert len(report.added) == 1
+    assert [(os.path.basename(s.path), s.reason) for s in report.skipped] == [("strip.png", "extreme aspect ratio")]
+    with pytest.raises(RetrievalError, match="extreme aspect ratio"):
+        engine.search_image(folder / "strip.png")
+    with Image.open(folder / "strip.png") as opened:  # an upload arrives already decoded
+        with pytest.raises(RetrievalError, match="extreme aspect ratio"):
+            engine.search_image(opened)
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from retrieval.engine import Engine
+from retrieval.errors import RetrievalError
+from retrieval.settings import Settings
+model, store, photo = sys.argv[1:4]
+engine = Engine(Settings(clip_model=model, chroma_path=Path(store)))
+engine.preload()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+engine.index([photo])
+try:
+    engine.search_image(photo)
+except RetrievalError:
+    pass
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_a_strip_costs_no_more_memory_than_a_photo(tiny_model, tmp_path):
+    """Index and query a 300000x3 PNG (a few kB) in a fresh process: the peak must stay
+    within 300 MB of doing the same with an ordinary photo."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    photo = write_photos(tmp_path / "photo", 1, size=(640, 480))[0]
+    strip = tmp_path / "strip" / "strip.png"
+    strip.parent.mkdir()
+    Image.new("L", (300_000, 3), 200).save(strip)
+
+    def growth_mb(path, store) -> int:
+        done = subprocess.run([sys.executable, "-c", PEAK_MEMORY_SCRIPT, str(tiny_model), str(tmp_path / store),
+                               str(path)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.strip().splitlines()[-1])
+
+    assert growth_mb(strip, "s1") <= growth_mb(photo, "s2") + 300

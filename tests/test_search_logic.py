@@ -8,10 +8,11 @@ import pytest
 from retrieval.embedder import ModelSignature
 from retrieval.errors import RetrievalError
 from retrieval.query_syntax import parse_filter, parse_query
-from retrieval.search import (QueryTerm, Searcher, SearchRequest, build_where, combine_vectors,
+from retrieval.filters import Compare, OneOf, TagRule
+from retrieval.search import (QueryTerm, Searcher, SearchRequest, combine_vectors,
                               select_page, SearchResult, tag_score)
 from retrieval.settings import Settings
-from retrieval.store import PhotoStore
+from retrieval.store import PhotoStore, chroma_where
 
 DIM = 8
 
@@ -159,13 +160,23 @@ def test_combine_vectors_is_renormalised_weighted_sum():
     assert np.linalg.norm(combined) == pytest.approx(1.0)
 
 
-def test_build_where():
-    assert build_where({}, [], False) is None
-    assert build_where({"source": "x"}, [], False) == {"source": "x"}
-    assert build_where({}, ["a", "b"], True) == {"$and": [{"tags": {"$contains": "a"}},
-                                                          {"tags": {"$contains": "b"}}]}
-    assert build_where({"photographer": ["A", "B"]}, ["a"], False) == {
+def test_chroma_where_translates_the_product_filters():
+    assert chroma_where({}, None) is None
+    assert chroma_where({"source": "x"}) == {"source": {"$eq": "x"}}
+    assert chroma_where({}, TagRule.all_of(["a", "b"])) == {"$and": [{"tags": {"$contains": "a"}},
+                                                                      {"tags": {"$contains": "b"}}]}
+    assert chroma_where({"photographer": ["A", "B"]}, TagRule.any_of(["a"])) == {
         "$and": [{"photographer": {"$in": ["A", "B"]}}, {"tags": {"$contains": "a"}}]}
+    assert chroma_where({"photo_id": OneOf((640, "x"))}) == {
+        "$or": [{"photo_id": {"$in": [640]}}, {"photo_id": {"$in": ["x"]}}]}
+
+
+@pytest.mark.parametrize("value", [{"$ne": "x"}, {"$gt": 0}, object(), float("inf")])
+def test_filter_values_are_values_never_engine_syntax(searcher, value):
+    with pytest.raises(RetrievalError, match="filter value"):
+        searcher.search(SearchRequest(terms=text(("dog", 1)), filters={"photographer": value}))
+    with pytest.raises(RetrievalError, match="field name"):
+        searcher.search(SearchRequest(terms=text(("dog", 1)), filters={"$or": "x"}))
 
 
 def test_tag_score_and_select_page():
@@ -195,12 +206,37 @@ def test_parse_query_rejects_malformed_input(bad):
 
 
 def test_parse_filter():
-    assert parse_filter("photographer=Jane Doe") == ("photographer", "Jane Doe")
-    assert parse_filter("width>=1000") == ("width", {"$gte": 1000})
-    assert parse_filter("source!='local'") == ("source", {"$ne": "local"})
-    for bad in ("width", "width>=big", "=x"):
+    assert parse_filter("photographer=Jane Doe") == ("photographer", Compare("=", "Jane Doe"))
+    assert parse_filter("width>=1000") == ("width", Compare(">=", 1000))
+    assert parse_filter("width>=1e3") == ("width", Compare(">=", 1000))
+    assert parse_filter("source!='local'") == ("source", Compare("!=", "local"))
+    assert parse_filter("width=640") == ("width", Compare("=", 640, "640"))
+    assert parse_filter("photographer=Nan") == ("photographer", Compare("=", "Nan"))
+    for bad in ("width", "width>=big", "=x", "width>=1.5e400", "width<-1e999"):
         with pytest.raises(RetrievalError):
             parse_filter(bad)
+
+
+def test_numeric_filters_match_numbers_and_numbers_stored_as_text(tmp_path):
+    from retrieval.query_syntax import parse_filters
+
+    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store.bind(ModelSignature("hand-made", DIM, "f00d"))
+    widths = {"a": 640, "b": 320, "c": 640, "d": 1024}
+    store.upsert(list(widths), np.stack([unit(i + 1, 1) for i in range(4)]),
+                 [{"width": w, "photo_id": str(w)} for w in widths.values()])
+    searcher = Searcher(store, lambda term: unit(1, 1))
+
+    def found(*expressions):
+        request = SearchRequest(terms=text(("q", 1)), filters=parse_filters(list(expressions)), k=10)
+        return sorted(ids(searcher.search(request)))
+
+    assert found("width=640") == ["a", "c"]
+    assert found("width!=640") == ["b", "d"]
+    assert found("width=640.0") == ["a", "c"]
+    assert found("photo_id=1024") == ["d"]  # stored as text, typed as a number
+    assert found("width>=640", "photo_id!=1024") == ["a", "c"]
+    assert found("width<1e3") == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("match_all", [False, True])

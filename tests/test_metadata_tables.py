@@ -1,0 +1,95 @@
+"""Metadata tables as people really save them: Excel's BOM, semicolons, broken quotes, long fields."""
+
+from __future__ import annotations
+
+import pytest
+
+from photos import write_photos
+from retrieval.errors import RetrievalError
+from retrieval.metadata_table import MetadataTable
+
+
+def descriptions(engine) -> dict[str, str]:
+    return {r.metadata["filename"]: r.metadata.get("description") for r in engine.store.iter_all()}
+
+
+def test_excel_csv_with_byte_order_mark(engine, tmp_path):
+    paths = write_photos(tmp_path / "photos", 2)
+    table = tmp_path / "excel.csv"
+    table.write_bytes("filename,description\n".encode("utf-8-sig")
+                      + f"{paths[0].name},Café at dawn\n{paths[1].name},Snow\n".encode())
+    report = engine.index([tmp_path / "photos"], metadata_file=table)
+    assert descriptions(engine) == {paths[0].name: "Café at dawn", paths[1].name: "Snow"}
+    assert report.metadata_warnings == []
+
+
+def test_semicolon_separated_table(engine, tmp_path):
+    paths = write_photos(tmp_path / "photos", 2)
+    table = tmp_path / "semicolons.csv"
+    table.write_text(f"filename;description;tags\n{paths[0].name};A dog, running;dog,beach\n"
+                     f"{paths[1].name};A cat;cat\n")
+    engine.index([tmp_path / "photos"], metadata_file=table)
+    assert descriptions(engine) == {paths[0].name: "A dog, running", paths[1].name: "A cat"}
+    assert engine.search_tags(["beach"])[0].metadata["filename"] == paths[0].name
+
+
+def test_broken_quoting_is_reported_by_line_and_does_not_swallow_silently(engine, tmp_path):
+    paths = write_photos(tmp_path / "photos", 4)
+    table = tmp_path / "broken.csv"
+    table.write_text("filename,description\n"
+                     f"{paths[0].name},fine\n"
+                     f"{paths[1].name},\"an unclosed quote\n"
+                     f"{paths[2].name},swallowed\n"
+                     f"{paths[3].name},also swallowed\n")
+    report = engine.index([tmp_path / "photos"], metadata_file=table)
+    assert descriptions(engine)[paths[0].name] == "fine"
+    assert descriptions(engine)[paths[1].name] is None  # not a description made of three rows
+    assert any(w.startswith("lines 3-5: an unclosed quote") for w in report.metadata_warnings)
+
+
+def test_wrong_column_count_is_reported_by_line(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("filename,description,photographer\na.jpg,one,Ana\nb.jpg,two\nc.jpg,three,Bo\n")
+    parsed = MetadataTable.from_file(table)
+    assert parsed.problems == ["line 3: 2 columns where the header has 3; the row was left out"]
+    assert parsed.lookup(tmp_path / "c.jpg")["photographer"] == "Bo"
+
+
+def test_a_one_megabyte_field_is_accepted(engine, tmp_path):
+    paths = write_photos(tmp_path / "photos", 1)
+    table = tmp_path / "long.csv"
+    table.write_text(f"filename,description\n{paths[0].name},\"{'word ' * 220_000}\"\n")
+    engine.index([tmp_path / "photos"], metadata_file=table)
+    assert len(descriptions(engine)[paths[0].name]) > 1_000_000
+
+
+def test_rows_that_match_no_photo_are_counted(engine, tmp_path, capsys):
+    from retrieval.cli import main
+
+    paths = write_photos(tmp_path / "photos", 1)
+    table = tmp_path / "t.csv"
+    table.write_text(f"filename,description\n{paths[0].name},one\nmissing.jpg,two\nother.jpg,three\n")
+    report = engine.index([tmp_path / "photos"], metadata_file=table)
+    assert report.metadata_warnings == ["2 of 3 rows matched no photo (by file name, stem or photo id)"]
+
+
+def test_a_table_without_a_file_column_says_which_columns_it_saw(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("name|caption\na.jpg|x\n")
+    with pytest.raises(RetrievalError, match="no column naming the photo.*name, caption"):
+        MetadataTable.from_file(table)
+
+
+def test_unreadable_table_is_a_clear_error():
+    # A file every read of which fails with an I/O error, even for root.
+    from pathlib import Path
+
+    with pytest.raises(RetrievalError, match="can't be read"):
+        MetadataTable.from_file(Path("/proc/self/mem"))
+
+
+def test_a_table_that_is_a_folder_or_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(RetrievalError, match="is a folder"):
+        MetadataTable.from_file(tmp_path)
+    with pytest.raises(RetrievalError, match="does not exist"):
+        MetadataTable.from_file(tmp_path / "nope.csv")
