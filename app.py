@@ -129,23 +129,24 @@ class SearchPage:
             filters["source"] = source
         return {"k": int(k), "min_score": float(min_score) or None, "filters": filters}
 
-    def _picture(self, result: dict[str, Any], kind: str) -> str | None:
-        """A served copy of a result's photo (thumbnail or preview), or its remote image URL."""
+    def _pictures(self, record_ids: list[str], kind: str) -> list[str]:
+        """One picture per result, so gallery positions always match the results: a served copy
+        of its photo, else its stored image URL, else a "file missing" placeholder."""
         make = self.media.thumbnail if kind == "thumbnail" else self.media.preview
-        picture = make(result["id"], lambda: self._local_path(result["id"]))
-        return str(picture) if picture else result.get("image_url")
-
-    def _local_path(self, record_id: str) -> str | None:
-        found = self.engine.store.get([record_id])
-        return found[0].metadata.get("path") if found else None
+        made = {record_id: make(record_id, lambda: None) for record_id in record_ids}  # copies made earlier
+        missing = [record_id for record_id, picture in made.items() if picture is None]
+        stored = {r.id: r.metadata for r in self.engine.store.get(missing)} if missing else {}
+        pictures = []
+        for record_id in record_ids:
+            metadata = stored.get(record_id, {})
+            picture = made[record_id] or make(record_id, lambda: metadata.get("path"))
+            pictures.append(str(picture) if picture else
+                            metadata.get("image_url") or str(self.media.placeholder()))
+        return pictures
 
     def _gallery(self, results: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        items = []
-        for result in results:
-            location = self._picture(result, "thumbnail")
-            if location:
-                items.append((location, present.caption(result)))
-        return items
+        pictures = self._pictures([result["id"] for result in results], "thumbnail")
+        return [(picture, present.caption(result)) for picture, result in zip(pictures, results)]
 
     def _run(self, request: SearchRequest, what: str, shown: list[dict] | None = None):
         """Run one page of ``request``; with ``shown`` the page is added after those results."""
@@ -221,7 +222,8 @@ class SearchPage:
         if not results or event.index is None or not 0 <= int(event.index) < len(results):
             return None, "", "", gr.Column(visible=False)
         result = results[int(event.index)]
-        return self._picture(result, "preview"), present.details_html(result), result["id"], gr.Column(visible=True)
+        return (self._pictures([result["id"]], "preview")[0], present.details_html(result), result["id"],
+                gr.Column(visible=True))
 
     def add_photos(self, files: list[str] | None, metadata_file: str | None, progress=gr.Progress()):
         if not files:
@@ -258,6 +260,8 @@ class SearchPage:
         summary = f"**Added {added}** · already in the collection {already} · rejected {len(rejected)}"
         if rejected:
             summary += "\n\n" + "\n".join(f"- {present.escape(line)}" for line in rejected)
+        if table is not None and table.warnings():
+            summary += "\n\nMetadata table: " + "; ".join(present.escape(w) for w in table.warnings())
         return (summary, _collection_text(self.engine), *self.facet_updates())
 
     def facet_updates(self):
@@ -305,8 +309,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 transcript = gr.Textbox(label="What was heard: fix a word and press Enter to search again",
                                         elem_id="transcript")
             with gr.Tab("Add photos", elem_id="add-photos-tab"):
-                uploads = gr.File(file_count="multiple", file_types=["image"], label="Photos (drop many at once)",
-                                  elem_id="uploads")
+                # No file-type filter: one odd file must not block the others; each is checked and
+                # a file that isn't a usable photo is named in the summary with the reason.
+                uploads = gr.File(file_count="multiple", label="Photos (drop many at once)", elem_id="uploads")
                 metadata_file = gr.File(file_count="single", file_types=[".csv", ".tsv", ".json", ".jsonl"],
                                         label="Metadata table (optional): description, photographer, tags… "
                                               "by file name or photo_id")
@@ -397,7 +402,8 @@ def warm_up_speech(engine: Engine) -> None:
 
 def launch(app: gr.Blocks, engine: Engine, **options) -> gr.Blocks:
     """Serve the app; only the media folder is readable through Gradio's file route."""
-    app.queue().launch(
+    # Searches run side by side (the engine is thread-safe); each one's model work is short.
+    app.queue(default_concurrency_limit=engine.settings.app_concurrency).launch(
         allowed_paths=[str(engine.settings.media_folder)],
         max_file_size=f"{engine.settings.max_upload_mb}mb",
         css=CSS,

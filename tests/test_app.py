@@ -277,3 +277,90 @@ def test_dropdown_counts_are_counted_once_then_kept_up_to_date(engine, tmp_path)
     assert page.facets.choices("tags")[:1] == [("beach (4)", "beach")]
     assert ("kite (1)", "kite") in page.facets.choices("tags")
     assert ("Cy (1)", "Cy") in page.facets.choices("photographer")
+
+
+def test_every_result_has_a_picture_in_its_own_place(engine, tmp_path):
+    """Files gone since indexing: one with a stored image URL, one without. The gallery still
+    has one picture per result, in order, and selecting position i opens result i."""
+    import html
+    import io
+
+    import gradio as gr
+
+    from app import SearchPage
+    from dataset_server import FlakyPhotoServer
+    from retrieval.ui.media import MediaFolder
+
+    paths, table = write_collection(tmp_path)
+    with FlakyPhotoServer() as server:
+        buffer = io.BytesIO()
+        Image.open(paths[1]).save(buffer, "JPEG")
+        server.files["/remote/1.jpg"] = buffer.getvalue()
+        remote = server.base_url + "/remote/1.jpg"
+        rows = json.loads(table.read_text())
+        rows[1]["image_url"] = remote
+        table.write_text(json.dumps(rows))
+        engine.index([tmp_path / "photos"], metadata_file=table)
+        paths[1].unlink()  # has an image URL
+        paths[4].unlink()  # has nothing
+        media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
+        page = SearchPage(engine, media)
+        gallery, status, results, _, _ = page.by_text("photo", "", 6, 0, None, None)
+        assert len(gallery) == len(results) == 6 and "Showing 6 photos" in status
+        by_file = {r["filename"]: i for i, r in enumerate(results)}
+        assert gallery[by_file[paths[1].name]][0] == remote
+        assert gallery[by_file[paths[4].name]][0] == str(media.placeholder())
+        for i, result in enumerate(results):
+            assert gallery[i][1] == present_caption(result)
+            picture, details, selected, _ = page.details(results, gr.SelectData(None, {"index": i, "value": None}))
+            assert selected == result["id"] and html.escape(result["description"]) in details
+        assert picture is not None
+
+
+def present_caption(result):
+    from retrieval.ui.present import caption
+
+    return caption(result)
+
+
+def test_searches_keep_working_when_thumbnails_cannot_be_written(engine, tmp_path):
+    from app import SearchPage
+    from retrieval.ui.media import MediaFolder
+
+    paths, table = write_collection(tmp_path)
+    engine.index([tmp_path / "photos"], metadata_file=table)
+    media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
+    thumbs = engine.settings.media_folder / "thumbs"
+    thumbs.rmdir()
+    thumbs.write_text("a file where the folder was: every thumbnail write fails, like a full disk")
+    gallery, status, results, _, _ = SearchPage(engine, media).by_text("photo", "", 6, 0, None, None)
+    assert len(gallery) == len(results) == 6
+    assert {picture for picture, _ in gallery} == {str(media.placeholder())}
+
+
+def test_one_bad_file_among_many_uploads_blocks_nothing(running_app, tmp_path, engine):
+    client, _, _ = running_app
+    new = write_photos(tmp_path / "batch", 19, start=300)
+    odd = tmp_path / "batch" / "notes.txt"
+    odd.write_text("meeting notes")
+    before = engine.store.count()
+    summary, *_ = client.predict([handle_file(str(p)) for p in [*new, odd]], None, api_name="/add_photos")
+    assert "**Added 19**" in summary and "rejected 1" in summary and "notes.txt: not an image" in summary
+    assert engine.store.count() == before + 19
+
+
+def test_searches_run_side_by_side(running_app):
+    """Eight clients at once: every one gets its own, correct results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, paths, app = running_app
+
+    def search(i):
+        own = Client(app.local_url, verbose=False)
+        _, _, results, _ = own.predict(handle_file(str(paths[i % len(paths)])), *OPTIONS,
+                                       api_name="/search_image")
+        return results[0]["filename"]
+
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(search, range(8)))
+    assert found == [paths[i % len(paths)].name for i in range(8)]

@@ -7,13 +7,16 @@ original photo is never served from where it was indexed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 
-from ..images import ImageRejected, SkipReason, decode_image, open_image_file
+from ..errors import RetrievalError
+from ..images import ImageRejected, SkipReason, decode_image, open_image_file, read_file_bytes
 from ..ingest import content_id
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,10 @@ class MediaFolder:
         self.starter = self.root / "starter"
         for folder in (self.uploads, self.starter, self.root / "thumbs", self.root / "previews"):
             folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.placeholder()  # made now, while there is room: later a full disk can't stop a search
+        except OSError as exc:
+            log.warning("could not make the 'file missing' picture: %s", exc)
 
     def thumbnail(self, record_id: str, source: SourceLookup) -> Path | None:
         return self._scaled(record_id, source, "thumbs", THUMBNAIL_SIZE)
@@ -64,13 +71,35 @@ class MediaFolder:
             return None
         try:
             image = open_image_file(Path(source), self.max_image_pixels, draft=size).image
-        except ImageRejected as exc:
+        except (ImageRejected, OSError) as exc:
             log.warning("no %s for %s: %s", kind[:-1], source, exc)
             return None
         image.thumbnail(size)
-        partial = target.with_suffix(".part")
-        image.save(partial, "JPEG", quality=85)
-        partial.replace(target)  # a half-written file is never served
+        # A name of its own per writer: two searches may make the same thumbnail at once.
+        partial = target.with_name(f"{target.stem}.{threading.get_ident()}.part")
+        try:
+            image.save(partial, "JPEG", quality=85)
+            partial.replace(target)  # a half-written file is never served
+        except OSError as exc:  # a full disk, a read-only folder: thumbnails are optional
+            log.warning("could not write the %s of %s (%s); showing the photo without it",
+                        kind[:-1], record_id[:12], exc.strerror or exc)
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            return None
+        return target
+
+    def placeholder(self) -> Path:
+        """A grey "file missing" picture for results whose photo can't be shown (made once)."""
+        target = self.root / "missing.png"
+        if not target.is_file():
+            from PIL import Image, ImageDraw
+
+            picture = Image.new("RGB", THUMBNAIL_SIZE, (225, 225, 225))
+            ImageDraw.Draw(picture).text((THUMBNAIL_SIZE[0] // 2, THUMBNAIL_SIZE[1] // 2), "file missing",
+                                         fill=(90, 90, 90), anchor="mm", font_size=28)
+            partial = target.with_name(f"missing.{threading.get_ident()}.part")
+            picture.save(partial, "PNG")
+            partial.replace(target)
         return target
 
     def store_upload(self, source: Path, original_name: str, max_bytes: int) -> StoredUpload:
@@ -79,20 +108,25 @@ class MediaFolder:
         Raises ImageRejected (with the reason) for files that are too big, not
         images, or over the pixel cap.
         """
-        size = source.stat().st_size
-        if size > max_bytes:
-            raise ImageRejected(SkipReason.FILE_TOO_BIG, f"over the {max_bytes // 1_000_000} MB upload limit")
         try:
-            data = source.read_bytes()
+            if source.stat().st_size > max_bytes:
+                raise ImageRejected(SkipReason.FILE_TOO_BIG, f"over the {max_bytes // 1_000_000} MB upload limit")
         except OSError as exc:
-            raise ImageRejected(SkipReason.UNREADABLE, str(exc)) from None
+            raise ImageRejected(SkipReason.UNREADABLE, exc.strerror or str(exc)) from None
+        data = read_file_bytes(source, max_bytes)
         decoded = decode_image(data, self.max_image_pixels)
         suffix = _SAVE_FORMATS.get(decoded.format or "", ".img")
         target = self.uploads / f"{content_id(data)}{suffix}"  # the record id the indexer will give it
         if not target.exists():
-            partial = target.with_suffix(".part")
-            partial.write_bytes(data)
-            partial.replace(target)
+            partial = target.with_name(f"{target.name}.{threading.get_ident()}.part")
+            try:
+                partial.write_bytes(data)
+                partial.replace(target)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                raise RetrievalError(f"Uploads can't be kept in {self.uploads} ({exc.strerror or exc}); "
+                                     "free some disk space or set MEDIA_PATH to another folder.") from None
         return StoredUpload(target, Path(original_name).name)
 
 
