@@ -29,6 +29,9 @@ from retrieval.ui.starter import add_starter_gallery
 
 log = logging.getLogger("retrieval.app")
 
+SPOKEN_LANGUAGES = [("detect it", "auto"), ("English", "en"), ("German", "de"), ("French", "fr"),
+                    ("Spanish", "es"), ("Italian", "it"), ("Portuguese", "pt"), ("Dutch", "nl"),
+                    ("Chinese", "zh"), ("Japanese", "ja")]
 EXAMPLE_QUERIES = ["a cat lying down", "a rocket launch", "a cup of coffee on a table", "stars in the night sky"]
 MAX_FACET_CHOICES = 1000  # the rest can still be typed: the dropdowns accept custom values
 
@@ -189,11 +192,13 @@ class SearchPage:
         request = SearchRequest(terms=terms, **self._options(k, min_score, photographer, source))
         return self._run(request, f"the image + “{text.strip()}”")
 
-    def by_voice(self, audio_path: str | None, k, min_score, photographer, source):
-        """Transcribe, then search with the transcript; nothing is searched when no one spoke."""
+    def by_voice(self, audio_path: str | None, k, min_score, photographer, source, language: str | None = None):
+        """Transcribe, then search with the transcript; nothing is searched when no one spoke
+        or what was heard is not trusted. ``language``: a code, or "auto"/None to detect."""
         if not audio_path:
             raise RetrievalError("Record something with the microphone or upload a recording first.")
-        heard = self.engine.transcribe(audio_path)
+        language = None if not language or language == "auto" else str(language)
+        heard = self.engine.transcribe(audio_path, language)
         description = self.engine.speech.describe(heard)
         if not heard.speech_detected:
             return "", [], description, [], None, description
@@ -264,6 +269,12 @@ class SearchPage:
             summary += "\n\nMetadata table: " + "; ".join(present.escape(w) for w in table.warnings())
         return (summary, _collection_text(self.engine), *self.facet_updates())
 
+    def speech_model(self) -> str:
+        try:
+            return self.engine.speech.model_summary()
+        except RetrievalError as exc:
+            return f"Voice search is unavailable: {present.escape(str(exc))}"
+
     def facet_updates(self):
         return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in ("tags", "photographer", "source"))
 
@@ -306,6 +317,10 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 audio = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="voice-audio",
                                  label="Say what you are looking for (or upload a recording)")
                 voice_button = gr.Button("Transcribe and search", variant="primary", elem_id="voice-search")
+                with gr.Row():
+                    spoken_language = gr.Dropdown(SPOKEN_LANGUAGES, value="auto", label="Language spoken",
+                                                  info="auto = detected", elem_id="voice-language")
+                    speech_model = gr.Markdown(elem_id="speech-model")
                 transcript = gr.Textbox(label="What was heard: fix a word and press Enter to search again",
                                         elem_id="transcript")
             with gr.Tab("Add photos", elem_id="add-photos-tab"):
@@ -352,8 +367,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         tags_button.click(_guarded(page.by_tags), [tags, tag_match, *shared], outputs, api_name="search_tags")
         gr.on([combo_button.click, combo_text.submit], _guarded(page.by_image_and_text),
               [combo_image, combo_text, text_weight, *shared], outputs, api_name="search_image_text")
-        voice_button.click(_guarded(page.by_voice), [audio, *shared], [transcript, *outputs],
+        voice_button.click(_guarded(page.by_voice), [audio, *shared, spoken_language], [transcript, *outputs],
                            api_name="search_voice")
+        app.load(page.speech_model, None, speech_model, api_visibility="private")
         transcript.submit(_guarded(page.by_text), [transcript, gr.State(""), *shared], outputs,
                           api_name="search_transcript")
         like_button.click(_guarded(page.more_like_this), [selected_id, *shared], outputs, api_name="more_like_this")

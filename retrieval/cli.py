@@ -33,6 +33,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--asr-backend", choices=["faster-whisper", "openai-whisper"],
                        help="speech recogniser for --audio and transcribe (ASR_BACKEND)")
     group.add_argument("--asr-model", help="Whisper size name or local model (ASR_MODEL)")
+    group.add_argument("--language", help="language spoken in --audio / transcribe, e.g. en, de (ASR_LANGUAGE; "
+                                          "default: detected)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
@@ -129,6 +131,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         asr_backend=args.asr_backend,
         asr_model=args.asr_model,
         asr_max_seconds=getattr(args, "max_seconds", None),
+        asr_language=args.language.strip().lower() if args.language else None,
     )
 
 
@@ -207,7 +210,7 @@ def _spoken_query(engine, args) -> str | None:
         return None
     transcript = engine.transcribe(args.audio)
     if not transcript.speech_detected:
-        raise RetrievalError(f"No speech detected in {args.audio}, so nothing was searched.")
+        raise RetrievalError(f"{args.audio}: {engine.speech.describe(transcript)}")
     if not args.json:
         print(engine.speech.describe(transcript), file=sys.stderr)
     return transcript.text
@@ -249,7 +252,7 @@ def cmd_transcribe(engine, args) -> int:
         _print_json(transcript.to_dict())
         return 0
     if not transcript.speech_detected:
-        print("No speech detected.")
+        print(engine.speech.describe(transcript))
         return 0
     print(transcript.text)
     language = transcript.language or "?"
@@ -257,7 +260,7 @@ def cmd_transcribe(engine, args) -> int:
         language += ", translated to English"
     note = ", trimmed to the length cap" if transcript.trimmed else ""
     print(f"({language}; {transcript.duration:.1f} s of audio{note}; {transcript.seconds:.2f} s "
-          f"with {transcript.model})", file=sys.stderr)
+          f"with {transcript.model}, {transcript.languages})", file=sys.stderr)
     return 0
 
 

@@ -72,8 +72,8 @@ class Engine:
                 self._speech = SpeechRecognizer(self.settings)
         return self._speech
 
-    def transcribe(self, audio: str | Path) -> Transcript:
-        return self.speech.transcribe(audio)
+    def transcribe(self, audio: str | Path, language: str | None = None) -> Transcript:
+        return self.speech.transcribe(audio, language)
 
     def preload(self) -> None:
         """Load the model and run one tiny query, so the first real search is not slow."""

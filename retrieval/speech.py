@@ -39,9 +39,24 @@ SILENCE_PEAK = 0.003
 _WORDS = re.compile(r"\w", re.UNICODE)
 
 
+# Whisper's decoder, given noise, music or speech it does not know, falls back on
+# phrases from its training subtitles. Heard alone, they are taken as "not understood".
+FILLER_PHRASES = frozenset({
+    "thank you", "thanks for watching", "thank you for watching", "thank you very much",
+    "please subscribe", "subscribe to my channel", "don't forget to subscribe",
+    "don't forget to subscribe to my channel", "like and subscribe", "i'm sorry", "you",
+    "bye", "bye bye", "music", "applause", "silence", "subtitles by the amara org community",
+})
+# Whisper's own thresholds for a segment it should not trust (see its transcribe()):
+LOGPROB_FLOOR = -1.0  # mean log-probability of the tokens
+COMPRESSION_CEILING = 2.4  # gzip ratio of the text: higher means the same words over and over
+NO_SPEECH_CEILING = 0.6
+LANGUAGE_CONFIDENCE_FLOOR = 0.5  # a detected language below this is a guess
+
+
 @dataclass
 class Transcript:
-    text: str  # "" when no speech was detected
+    text: str  # "" when no speech was detected or it was not understood
     language: str | None
     language_probability: float | None
     task: str  # "transcribe", or "translate" when the speech was not English
@@ -49,6 +64,8 @@ class Transcript:
     trimmed: bool  # the recording was longer than ASR_MAX_SECONDS
     seconds: float  # time taken by the model
     model: str
+    languages: str = "multilingual"  # what the model understands: "English only" or "multilingual"
+    not_understood: str = ""  # why what was heard is not searched (speech, but not trusted)
 
     @property
     def speech_detected(self) -> bool:
@@ -59,8 +76,16 @@ class Transcript:
 
 
 @dataclass
-class Recognised:
+class Segment:
     text: str
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+@dataclass
+class Recognised:
+    segments: list[Segment]
     language: str | None
     language_probability: float | None
     task: str
@@ -68,12 +93,41 @@ class Recognised:
 
 class Backend(Protocol):
     description: str
+    multilingual: bool
 
-    def recognise(self, samples: np.ndarray) -> Recognised: ...
+    def recognise(self, samples: np.ndarray, language: str | None, temperature: float) -> Recognised: ...
 
 
 def _task_for(language: str | None) -> str:
     return "transcribe" if language in (None, "en") else "translate"
+
+
+def _normalised(text: str) -> str:
+    return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())
+
+
+def trusted_text(recognised: Recognised) -> tuple[str, str]:
+    """The words worth searching, and (when there are none) why what was heard is not trusted."""
+    kept, reasons = [], []
+    for segment in recognised.segments:
+        if not _WORDS.search(segment.text):
+            continue
+        if segment.no_speech_prob > NO_SPEECH_CEILING and segment.avg_logprob < LOGPROB_FLOOR:
+            reasons.append("it sounded like noise")
+        elif segment.avg_logprob < LOGPROB_FLOOR:
+            reasons.append("the recogniser was unsure of the words")
+        elif segment.compression_ratio > COMPRESSION_CEILING:
+            reasons.append("the words repeated themselves")
+        elif _normalised(segment.text) in FILLER_PHRASES:
+            reasons.append(f"only “{segment.text.strip()}”, a phrase Whisper makes up from noise")
+        else:
+            kept.append(segment.text.strip())
+    text = " ".join(kept).strip()
+    probability = recognised.language_probability
+    if text and probability is not None and probability < LANGUAGE_CONFIDENCE_FLOOR:
+        return "", (f"the language was unclear (best guess {recognised.language}, p = {probability:.2f}); "
+                    "choose the language you speak")
+    return text, ("" if text else (reasons[0] if reasons else ""))
 
 
 class FasterWhisperBackend:
@@ -90,17 +144,24 @@ class FasterWhisperBackend:
                                  "CTranslate2 Whisper folder.") from None
         log.info("speech model: faster-whisper %s (%s)", self.description, compute_type)
 
-    def recognise(self, samples: np.ndarray) -> Recognised:
-        language, probability = "en", None
-        if self._model.model.is_multilingual:
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._model.model.is_multilingual)
+
+    def recognise(self, samples: np.ndarray, language: str | None = None, temperature: float = 0.0) -> Recognised:
+        probability = None
+        if not self.multilingual:
+            language = "en"
+        elif language is None:
             language, probability, _ = self._model.detect_language(samples)
         task = _task_for(language)
+        # One temperature: no random fallback, so the same recording always gives the same text.
         segments, _ = self._model.transcribe(
             samples, language=language, task=task, beam_size=5, vad_filter=True,
-            condition_on_previous_text=False,
+            condition_on_previous_text=False, temperature=[temperature],
         )
-        text = " ".join(segment.text.strip() for segment in segments)
-        return Recognised(text, language, probability, task)
+        found = [Segment(s.text, s.avg_logprob, s.compression_ratio, s.no_speech_prob) for s in segments]
+        return Recognised(found, language, probability, task)
 
 
 def _faster_whisper_source(model: str) -> tuple[str, str]:
@@ -172,10 +233,16 @@ class OpenAIWhisperBackend:
                                  f"{exc}). Offline, set ASR_MODEL to a downloaded .pt file.") from None
         log.info("speech model: openai-whisper %s", model)
 
-    def recognise(self, samples: np.ndarray) -> Recognised:
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._model.is_multilingual)
+
+    def recognise(self, samples: np.ndarray, language: str | None = None, temperature: float = 0.0) -> Recognised:
         whisper = self._whisper
-        language, probability = "en", None
-        if self._model.is_multilingual:
+        probability = None
+        if not self.multilingual:
+            language = "en"
+        elif language is None:
             window = whisper.pad_or_trim(samples)
             mel = whisper.log_mel_spectrogram(window, self._model.dims.n_mels).to(self._model.device)
             _, probabilities = self._model.detect_language(mel)
@@ -184,9 +251,12 @@ class OpenAIWhisperBackend:
         task = _task_for(language)
         # Greedy decoding only: deterministic, and the sampling fallback can fail outright
         # (NaN logits) on checkpoints that are not fully trained.
-        result = self._model.transcribe(samples, language=language, task=task, fp16=False, temperature=0.0,
-                                        condition_on_previous_text=False, verbose=None)
-        return Recognised(str(result.get("text", "")).strip(), language, probability, task)
+        result = self._model.transcribe(samples, language=language, task=task, fp16=False,
+                                        temperature=temperature, condition_on_previous_text=False, verbose=None)
+        found = [Segment(str(s.get("text", "")), float(s.get("avg_logprob", 0.0)),
+                         float(s.get("compression_ratio", 0.0)), float(s.get("no_speech_prob", 0.0)))
+                 for s in result.get("segments", [])]
+        return Recognised(found, language, probability, task)
 
 
 class SpeechRecognizer:
@@ -212,26 +282,41 @@ class SpeechRecognizer:
             return OpenAIWhisperBackend(settings.asr_model, settings.torch_threads)
         return FasterWhisperBackend(settings.asr_model, settings.asr_compute_type, settings.torch_threads)
 
-    def transcribe(self, path: str | Path) -> Transcript:
+    def model_summary(self) -> str:
+        """Which recogniser is in use and what it understands, for the page and the CLI."""
+        backend = self.backend
+        if backend.multilingual:
+            return (f"Speech model: Whisper {backend.description}, multilingual (speech in other languages "
+                    "is translated to English).")
+        return (f"Speech model: Whisper {backend.description}, which understands English only: other "
+                "languages are not understood. Set ASR_MODEL=base (or larger) for other languages.")
+
+    def transcribe(self, path: str | Path, language: str | None = None) -> Transcript:
+        """``language``: a Whisper language code to skip detection (default: ASR_LANGUAGE, else detect)."""
         clip = load_clip(path, self.settings.asr_max_seconds)
         backend = self.backend
+        language = language or self.settings.asr_language
         started = time.perf_counter()
         if clip.peak < SILENCE_PEAK:
-            recognised = Recognised("", None, None, "transcribe")
+            recognised = Recognised([], None, None, "transcribe")
         else:
             with self._lock:
-                recognised = backend.recognise(clip.samples)
-        text = recognised.text.strip()
-        if not _WORDS.search(text):
-            text = ""  # only punctuation or nothing: Whisper heard no words
+                recognised = backend.recognise(clip.samples, language, self.settings.asr_temperature)
+        text, why = trusted_text(recognised)
         return Transcript(
             text=text, language=recognised.language, language_probability=recognised.language_probability,
             task=recognised.task, duration=round(clip.duration, 3), trimmed=clip.trimmed,
             seconds=round(time.perf_counter() - started, 3), model=backend.description,
+            languages="multilingual" if backend.multilingual else "English only", not_understood=why,
         )
 
     def describe(self, transcript: Transcript) -> str:
-        """One line about a transcript for people: what was heard, or why nothing was."""
+        """One line about a transcript for people: what was heard, or why nothing was searched."""
+        if not transcript.speech_detected and transcript.not_understood:
+            hint = (" The speech model in use understands English only." if transcript.languages == "English only"
+                    else "")
+            return (f"Not understood, so nothing was searched: {transcript.not_understood}.{hint} "
+                    "Try again, closer to the microphone, or type the words.")
         if not transcript.speech_detected:
             return ("No speech detected. Speak closer to the microphone, or use a recording "
                     "with someone speaking in it.")

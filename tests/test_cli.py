@@ -237,3 +237,31 @@ def test_ctrl_c_stops_a_run_at_once_and_keeps_what_was_committed(tiny_model, tmp
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["skipped"]["counts"] == {"not a regular file": 1}
+
+
+IMPORTS_OF = """
+import sys
+from retrieval.cli import main
+code = main(sys.argv[1:])
+print("MODULES", sorted(m for m in ("torch", "transformers", "chromadb") if m in sys.modules))
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_commands_import_only_what_they_need(tiny_model, tmp_path):
+    from conftest import bundled_whisper
+    from speech_clips import speak
+
+    clip = speak("a red bicycle", tmp_path / "q.wav")
+    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
+               ASR_MODEL=bundled_whisper())
+
+    def modules(*argv):
+        done = subprocess.run([sys.executable, "-c", IMPORTS_OF, *argv], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.rsplit("MODULES", 1)[1].strip()
+
+    assert modules("transcribe", str(clip)) == "[]"
+    assert modules("stats") == "['chromadb']"

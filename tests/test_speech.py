@@ -193,3 +193,57 @@ def test_openai_whisper_rejects_a_corrupt_checkpoint(tmp_path, spoken):
     with pytest.raises(RetrievalError, match="Could not load the Whisper model"):
         SpeechRecognizer(Settings(asr_backend="openai-whisper", asr_model=str(broken))).transcribe(
             next(iter(spoken.values())))
+
+
+# -- what is heard but not to be trusted ------------------------------------------
+
+def test_filler_and_unsure_segments_are_not_searched():
+    from retrieval.speech import Recognised, Segment, trusted_text
+
+    def heard(*segments):
+        return trusted_text(Recognised([Segment(*s) for s in segments], "en", None, "transcribe"))
+
+    assert heard((" A dog on the beach.", -0.3, 1.2, 0.01)) == ("A dog on the beach.", "")
+    assert heard((" Thank you for watching!", -0.4, 1.1, 0.2))[0] == ""
+    assert "makes up from noise" in heard((" Don't forget to subscribe to my channel.", -0.5, 1.3, 0.1))[1]
+    assert heard((" Yiden, there is a software on Tdatsubu", -1.4, 1.3, 0.2)) == (
+        "", "the recogniser was unsure of the words")
+    assert heard((" I'm sorry. I'm sorry. I'm sorry. I'm sorry. I'm sorry.", -0.2, 3.1, 0.1))[1] == \
+        "the words repeated themselves"
+    # a good segment next to a made-up one: only the good words are searched
+    assert heard((" a red car", -0.3, 1.0, 0.0), (" Thank you.", -0.5, 1.0, 0.3)) == ("a red car", "")
+
+
+def test_the_same_recording_gives_the_same_text(recognizer, tmp_path, spoken):
+    """Speech under noise makes Whisper's temperature fallback sample; decoding stays greedy."""
+    from retrieval.audio import load_clip
+
+    samples = load_clip(next(iter(spoken.values())), 30).samples
+    rng = np.random.default_rng(3)
+    noisy = write_wav(tmp_path / "noisy.wav", samples + rng.normal(0, 0.25, samples.size))
+    texts = {recognizer.transcribe(noisy).text for _ in range(3)}
+    assert len(texts) == 1
+
+
+def test_an_english_only_model_says_so(recognizer, spoken):
+    transcript = recognizer.transcribe(next(iter(spoken.values())))
+    assert transcript.languages == "English only" and transcript.to_dict()["languages"] == "English only"
+    assert "understands English only" in recognizer.model_summary()
+
+
+def test_a_guessed_language_is_not_understood():
+    from retrieval.speech import Recognised, Segment, trusted_text
+
+    unsure = Recognised([Segment(" a short clip", -0.3, 1.0, 0.0)], "th", 0.15, "translate")
+    text, why = trusted_text(unsure)
+    assert text == "" and why.startswith("the language was unclear (best guess th, p = 0.15)")
+    sure = Recognised([Segment(" ein Hund", -0.3, 1.0, 0.0)], "de", 0.9, "translate")
+    assert trusted_text(sure) == ("ein Hund", "")
+
+
+def test_the_spoken_language_can_be_fixed(whisper_checkpoints, spoken):
+    settings = Settings(asr_backend="openai-whisper", asr_model=str(whisper_checkpoints["multilingual"]))
+    clip = next(iter(spoken.values()))
+    fixed = SpeechRecognizer(settings.with_overrides(asr_language="de")).transcribe(clip)
+    assert fixed.language == "de" and fixed.language_probability is None and fixed.task == "translate"
+    assert "multilingual" in SpeechRecognizer(settings).model_summary()
