@@ -418,6 +418,9 @@ def warm_up_speech(engine: Engine) -> None:
 
 def launch(app: gr.Blocks, engine: Engine, **options) -> gr.Blocks:
     """Serve the app; only the media folder is readable through Gradio's file route."""
+    # Thumbnails and previews never change (named by content hash): served in place, not
+    # hashed and copied into Gradio's cache for every result of every search.
+    gr.set_static_paths([str(engine.settings.media_folder)])
     # Searches run side by side (the engine is thread-safe); each one's model work is short.
     app.queue(default_concurrency_limit=engine.settings.app_concurrency).launch(
         allowed_paths=[str(engine.settings.media_folder)],

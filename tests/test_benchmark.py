@@ -136,7 +136,8 @@ def test_benchmark_script_smoke_run(tmp_path, tiny_model, monkeypatch, capsys):
     result = json.loads(out.read_text())
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
     sections = {row["section"] for row in result["rows"]}
-    assert {"indexing photos (6 files)", "indexing 12mp (2 files)", "queries at 300 photos", "start-up"} <= sections
+    assert {"indexing photos (6 files)", "indexing 12mp (2 files)", "queries at 300 photos", "start-up",
+            "concurrency"} <= sections
     assert any(s.startswith("speech") for s in sections)
     for row in result["rows"]:
         assert row["value"] >= 0

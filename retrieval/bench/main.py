@@ -15,14 +15,14 @@ from ..files import walk_images
 from ..settings import Settings
 from .report import Report
 
-SECTIONS = ("indexing", "queries", "startup", "speech")
+SECTIONS = ("indexing", "queries", "startup", "concurrency", "speech")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m retrieval benchmark",
-        description="Measure indexing throughput, query latency, start-up, ANN recall and transcription "
-                    "speed, each as a ratio against a baseline measured in the same run.")
+        description="Measure indexing throughput, query latency, start-up, concurrent clients, ANN recall and "
+                    "transcription speed, each as a ratio against a baseline measured in the same run.")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", help="CLIP model id or folder (default: CLIP_MODEL)")
     model.add_argument("--random-weights", type=Path, metavar="CONFIG_DIR",
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, sections: list[str], work: Path) -> Report:
     from ..embedder import ClipEmbedder
-    from . import indexing, queries, speech, startup
+    from . import concurrency, indexing, queries, speech, startup
     from .random_model import build_random_clip
 
     settings = Settings.from_env().with_overrides(batch_size=args.batch_size)
@@ -81,7 +81,7 @@ def run(args, sections: list[str], work: Path) -> Report:
     report = Report()
     report.details["model"] = model + (" (random weights)" if args.random_weights else "")
     photos = _photos(args.photos, args.photo_count)
-    needs_model = {"indexing", "queries", "startup"} & set(sections)
+    needs_model = {"indexing", "queries", "startup", "concurrency"} & set(sections)
     embedder = ClipEmbedder(model, settings.torch_threads, settings.precision) if needs_model else None
     if embedder is not None:
         report.details["precision"] = str(embedder.dtype)
@@ -90,8 +90,12 @@ def run(args, sections: list[str], work: Path) -> Report:
     if "queries" in sections:
         sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
         queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats)
-    if "startup" in sections:
-        startup.run(report, model, _startup_store(embedder, settings, photos, work))
+    if "startup" in sections or "concurrency" in sections:
+        store = _startup_store(embedder, settings, photos, work)
+        if "startup" in sections:
+            startup.run(report, model, store)
+        if "concurrency" in sections:
+            concurrency.run(report, model, store, queries=max(5, args.repeats // 5))
     if "speech" in sections:
         speech.run(report, settings, work, args.speech_clip)
     return report

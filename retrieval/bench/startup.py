@@ -3,6 +3,7 @@ first query's latency against the median of those after it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
@@ -26,34 +27,44 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(report: Report, model: str, store: Path, queries: int = 20, timeout: float = 180.0) -> None:
-    """``store`` must hold a collection built with ``model`` (the app then has something to search)."""
-    from gradio_client import Client
-
+@contextlib.contextmanager
+def served_app(model: str, store: Path, timeout: float = 180.0, **env_overrides: str):
+    """``python app.py`` on a free port of 127.0.0.1; yields (url, seconds from launch to ready, process)."""
     port = _free_port()
     env = {**os.environ, "CLIP_MODEL": model, "CHROMA_PATH": str(store), "STARTER_GALLERY": "0",
-           "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+           "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+           **env_overrides}
     env.pop("CHROMA_HOST", None)
     url = f"http://127.0.0.1:{port}/"
     started = time.perf_counter()
     app = subprocess.Popen([sys.executable, str(APP)], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
     try:
-        ready = _wait_until_ready(url, app, started + timeout) - started
-        client = Client(url, verbose=False)
-        options = (10, 0, None, None)
-        timings = []
-        for number in range(queries + 1):
-            began = time.perf_counter()
-            client.predict(f"a photo of a {['dog', 'beach', 'city', 'cat'][number % 4]} number {number}", "",
-                           *options, api_name="/search_text")
-            timings.append(time.perf_counter() - began)
+        yield url, _wait_until_ready(url, app, started + timeout) - started, app
     finally:
         app.terminate()
         try:
             app.wait(timeout=20)
         except subprocess.TimeoutExpired:
             app.kill()
+
+
+def text_query(number: int) -> str:
+    return f"a photo of a {['dog', 'beach', 'city', 'cat'][number % 4]} number {number}"
+
+
+def run(report: Report, model: str, store: Path, queries: int = 20, timeout: float = 180.0) -> None:
+    """``store`` must hold a collection built with ``model`` (the app then has something to search)."""
+    from gradio_client import Client
+
+    with served_app(model, store, timeout) as (url, ready, _process):
+        client = Client(url, verbose=False)
+        options = (10, 0, None, None)
+        timings = []
+        for number in range(queries + 1):
+            began = time.perf_counter()
+            client.predict(text_query(number), "", *options, api_name="/search_text")
+            timings.append(time.perf_counter() - began)
     first, median = timings[0], statistics.median(timings[1:])
     report.add("start-up", "launch to app ready", ready, "s", target=f"<= {READY_TARGET_S:g}",
                met=ready <= READY_TARGET_S)
