@@ -21,27 +21,45 @@ from .settings import Settings
 SKIPPED_LISTED = 20  # files listed per skip reason in the human summary
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+def _add_settings_flags(parser: argparse.ArgumentParser, *, store: bool = True, model: bool = True,
+                        speech: bool = False, batching: bool = False) -> None:
+    """The settings flags a command uses (each overrides its environment variable)."""
     group = parser.add_argument_group("settings (override the environment variables)")
-    group.add_argument("--model", help="CLIP model: Hugging Face id or local folder (CLIP_MODEL)")
-    group.add_argument("--chroma-path", type=Path, help="embedded store folder (CHROMA_PATH)")
-    group.add_argument("--chroma-host", help="use the Chroma server on this host (CHROMA_HOST)")
-    group.add_argument("--chroma-port", type=int, help="port of the Chroma server (CHROMA_PORT)")
-    group.add_argument("--collection", help="collection name (CHROMA_COLLECTION)")
-    group.add_argument("--threads", type=int, help="CPU threads for the model (TORCH_THREADS)")
-    group.add_argument("--batch-size", type=int, help="images per model batch and commit (BATCH_SIZE)")
-    group.add_argument("--asr-backend", choices=["faster-whisper", "openai-whisper"],
-                       help="speech recogniser for --audio and transcribe (ASR_BACKEND)")
-    group.add_argument("--asr-model", help="Whisper size name or local model (ASR_MODEL)")
-    group.add_argument("--language", help="language spoken in --audio / transcribe, e.g. en, de (ASR_LANGUAGE; "
-                                          "default: detected)")
+    if model:
+        group.add_argument("--model", help="CLIP model: Hugging Face id or local folder (CLIP_MODEL)")
+        group.add_argument("--threads", type=int, help="CPU threads for the model (TORCH_THREADS)")
+    if batching:
+        group.add_argument("--batch-size", type=int, help="images per model batch and commit (BATCH_SIZE)")
+    if store:
+        group.add_argument("--chroma-path", type=Path, help="embedded store folder (CHROMA_PATH)")
+        group.add_argument("--chroma-host", help="use the Chroma server on this host (CHROMA_HOST)")
+        group.add_argument("--chroma-port", type=int, help="port of the Chroma server (CHROMA_PORT)")
+        group.add_argument("--collection", help="collection name (CHROMA_COLLECTION)")
+    if speech:
+        group.add_argument("--asr-backend", choices=["faster-whisper", "openai-whisper"],
+                           help="speech recogniser (ASR_BACKEND)")
+        group.add_argument("--asr-model", help="Whisper size name or local model (ASR_MODEL)")
+        group.add_argument("--language", help="language spoken, e.g. en, de (ASR_LANGUAGE; default: detected)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
 
+EXAMPLES = """examples:
+  python -m retrieval index ~/Pictures --metadata photos.tsv
+  python -m retrieval search "a dog running on the beach" -k 5
+  python -m retrieval search --image query.jpg
+  python -m retrieval search --tags beach,sunset --all
+  python -m retrieval search '2:golden retriever' + ./pool.jpg - fruit
+  python -m retrieval search dog --where "width>=1000" --min-score 0.2
+  python -m retrieval transcribe query.m4a --json
+  python -m retrieval stats
+Every command takes --json; `python -m retrieval COMMAND --help` lists its options."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m retrieval", description="Search your photos by text, image, tags or a mix."
+        prog="python -m retrieval", description="Search your photos by text, image, tags or a mix.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -52,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--prune", action="store_true",
                        help="remove records of files under these folders that no longer exist")
     index.add_argument("--max-pixels", type=int, help="skip images larger than this (MAX_IMAGE_PIXELS)")
-    _add_settings_flags(index)
+    _add_settings_flags(index, batching=True)
 
     search = commands.add_parser(
         "search", help="find photos",
@@ -76,12 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     search.add_argument("--min-score", type=float, help="drop results below this cosine similarity")
-    _add_settings_flags(search)
+    _add_settings_flags(search, speech=True)
 
     transcribe = commands.add_parser("transcribe", help="turn a spoken query into text with Whisper")
     transcribe.add_argument("audio", type=Path, help="wav, mp3, flac, ogg, webm or m4a file")
     transcribe.add_argument("--max-seconds", type=float, help="use at most this much audio (ASR_MAX_SECONDS)")
-    _add_settings_flags(transcribe)
+    _add_settings_flags(transcribe, store=False, model=False, speech=True)
 
     load = commands.add_parser(
         "load", help="bring a photo collection (Unsplash Lite, Kaggle, Hugging Face, folder) into the index",
@@ -107,31 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--image-column", help="hf: the image column (found by itself if only one)")
     load.add_argument("--description-column", help="hf: the column to use as description")
     load.add_argument("--tags-column", help="hf: the column to use as tags")
-    _add_settings_flags(load)
+    _add_settings_flags(load, batching=True)
 
     # These two have their own options (see `python -m retrieval benchmark --help`).
     commands.add_parser("benchmark", help="measure indexing, query, start-up and speech speed", add_help=False)
     commands.add_parser("evaluate", help="recall@k on a captioned collection", add_help=False)
 
     stats = commands.add_parser("stats", help="what is in the index")
-    _add_settings_flags(stats)
+    _add_settings_flags(stats, model=False)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    flag = lambda name: getattr(args, name, None)  # noqa: E731 - each command has its own flags
+    language = flag("language")
     return Settings.from_env().with_overrides(
-        clip_model=args.model,
-        chroma_path=args.chroma_path,
-        chroma_host=args.chroma_host,
-        chroma_port=args.chroma_port,
-        collection=args.collection,
-        torch_threads=args.threads,
-        batch_size=args.batch_size,
-        max_image_pixels=getattr(args, "max_pixels", None),
-        asr_backend=args.asr_backend,
-        asr_model=args.asr_model,
-        asr_max_seconds=getattr(args, "max_seconds", None),
-        asr_language=args.language.strip().lower() if args.language else None,
+        clip_model=flag("model"),
+        chroma_path=flag("chroma_path"),
+        chroma_host=flag("chroma_host"),
+        chroma_port=flag("chroma_port"),
+        collection=flag("collection"),
+        torch_threads=flag("threads"),
+        batch_size=flag("batch_size"),
+        max_image_pixels=flag("max_pixels"),
+        asr_backend=flag("asr_backend"),
+        asr_model=flag("asr_model"),
+        asr_max_seconds=flag("max_seconds"),
+        asr_language=language.strip().lower() if language else None,
     )
 
 
@@ -145,18 +165,24 @@ def _print_json(data: Any) -> None:
 def cmd_index(engine, args) -> int:
     from tqdm import tqdm
 
-    bar = tqdm(unit="img", desc="indexing", disable=None, file=sys.stderr, dynamic_ncols=True)
+    bars = []  # made at the first file, so its clock and rate leave out loading the model
 
     def progress(update) -> None:
-        bar.total = update.total
+        if not bars:
+            bars.append(tqdm(total=update.total, unit="img", desc="indexing", disable=None, file=sys.stderr,
+                             dynamic_ncols=True))
+        bar = bars[0]
         bar.set_postfix(added=update.added, skipped=update.skipped, refresh=False)
         bar.update(update.done - bar.n)
 
+    if not args.json and sys.stderr.isatty():
+        print("loading the model…", file=sys.stderr, end="\r")
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     if args.json:
         _print_json(report.to_dict())
         return 0
@@ -216,9 +242,19 @@ def _spoken_query(engine, args) -> str | None:
     return transcript.text
 
 
+def _warn_about_unknown_fields(engine, filters: dict) -> None:
+    known = engine.store.known_fields()
+    unknown = sorted(field for field in filters if known and field not in known)
+    if unknown:
+        print(f"warning: no photo has the field {', '.join(unknown)}; the fields are: "
+              f"{', '.join(sorted(known))}", file=sys.stderr)
+
+
 def cmd_search(engine, args) -> int:
     request = _search_request(args, _spoken_query(engine, args))
     results = engine.search(request)
+    if not results and request.filters:
+        _warn_about_unknown_fields(engine, request.filters)
     if args.json:
         _print_json([r.to_dict() for r in results])
         return 0

@@ -184,6 +184,12 @@ class ClipEmbedder:
             chunks.append(_unit_rows(features))
         return np.concatenate(chunks)
 
+    def reads_whole(self, text: str) -> bool:
+        """Whether ``text`` fits the model's context (longer text is cut, not refused)."""
+        with self._text_lock:
+            tokens = self._processor.tokenizer(text.strip(), truncation=False)["input_ids"]
+        return len(tokens) <= self.context_length
+
     def embed_text(self, text: str) -> np.ndarray:
         return self.embed_texts([text])[0]
 

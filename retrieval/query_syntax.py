@@ -9,12 +9,14 @@ existing file is an image; anything else is text.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from pathlib import Path
 
 from .errors import RetrievalError
 from .filters import Compare
+from .formats import IMAGE_EXTENSIONS
 from .search import QueryTerm
 
 _OPERATOR = re.compile(r"(?:^|\s)([+-])(?=\s|$)")
@@ -60,7 +62,26 @@ def _term(piece: str, sign: float) -> QueryTerm:
     value = piece.strip("'\"")
     if _is_file(value):
         return QueryTerm("image", Path(value).expanduser(), sign * weight)
+    if _looks_like_a_path(value):
+        raise RetrievalError(f"The image {value} does not exist.{_did_you_mean(value)}")
     return QueryTerm("text", value, sign * weight)
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A single word ending in an image extension, or starting like a path (./ ../ / ~/)."""
+    if " " in text.strip():
+        return False
+    return Path(text).suffix.lower() in IMAGE_EXTENSIONS or text.startswith(("./", "../", "/", "~/"))
+
+
+def _did_you_mean(text: str) -> str:
+    path = Path(text).expanduser()
+    try:
+        names = sorted(p.name for p in path.parent.iterdir()) if path.parent.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f" Did you mean {path.parent / close[0]}?" if close else ""
 
 
 def _is_file(text: str) -> bool:

@@ -57,9 +57,11 @@ def test_text_search_shows_caption_photographer_and_score(running_app):
     gallery, status, results, spoken = client.predict("a red barn", "", 4, 0, None, None, api_name="/search_text")
     assert len(gallery) == len(results) == 4
     first = results[0]
-    assert gallery[0]["caption"] == f"{first['description']} · by {first['photographer']} · {first['score']:.3f}"
+    assert gallery[0]["caption"] == f"{first['score']:.3f} · by {first['photographer']} · {first['description']}"
     assert "path" not in first  # file-system details stay on the server
     assert "Showing 4 photos" in status
+    low, high = min(r["score"] for r in results), max(r["score"] for r in results)
+    assert f"scores {low:.3f} to {high:.3f}" in status
     assert spoken.startswith("4 photos found. Result 1: " + first["description"])
 
 
@@ -263,7 +265,7 @@ def test_a_missing_model_is_explained_in_the_page(settings, tmp_path):
 
 
 def test_dropdown_counts_are_counted_once_then_kept_up_to_date(engine, tmp_path):
-    from app import SearchPage
+    from retrieval.ui.handlers import SearchPage
     from retrieval.ui.media import MediaFolder
 
     _, table = write_collection(tmp_path)
@@ -287,7 +289,7 @@ def test_every_result_has_a_picture_in_its_own_place(engine, tmp_path):
 
     import gradio as gr
 
-    from app import SearchPage
+    from retrieval.ui.handlers import SearchPage
     from dataset_server import FlakyPhotoServer
     from retrieval.ui.media import MediaFolder
 
@@ -312,7 +314,8 @@ def test_every_result_has_a_picture_in_its_own_place(engine, tmp_path):
         assert gallery[by_file[paths[4].name]][0] == str(media.placeholder())
         for i, result in enumerate(results):
             assert gallery[i][1] == present_caption(result)
-            picture, details, selected, _ = page.details(results, gr.SelectData(None, {"index": i, "value": None}))
+            picture, details, selected, index, _ = page.details(results, gr.SelectData(None, {"index": i, "value": None}))
+            assert index == i and f"{i + 1} of 6" in details
             assert selected == result["id"] and html.escape(result["description"]) in details
         assert picture is not None
 
@@ -324,7 +327,7 @@ def present_caption(result):
 
 
 def test_searches_keep_working_when_thumbnails_cannot_be_written(engine, tmp_path):
-    from app import SearchPage
+    from retrieval.ui.handlers import SearchPage
     from retrieval.ui.media import MediaFolder
 
     paths, table = write_collection(tmp_path)
@@ -364,3 +367,67 @@ def test_searches_run_side_by_side(running_app):
     with ThreadPoolExecutor(8) as pool:
         found = list(pool.map(search, range(8)))
     assert found == [paths[i % len(paths)].name for i in range(8)]
+
+
+def test_the_app_listens_where_a_space_tells_gradio_to(tiny_model, tmp_path):
+    """A Hugging Face Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT. The check
+    reads the socket table and talks to the app on 127.0.0.1 only."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    from conftest import bundled_whisper
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port),
+           "CLIP_MODEL": str(tiny_model), "CHROMA_PATH": str(tmp_path / "store"), "STARTER_GALLERY": "0",
+           "ASR_MODEL": bundled_whisper(), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    for name in ("APP_HOST", "APP_PORT", "CHROMA_HOST"):
+        env.pop(name, None)
+    app = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parents[1] / "app.py")], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        listening = []
+        while not listening and time.monotonic() < deadline:
+            assert app.poll() is None, app.stderr.read()[-2000:]
+            listening = [c.laddr for c in psutil.net_connections("tcp")
+                         if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+            time.sleep(0.3)
+        assert [(a.ip, a.port) for a in listening] == [("0.0.0.0", port)]
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        app.terminate()
+        app.wait(timeout=20)
+
+
+def test_a_non_image_given_as_a_query_image_is_our_message(running_app, tmp_path):
+    client, _, _ = running_app
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture")
+    with pytest.raises(Exception, match="not a picture that can be read"):
+        client.predict(handle_file(str(notes)), *OPTIONS, api_name="/search_image")
+
+
+def test_tag_only_results_show_how_many_tags_they_carry(running_app):
+    client, _, _ = running_app
+    gallery, status, results, _ = client.predict(["beach", "night"], "any", *OPTIONS, api_name="/search_tags")
+    assert gallery[0]["caption"].startswith("2/2 tags") and gallery[-1]["caption"].startswith("1/2 tags")
+    assert "most of the wanted tags first" in status
+
+
+def test_plural_and_full_stops():
+    from retrieval.ui.present import results_status, spoken_summary
+
+    one = [{"id": "a", "score": 0.3, "description": "A dog.", "photographer": "Ana"}]
+    assert "Showing 1 photo for" in results_status(one, 1, 10, "“dog”")
+    spoken = spoken_summary(one)
+    assert spoken == "1 photo found. Result 1: A dog. By Ana." and ".." not in spoken
+    assert "model could not be loaded" in results_status([], 0, 0, "x", model_problem="no model")

@@ -47,23 +47,27 @@ def page_url(engine, tmp_path):
         app.close()
 
 
-@pytest.fixture
-def page(page_url):
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(page_url, request):
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "chromium is not installed: run `apt-get install chromium` (see .ci/run)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page = browser.new_page(viewport=VIEWPORTS[request.param])
         page.add_init_script(CAPTURE_SPEECH)
         page.set_default_timeout(30_000)
         page.goto(page_url)
+        page.viewport_name = request.param
         try:
             yield page
         finally:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "last-page.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"last-page-{request.param}.png"), full_page=True)
             browser.close()
 
 
@@ -71,46 +75,153 @@ def gallery_images(page):
     return page.locator("#results img")
 
 
+def in_viewport(page, locator) -> bool:
+    """Whether the element's box overlaps the visible part of the page."""
+    box = locator.bounding_box()
+    size = page.viewport_size
+    return bool(box) and box["y"] < size["height"] and box["y"] + box["height"] > 0 \
+        and box["x"] < size["width"] and box["x"] + box["width"] > 0
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(_artifact(f"{name}-{page.viewport_name}.png")))
+
+
+def search(page, text: str) -> None:
+    box = page.locator("#text-query textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def open_tab(page, name: str) -> None:
+    """Narrow screens fold the last tabs into a "More tabs" menu."""
+    page.get_by_role("tab", name="Text", exact=True).wait_for()
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if not tab.is_visible():
+        page.get_by_role("button", name="More tabs").click()
+        tab = page.locator(".overflow-dropdown button", has_text=re.compile(f"^{re.escape(name)}$"))
+    tab.first.click()
+
+
+def captions(page) -> list[str]:
+    return page.locator("#results .caption-label").all_inner_texts()
+
+
 def test_search_details_more_like_this_and_read_aloud(page):
     from playwright.sync_api import expect
 
     expect(page.locator("#notice")).to_contain_text("Welcome notice")
-    page.locator("#text-query textarea").fill("a photo")
-    page.locator("#text-query textarea").press("Enter")
+    search(page, "a photo")
     expect(page.locator("#status")).to_contain_text("Showing 6 photos")
     expect(gallery_images(page)).to_have_count(6)
     expect(page.locator("#results")).to_contain_text("by Ana Lima")
-    page.screenshot(path=str(_artifact("search.png")), full_page=True)
+    assert in_viewport(page, gallery_images(page).first), "the first row of results is below the fold"
+    for label in page.locator("#results .caption-label").all():  # the score leads every caption, no hover
+        assert label.is_visible() and re.match(r"^-?\d\.\d{3} · by Ana Lima", label.inner_text())
+    shot(page, "search")
 
     page.locator("#read-aloud").click()
     page.wait_for_function("window.__spoken.length > 0")
     spoken = page.evaluate("window.__spoken[0]")
-    assert spoken.startswith("6 photos found. Result 1: photo number")
+    assert spoken.startswith("6 photos found. Result 1: photo number") and ".." not in spoken
 
-    gallery_images(page).first.click()
-    details = page.locator("#details")
-    expect(details).to_be_visible()
-    expect(details.locator("a", has_text="Open the source page")).to_have_attribute(
+    titles = [text.split(" · ")[-1] for text in captions(page)]
+    gallery_images(page).nth(2).click()  # result 3
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator("#viewer-details")).to_contain_text("3 of 6")
+    expect(viewer.locator("#viewer-details h3")).to_have_text(titles[2])
+    assert in_viewport(page, viewer.locator("#viewer-image img"))
+    expect(viewer.locator("a", has_text="Open the source page")).to_have_attribute(
         "href", re.compile(r"^https://example\.org/photos/\d$"))
-    expect(details.locator("img")).to_be_visible()
-    page.screenshot(path=str(_artifact("details.png")), full_page=True)
+    shot(page, "viewer")
+    page.locator("#viewer-next").click()
+    expect(viewer.locator("#viewer-details h3")).to_have_text(titles[3])
+    page.keyboard.press("ArrowLeft")
+    expect(viewer.locator("#viewer-details")).to_contain_text("3 of 6")
+    page.keyboard.press("ArrowRight")
+    expect(viewer.locator("#viewer-details")).to_contain_text("4 of 6")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
 
-    page.locator("#more-like-this").click()
+    gallery_images(page).nth(0).click()
+    page.locator("#more-like-this").click()  # a new search from inside the viewer
     expect(page.locator("#status")).to_contain_text("like the selected one")
+    expect(viewer).to_be_hidden()
     expect(gallery_images(page)).to_have_count(5)  # every photo but the selected one
+    new_titles = [text.split(" · ")[-1] for text in captions(page)]
+    gallery_images(page).nth(0).click()
+    expect(viewer.locator("#viewer-details h3")).to_have_text(new_titles[0])
+    expect(viewer.locator("#viewer-details")).to_contain_text("1 of 5")
 
 
-def test_adding_a_photo_grows_the_collection(page, tmp_path):
+def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     from playwright.sync_api import expect
 
-    new_photo = write_photos(tmp_path / "upload", 1, start=77)[0]
-    page.get_by_role("tab", name="Add photos").click()
+    search(page, "a photo")
+    expect(page.locator("#status")).to_contain_text("Showing 6 photos")
+    page.wait_for_url(re.compile(r"\?q=a\+photo&k=12$"))
+    scores = sorted(float(text.split(" · ")[0]) for text in captions(page))
+    page.locator("#options").get_by_text("Options").first.click()
+    cut = max(round((scores[2] + scores[3]) / 2, 2), 0.2)  # about the best half (none, for negative scores)
+    page.locator("#min-score input[type=range]").wait_for()
+    page.wait_for_timeout(500)  # the options panel has finished opening
+    track = page.locator("#min-score input[type=range]").bounding_box()  # click the slider there
+    page.mouse.click(track["x"] + track["width"] * cut, track["y"] + track["height"] / 2)
+    cut = float(page.locator("#min-score input[type=number]").input_value())
+    expect(page.locator("#status")).not_to_contain_text("Showing 6 photos", timeout=15_000)
+    kept = [float(text.split(" · ")[0]) for text in captions(page)]
+    assert len(kept) < 6 and all(score >= cut for score in kept)
+    shot(page, "min-score")
+
+    search(page, "another photo")
+    expect(page.locator("#status")).to_contain_text("another photo")
+    page.wait_for_url(re.compile(r"\?q=another\+photo&k=12$"))
+    page.go_back()  # the previous search comes back
+    expect(page.locator("#status")).to_contain_text("“a photo”")
+
+    page.goto(page_url + "?q=a+shared+link&k=3")  # a link runs its search
+    expect(page.locator("#status")).to_contain_text("Showing 3 photos for “a shared link”")
+    expect(gallery_images(page)).to_have_count(3)
+
+
+def test_bad_and_huge_input_keep_the_page_usable(page, tmp_path):
+    from playwright.sync_api import expect
+
+    search(page, "a very long description of a photo " * 600)  # about 20,000 characters
+    expect(page.locator("#status")).to_contain_text("shortened")
+    expect(gallery_images(page)).to_have_count(6)
+    assert in_viewport(page, gallery_images(page).first)
+    assert len(page.locator("#status").inner_text()) < 300
+    shot(page, "long-query")
+
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture at all")
+    open_tab(page, "Image")
+    page.locator("#image-query input[type=file]").set_input_files(str(notes))
+    page.locator("#image-search").click()
+    expect(page.get_by_text("not a picture that can be read").first).to_be_visible()
+    shot(page, "not-an-image")
+
+
+def test_adding_photos_grows_the_collection(page, tmp_path):
+    from playwright.sync_api import expect
+
+    new_photos = write_photos(tmp_path / "upload", 12, start=77)
+    open_tab(page, "Add photos")
     expect(page.locator("#collection-info")).to_contain_text("6 photos")
-    page.locator("#uploads input[type=file]").set_input_files(str(new_photo))
+    page.locator("#uploads input[type=file]").set_input_files([str(p) for p in new_photos])
+    expect(page.locator("#chosen")).to_contain_text("12 files chosen")
     page.locator("#add-button").click()
-    expect(page.locator("#add-summary")).to_contain_text("Added 1")
-    expect(page.locator("#collection-info")).to_contain_text("7 photos")
-    page.screenshot(path=str(_artifact("added.png")), full_page=True)
+    bars = page.locator(".progress-level, .eta-bar")
+    page.wait_for_timeout(300)
+    assert page.locator("#add-photos-tab .wrap:not(.hide) .progress-text, #add-photos-tab .wrap.default:not(.hide)").count() <= 1
+    expect(page.locator("#add-summary")).to_contain_text("Added 12")
+    expect(page.locator("#collection-info")).to_contain_text("18 photos")
+    assert in_viewport(page, page.locator("#add-summary"))
+    expect(page.locator("#chosen")).to_have_text("")
+    assert bars.count() <= 1
+    shot(page, "added")
 
 
 def _artifact(name: str) -> Path:

@@ -265,3 +265,37 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
 
     assert modules("transcribe", str(clip)) == "[]"
     assert modules("stats") == "['chromadb']"
+
+
+def test_a_missing_image_term_is_an_error_with_a_suggestion(cli_env, capsys):
+    photos = write_photos(cli_env / "photos", 2)
+    assert main(["index", str(cli_env / "photos"), "--json"]) == 0
+    capsys.readouterr()
+    typo = str(photos[0]).replace("photo_0000", "photo_000")
+    assert main(["search", typo]) == 1
+    err = capsys.readouterr().err
+    assert f"The image {typo} does not exist. Did you mean {photos[0].parent}/photo_000" in err
+    assert main(["search", "a photo of 24/7 service"]) == 0  # words with a slash stay text
+
+
+def test_a_filter_on_a_field_no_photo_has_names_the_fields(cli_env, capsys):
+    write_photos(cli_env / "photos", 2)
+    assert main(["index", str(cli_env / "photos"), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["search", "dog", "--where", "colour=red"]) == 0
+    err = capsys.readouterr().err
+    assert "no photo has the field colour" in err and "width" in err and "filename" in err
+
+
+def test_help_shows_examples_and_each_command_only_its_own_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["index", "--help"])
+    index_help = capsys.readouterr().out
+    assert "--batch-size" in index_help and "--asr-model" not in index_help and "--language" not in index_help
+    with pytest.raises(SystemExit):
+        main(["transcribe", "--help"])
+    transcribe_help = capsys.readouterr().out
+    assert "--language" in transcribe_help and "--chroma-path" not in transcribe_help

@@ -21,26 +21,48 @@ def title(result: dict[str, Any]) -> str:
     return str(result.get("description") or result.get("filename") or str(result.get("id", ""))[:12])
 
 
-def caption(result: dict[str, Any]) -> str:
-    """Under each photo: description (or file name), photographer, score."""
-    parts = [title(result)]
+def shorten(text: str, limit: int = 80) -> str:
+    """A long text cut at a word, with an ellipsis, for one line of the page."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+    return cut + "…"
+
+
+def caption(result: dict[str, Any], wanted_tags: int = 0) -> str:
+    """Under each photo, most important first so a cut caption still shows it: the score
+    (or, for a tag search, how many of the wanted tags it has), the photographer, the title."""
+    if wanted_tags:
+        have = round(float(result.get("score", 0.0)) * wanted_tags)
+        parts = [f"{have}/{wanted_tags} tags"]
+    else:
+        parts = [f"{float(result.get('score', 0.0)):.3f}"]
     if result.get("photographer"):
         parts.append(f"by {result['photographer']}")
-    parts.append(f"{float(result.get('score', 0.0)):.3f}")
+    parts.append(title(result))
     return " · ".join(parts)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
 def spoken_summary(results: list[dict[str, Any]], limit: int = 5) -> str:
     """What "read results aloud" says: the top results' descriptions."""
     if not results:
         return "No photos found."
-    lines = [f"{len(results)} photos found."]
+    lines = [f"{count(len(results), 'photo')} found."]
     for place, result in enumerate(results[:limit], start=1):
-        line = f"Result {place}: {title(result)}."
+        lines.append(_sentence(f"Result {place}: {title(result)}"))
         if result.get("photographer"):
-            line += f" By {result['photographer']}."
-        lines.append(line)
+            lines.append(_sentence(f"By {result['photographer']}"))
     return " ".join(lines)
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _safe_link(url: Any) -> str | None:
@@ -72,14 +94,23 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key not in _HIDDEN}
 
 
-def results_status(shown: int, new: int, collection_size: int, what: str) -> str:
-    what = escape(what)
+def results_status(shown: list[dict[str, Any]], new: int, collection_size: int, what: str,
+                   model_problem: str = "", ranked_by_tags: bool = False) -> str:
+    """The line above the results: how many, for what, and the range of their scores."""
+    what = escape(what)  # callers shorten what they quote
     if collection_size == 0:
+        if model_problem:
+            return ("**The collection is empty, and the search model could not be loaded** (see the notice "
+                    "at the top): fix the model setting first, then add photos.")
         return ("**The collection is empty.** Add photos in the *Add photos* tab, index a folder with "
                 "`python -m retrieval index FOLDER`, or load a data set with `python scripts/load_dataset.py`.")
-    if shown == 0:
-        return (f"No photos matched {what}. Lower the minimum score, remove filters, "
-                "or try other words.")
+    if not shown:
+        return f"No photos matched {what}. Lower the minimum score, remove filters, or try other words."
     if new == 0:
         return f"No more results for {what}."
-    return f"Showing {shown} photos for {what}. Select one for details."
+    if ranked_by_tags:
+        order = "most of the wanted tags first, then in the order they were added"
+    else:
+        scores = [float(r.get("score", 0.0)) for r in shown]
+        order = f"scores {min(scores):.3f} to {max(scores):.3f}"
+    return f"Showing {count(len(shown), 'photo')} for {what} ({order}). Select one to view it."

@@ -1,0 +1,309 @@
+"""The page's handlers: each turns widget values into an engine call and the
+results into widget values. Nothing here ranks or filters (the engine does)
+or lays out the page (``app.py`` does)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from ..engine import Engine
+from ..errors import RetrievalError
+from ..images import ImageRejected
+from ..metadata_table import MetadataTable
+from ..search import QueryTerm, SearchRequest
+from . import present
+from .media import MediaFolder
+
+log = logging.getLogger("retrieval.app")
+
+MAX_FACET_CHOICES = 1000  # the rest can still be typed: the dropdowns accept custom values
+
+
+def _choices(counts, limit: int = MAX_FACET_CHOICES) -> list[tuple[str, str]]:
+    return [(f"{value} ({count})", value) for value, count in counts.most_common(limit)]
+
+
+def collection_text(engine: Engine) -> str:
+    stats = engine.stats()
+    return (f"**{stats['count']} photos** · model `{stats['model']}` · store `{stats['store']}` "
+            f"(collection `{stats['collection']}`)")
+
+
+def guarded(handler: Callable) -> Callable:
+    """Turn our errors into a message in the page, never a traceback."""
+    @functools.wraps(handler)  # keeps the signature: Gradio passes gr.Request by it
+    def run(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except RetrievalError as exc:
+            raise gr.Error(str(exc)) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # a bug: keep the details in the log, not the page
+            log.exception("unexpected error in %s", handler.__name__)
+            raise gr.Error(f"Something went wrong ({type(exc).__name__}); the server log has details.") from None
+    return run
+
+
+class FacetCounts:
+    """Tag, photographer and source counts for the dropdowns.
+
+    Counting reads every record, which takes a while in a big collection, so it
+    runs once in the background at start-up (the page opens at once and the
+    dropdowns fill when it is done); photos added later are counted on their own.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._counts: dict = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        threading.Thread(target=self._count_everything, name="count-facets", daemon=True).start()
+
+    def _count_everything(self) -> None:
+        try:
+            counts = self.engine.facets()
+        except Exception:  # the dropdowns stay empty; typing a value still works
+            log.exception("could not count tags and photographers")
+            counts = {}
+        with self._lock:
+            self._counts = counts
+        self._ready.set()
+
+    def add(self, record_ids: list[str]) -> None:
+        self._ready.wait()
+        added = self.engine.facets(self.engine.store.get(record_ids))
+        with self._lock:
+            for field, counts in added.items():
+                self._counts.setdefault(field, Counter()).update(counts)
+
+    def choices(self, field: str) -> list[tuple[str, str]]:
+        self._ready.wait()
+        with self._lock:
+            return _choices(self._counts.get(field, Counter()))
+
+
+class SearchPage:
+    """The handlers behind the page; each returns the values of its outputs."""
+
+    def __init__(self, engine: Engine, media: MediaFolder, model_problem: str = ""):
+        """``model_problem``: why the search model could not be loaded ("" when it was)."""
+        self.engine = engine
+        self.media = media
+        self.model_problem = model_problem
+        self.facets = FacetCounts(engine)
+
+    # -- shared result controls ----------------------------------------------
+
+    @staticmethod
+    def _options(k: float, min_score: float, photographer: str | None, source: str | None) -> dict[str, Any]:
+        filters = {}
+        if photographer:
+            filters["photographer"] = photographer
+        if source:
+            filters["source"] = source
+        return {"k": int(k), "min_score": float(min_score) or None, "filters": filters}
+
+    def _pictures(self, record_ids: list[str], kind: str) -> list[str]:
+        """One picture per result, so gallery positions always match the results: a served copy
+        of its photo, else its stored image URL, else a "file missing" placeholder."""
+        make = self.media.thumbnail if kind == "thumbnail" else self.media.preview
+        made = {record_id: make(record_id, lambda: None) for record_id in record_ids}  # copies made earlier
+        missing = [record_id for record_id, picture in made.items() if picture is None]
+        stored = {r.id: r.metadata for r in self.engine.store.get(missing)} if missing else {}
+        pictures = []
+        for record_id in record_ids:
+            metadata = stored.get(record_id, {})
+            picture = made[record_id] or make(record_id, lambda: metadata.get("path"))
+            pictures.append(str(picture) if picture else
+                            metadata.get("image_url") or str(self.media.placeholder()))
+        return pictures
+
+    def _gallery(self, results: list[dict[str, Any]], wanted_tags: int = 0) -> list[tuple[str, str]]:
+        pictures = self._pictures([result["id"] for result in results], "thumbnail")
+        return [(picture, present.caption(result, wanted_tags)) for picture, result in zip(pictures, results)]
+
+    def _run(self, request: SearchRequest, what: str, shown: list[dict] | None = None):
+        """Run one page of ``request``; with ``shown`` the page is added after those results."""
+        shown = list(shown or [])
+        page = [present.public(r.to_dict()) for r in self.engine.search(request)]
+        results = shown + page
+        by_tags = not request.terms
+        status = present.results_status(results, len(page), self.engine.store.count(), what,
+                                        self.model_problem, ranked_by_tags=by_tags)
+        gallery = self._gallery(results, len(request.tags) if by_tags else 0)
+        return gallery, status, results, (request, what, results), present.spoken_summary(results)
+
+    # -- one handler per tab ---------------------------------------------------
+
+    def by_text(self, text: str, without: str, k, min_score, photographer, source):
+        text = (text or "").strip()
+        terms = [QueryTerm("text", text)]
+        if (without or "").strip():
+            terms.append(QueryTerm("text", without.strip(), -1.0))
+        request = SearchRequest(terms=terms, **self._options(k, min_score, photographer, source))
+        what = f"“{present.shorten(text)}”"
+        if text and not self.engine.embedder.reads_whole(text):
+            what += f" (shortened: the model reads the first {self.engine.embedder.context_length} tokens)"
+        return self._run(request, what)
+
+    def from_link(self, without: str, k, min_score, photographer, source, request: gr.Request):
+        """The search a shared link (``?q=...&k=...``) asks for: the query box, the number of
+        results and the search's outputs; nothing at all when the link has no query."""
+        params = request.query_params if request is not None else {}
+        text = (params.get("q") or "").strip()
+        if not text:
+            return tuple(gr.skip() for _ in range(7))
+        try:
+            k = min(max(int(params.get("k") or k), 1), 100)
+        except ValueError:
+            pass
+        return (text, k, *self.by_text(text, without, k, min_score, photographer, source))
+
+    def rerun(self, last, k, min_score, photographer, source):
+        """The last search again with the result controls as they are now."""
+        if not last:
+            return tuple(gr.skip() for _ in range(5))
+        request, what, _shown = last
+        return self._run(replace(request, offset=0, **self._options(k, min_score, photographer, source)), what)
+
+    def by_image(self, image, k, min_score, photographer, source):
+        if image is None:
+            raise RetrievalError("Upload, paste or take a photo to search with.")
+        request = SearchRequest(terms=[QueryTerm("image", image)], **self._options(k, min_score, photographer, source))
+        return self._run(request, "the example image")
+
+    def by_tags(self, tags: list[str] | None, match: str, k, min_score, photographer, source):
+        tags = [t for t in (tags or []) if str(t).strip()]
+        if not tags:
+            raise RetrievalError("Pick at least one tag.")
+        request = SearchRequest(tags=tags, match_all_tags=(match == "all"),
+                                **self._options(k, min_score, photographer, source))
+        return self._run(request, f"tags {present.shorten(', '.join(tags))} ({match})")
+
+    def by_image_and_text(self, image, text: str, text_weight: float, k, min_score, photographer, source):
+        if image is None:
+            raise RetrievalError("Add a photo as well as the text (or use the Text tab).")
+        if not (text or "").strip():
+            raise RetrievalError("Add some text as well as the photo (or use the Image tab).")
+        text_weight = float(text_weight)
+        terms = [QueryTerm("image", image, 1.0 - text_weight), QueryTerm("text", text, text_weight)]
+        request = SearchRequest(terms=terms, **self._options(k, min_score, photographer, source))
+        return self._run(request, f"the image + “{present.shorten(text)}”")
+
+    def by_voice(self, audio_path: str | None, k, min_score, photographer, source, language: str | None = None):
+        """Transcribe, then search with the transcript; nothing is searched when no one spoke
+        or what was heard is not trusted. ``language``: a code, or "auto"/None to detect."""
+        if not audio_path:
+            raise RetrievalError("Record something with the microphone or upload a recording first.")
+        language = None if not language or language == "auto" else str(language)
+        heard = self.engine.transcribe(audio_path, language)
+        description = self.engine.speech.describe(heard)
+        if not heard.speech_detected:
+            return "", [], description, [], None, description
+        request = SearchRequest(terms=[QueryTerm("text", heard.text)],
+                                **self._options(k, min_score, photographer, source))
+        gallery, status, results, last, spoken = self._run(request, f"“{present.shorten(heard.text)}”")
+        return heard.text, gallery, f"{present.escape(description)}\n\n{status}", results, last, spoken
+
+    def more_like_this(self, record_id: str, k, min_score, photographer, source):
+        if not (record_id or "").strip():
+            raise RetrievalError("Select a result first.")
+        request = SearchRequest(terms=[QueryTerm("record", record_id.strip())],
+                                exclude_ids={record_id.strip()}, **self._options(k, min_score, photographer, source))
+        return self._run(request, "photos like the selected one")
+
+    def more_results(self, last):
+        """The next page of the last search, added after what is shown (kept per browser session)."""
+        if not last:
+            raise RetrievalError("Search first; then more results can be added.")
+        request, what, shown = last
+        return self._run(replace(request, offset=len(shown)), what, shown)
+
+    # -- details and the collection ---------------------------------------------
+
+    def details(self, results: list[dict] | None, event: gr.SelectData):
+        """The viewer opened on the selected result."""
+        return self.show(results, event.index)
+
+    def show(self, results: list[dict] | None, index, step: int = 0):
+        """The viewer on result ``index + step`` (kept within the results): picture, details,
+        its id, its position, and the viewer shown."""
+        if not results or index is None:
+            return None, "", "", None, gr.Column(visible=False)
+        index = min(max(int(index) + step, 0), len(results) - 1)
+        result = results[index]
+        position = f'<p class="viewer-position">{index + 1} of {len(results)}</p>'
+        return (self._pictures([result["id"]], "preview")[0], position + present.details_html(result),
+                result["id"], index, gr.Column(visible=True))
+
+    @staticmethod
+    def close_viewer():
+        """After a new search: no viewer, and no thumbnail highlighted at a place that holds another photo."""
+        return gr.Column(visible=False), gr.Gallery(selected_index=None), None
+
+    @staticmethod
+    def describe_uploads(files: list[str] | None) -> str:
+        """A one-line summary of the chosen files instead of one row per file."""
+        if not files:
+            return ""
+        size = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
+        return f"{present.count(len(files), 'file')} chosen ({size / 1e6:.1f} MB)"
+
+    def add_photos(self, files: list[str] | None, metadata_file: str | None, progress=gr.Progress()):
+        if not files:
+            raise RetrievalError("Choose or drop some photos first.")
+        table = MetadataTable.from_file(Path(metadata_file)) if metadata_file else None
+        originals: dict[str, str] = {}
+        rejected: list[str] = []
+        max_bytes = self.engine.settings.max_upload_mb * 1_000_000
+        for upload in files:
+            name = Path(upload).name
+            try:
+                stored = self.media.store_upload(Path(upload), name, max_bytes)
+            except ImageRejected as exc:
+                rejected.append(f"{name}: {exc}")
+                continue
+            originals[stored.path.name] = stored.original_name
+
+        def metadata_for(path: Path) -> dict[str, Any]:
+            original = originals.get(path.name, path.name)
+            return {"filename": original, **(table.lookup(Path(original)) if table else {})}
+
+        def report_progress(step) -> None:
+            progress((step.done, step.total), desc=f"Indexing {step.done}/{step.total}")
+
+        if originals:
+            report = self.engine.index([self.media.uploads / name for name in originals],
+                                       metadata=metadata_for, source="upload", progress=report_progress)
+            rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
+            self.facets.add(report.added)
+            added = len(report.added)
+            already = report.unchanged + report.updated + len(report.duplicates)
+        else:
+            added = already = 0
+        summary = f"**Added {added}** · already in the collection {already} · rejected {len(rejected)}"
+        if rejected:
+            summary += "\n\n" + "\n".join(f"- {present.escape(line)}" for line in rejected)
+        if table is not None and table.warnings():
+            summary += "\n\nMetadata table: " + "; ".join(present.escape(w) for w in table.warnings())
+        return (summary, collection_text(self.engine), *self.facet_updates())
+
+    def speech_model(self) -> str:
+        try:
+            return self.engine.speech.model_summary()
+        except RetrievalError as exc:
+            return f"Voice search is unavailable: {present.escape(str(exc))}"
+
+    def facet_updates(self):
+        return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in ("tags", "photographer", "source"))
+
+

@@ -1,0 +1,71 @@
+"""The page's stylesheet and scripts (kept apart from the layout in ``app.py``)."""
+
+CSS = """
+/* Results first: a compact search bar, the grid taking the page, the page (not a box) scrolling. */
+#title h2 { margin: 0; }
+#search-bar { align-items: stretch; }
+#results .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
+#results .caption-label {
+  white-space: normal !important; overflow: hidden; text-overflow: clip; max-width: calc(100% - 8px);
+  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; line-height: 1.25;
+}
+#results .thumbnail-item:hover .caption-label, #results .thumbnail-item:focus .caption-label {
+  -webkit-line-clamp: unset; display: block;
+}
+@media (max-width: 640px) { #results .grid-container { --grid-cols: 2 !important; } }
+
+/* The viewer: the selected photo large, over the page, with its details beside or below it. */
+#viewer {
+  position: fixed !important; inset: 0; z-index: 1000; margin: 0 !important; padding: 12px;
+  background: #111 !important; overflow-y: auto; border-radius: 0; border: none !important;
+}
+#viewer #viewer-image img { max-height: 78vh; object-fit: contain; }
+#viewer #viewer-image { background: transparent; }
+#viewer .photo-details, #viewer .photo-details h3, #viewer .photo-details td, #viewer .viewer-position {
+  color: #eee !important; background: transparent !important;
+}
+#viewer .photo-details th { color: #aaa !important; background: transparent !important; }
+#viewer .photo-details a { color: #8cf !important; }
+@media (max-width: 640px) { #viewer #viewer-image img { max-height: 52vh; } }
+
+.photo-details table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+.photo-details td { overflow-wrap: anywhere; }
+.photo-details th { text-align: left; padding-right: 1em; vertical-align: top; width: 8em; }
+#status { overflow-wrap: anywhere; }
+
+/* Add photos: a count and size instead of one row per chosen file. */
+#uploads table, #uploads .file-preview-holder { display: none !important; }
+"""
+
+# Arrow keys and Esc drive the viewer; browser back returns to the previous search.
+HEAD = """
+<script>
+document.addEventListener("keydown", (event) => {
+  const viewer = document.getElementById("viewer");
+  if (!viewer || viewer.getClientRects().length === 0) return;
+  const target = {ArrowLeft: "viewer-prev", ArrowRight: "viewer-next", Escape: "viewer-close"}[event.key];
+  if (!target) return;
+  const button = document.getElementById(target);
+  if (button) { event.preventDefault(); button.click(); }
+});
+window.addEventListener("popstate", () => window.location.reload());
+</script>
+"""
+
+# After a text search the address becomes a link to it (?q=...&k=...); opening such a link runs it.
+WRITE_LINK_JS = """(query, k) => {
+  const url = new URL(window.location.href);
+  if ((query || "").trim() && query.length <= 1500 && (url.searchParams.get("q") !== query || url.searchParams.get("k") !== String(k))) {
+    url.searchParams.set("q", query);
+    url.searchParams.set("k", String(k));
+    window.history.pushState(null, "", url);
+  }
+  return [];
+}"""
+
+READ_ALOUD_JS = """(text) => {
+  const synth = window.speechSynthesis;
+  if (!synth) { alert("This browser can't read text aloud."); return; }
+  synth.cancel();
+  synth.speak(new SpeechSynthesisUtterance(text || "Search first; then the results can be read aloud."));
+}"""
