@@ -175,11 +175,12 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         close_button.click(lambda: gr.Column(visible=False), None, viewer, **PRIVATE)
         speak_button.click(None, [spoken], None, js=READ_ALOUD_JS)
 
-        uploads.change(page.describe_uploads, uploads, chosen, **PRIVATE)
+        # One progress bar, over the summary; the small updates around it show none.
+        uploads.change(page.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
         add_button.click(guarded(page.add_photos), [uploads, metadata_file],
                          [add_summary, collection, tags, photographer, source], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
-            lambda: (None, None, ""), None, [uploads, metadata_file, chosen], **PRIVATE)
+            lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)
 
         app.load(page.facet_updates, None, [tags, photographer, source], **PRIVATE)
         app.load(page.speech_model, None, speech_model, **PRIVATE)

@@ -116,6 +116,8 @@ def test_search_details_more_like_this_and_read_aloud(page):
     expect(gallery_images(page)).to_have_count(6)
     expect(page.locator("#results")).to_contain_text("by Ana Lima")
     assert in_viewport(page, gallery_images(page).first), "the first row of results is below the fold"
+    assert page.locator("#results .grid-wrap").evaluate(  # the page scrolls, not a box inside it
+        "e => e.scrollHeight <= e.clientHeight + 1 && getComputedStyle(e).overflowY !== 'auto'")
     for label in page.locator("#results .caption-label").all():  # the score leads every caption, no hover
         assert label.is_visible() and re.match(r"^-?\d\.\d{3} · by Ana Lima", label.inner_text())
     shot(page, "search")
@@ -185,6 +187,18 @@ def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     expect(gallery_images(page)).to_have_count(3)
 
 
+def test_enter_in_without_and_the_examples_search(page):
+    from playwright.sync_api import expect
+
+    page.locator("#text-query textarea").fill("a photo")
+    page.locator("#text-without input, #text-without textarea").first.fill("people")
+    page.locator("#text-without input, #text-without textarea").first.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Showing 6 photos for “a photo”")
+    page.locator("#examples").get_by_text("a rocket launch").click()
+    expect(page.locator("#status")).to_contain_text("“a rocket launch”")
+    expect(page.locator("#text-query textarea")).to_have_value("a rocket launch")
+
+
 def test_bad_and_huge_input_keep_the_page_usable(page, tmp_path):
     from playwright.sync_api import expect
 
@@ -213,14 +227,18 @@ def test_adding_photos_grows_the_collection(page, tmp_path):
     page.locator("#uploads input[type=file]").set_input_files([str(p) for p in new_photos])
     expect(page.locator("#chosen")).to_contain_text("12 files chosen")
     page.locator("#add-button").click()
-    bars = page.locator(".progress-level, .eta-bar")
-    page.wait_for_timeout(300)
-    assert page.locator("#add-photos-tab .wrap:not(.hide) .progress-text, #add-photos-tab .wrap.default:not(.hide)").count() <= 1
+    busy = page.locator("[data-testid=status-tracker]:not(.hide)")  # progress drawn over a component
+    most = 0
+    while "Added" not in page.locator("#add-summary").inner_text():
+        if busy.count() > most:
+            most = busy.count()
+            where = busy.evaluate_all("els => els.map(e => e.parentElement.id || e.parentElement.className)")
+        page.wait_for_timeout(20)
+    assert most <= 1, f"progress was drawn in {most} places at once: {where}"
     expect(page.locator("#add-summary")).to_contain_text("Added 12")
     expect(page.locator("#collection-info")).to_contain_text("18 photos")
     assert in_viewport(page, page.locator("#add-summary"))
-    expect(page.locator("#chosen")).to_have_text("")
-    assert bars.count() <= 1
+    expect(page.locator("#chosen")).to_have_text("")  # cleared for the next batch
     shot(page, "added")
 
 

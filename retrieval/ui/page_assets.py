@@ -19,8 +19,8 @@ CSS = """
   position: fixed !important; inset: 0; z-index: 1000; margin: 0 !important; padding: 12px;
   background: #111 !important; overflow-y: auto; border-radius: 0; border: none !important;
 }
-#viewer #viewer-image img { max-height: 78vh; object-fit: contain; }
-#viewer #viewer-image { background: transparent; }
+#viewer #viewer-image img { width: 100%; height: auto; max-height: 78vh; object-fit: contain; }
+#viewer #viewer-image, #viewer #viewer-image * { background: transparent !important; border: none !important; }
 #viewer .photo-details, #viewer .photo-details h3, #viewer .photo-details td, #viewer .viewer-position {
   color: #eee !important; background: transparent !important;
 }
