@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# Tests talk to 127.0.0.1 only: no model hub, no Gradio usage statistics.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

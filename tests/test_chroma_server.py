@@ -84,21 +84,14 @@ def test_a_server_killed_mid_index_is_a_clear_message(chroma_process, tiny_model
     and what was committed is there when the server is back."""
     import os
     import signal
-    import sys
-    from pathlib import Path
+
+    from cli_runs import index_until_committed
 
     process, port = chroma_process
     write_photos(tmp_path / "photos", 200, size=(160, 120))
     env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(port),
                BATCH_SIZE="4", TORCH_THREADS="1", PYTHONUNBUFFERED="1")
-    index = subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(tmp_path / "photos"), "-v"],
-                             cwd=Path(__file__).resolve().parents[1], env=env, stderr=subprocess.PIPE,
-                             stdout=subprocess.DEVNULL, text=True)
-    commits = 0
-    for line in index.stderr:
-        commits += "committed" in line
-        if commits >= 2:
-            break
+    index = index_until_committed(tmp_path / "photos", env, batches=2)
     process.send_signal(signal.SIGKILL)
     rest = index.communicate(timeout=120)[1]
     assert index.returncode == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cli_runs import index_until_committed
 from photos import write_bad_files, write_photos
 from retrieval.cli import main
 from retrieval.engine import Engine
@@ -125,14 +126,7 @@ def test_killed_mid_index_resumes_without_duplicates(tiny_model, tmp_path):
     env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
                BATCH_SIZE="4", MAX_IMAGE_PIXELS="20000000", TORCH_THREADS="1", DECODE_WORKERS="1",
                PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(folder), "-v"],
-                               cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    commits = 0
-    deadline = time.monotonic() + 120
-    for line in process.stderr:
-        commits += "committed" in line
-        if commits >= 3 or time.monotonic() > deadline:
-            break
+    process = index_until_committed(folder, env, batches=3)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
@@ -218,13 +212,7 @@ def test_ctrl_c_stops_a_run_at_once_and_keeps_what_was_committed(tiny_model, tmp
     os.mkfifo(folder / "photo_0150_pipe.jpg")
     env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
                BATCH_SIZE="4", TORCH_THREADS="1", DECODE_WORKERS="2", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(folder), "-v"],
-                               cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    commits = 0
-    for line in process.stderr:
-        commits += "committed" in line
-        if commits >= 2:
-            break
+    process = index_until_committed(folder, env, batches=2)
     process.send_signal(signal.SIGINT)
     started = time.monotonic()
     rest = process.communicate(timeout=30)[1]

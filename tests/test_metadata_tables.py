@@ -63,9 +63,7 @@ def test_a_one_megabyte_field_is_accepted(engine, tmp_path):
     assert len(descriptions(engine)[paths[0].name]) > 1_000_000
 
 
-def test_rows_that_match_no_photo_are_counted(engine, tmp_path, capsys):
-    from retrieval.cli import main
-
+def test_rows_that_match_no_photo_are_counted(engine, tmp_path):
     paths = write_photos(tmp_path / "photos", 1)
     table = tmp_path / "t.csv"
     table.write_text(f"filename,description\n{paths[0].name},one\nmissing.jpg,two\nother.jpg,three\n")

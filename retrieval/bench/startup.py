@@ -33,6 +33,7 @@ def served_app(model: str, store: Path, timeout: float = 180.0, **env_overrides:
     port = _free_port()
     env = {**os.environ, "CLIP_MODEL": model, "CHROMA_PATH": str(store), "STARTER_GALLERY": "0",
            "APP_PORT": str(port), "APP_HOST": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "HF_HUB_OFFLINE": "1",  # the model is on disk; the speech model falls back to the bundled one
            **env_overrides}
     env.pop("CHROMA_HOST", None)
     url = f"http://127.0.0.1:{port}/"
