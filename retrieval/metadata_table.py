@@ -178,16 +178,22 @@ class MetadataTable:
         self.problems = list(problems or [])
         self._by_key: dict[str, int] = {}
         self._rows: list[dict[str, Any]] = []
+        self._keys: list[set[str]] = []  # each row's keys
+        self.repeated = 0  # rows naming a photo an earlier row already named (the first row is used)
         for row in rows:
             number = len(self._rows)
             self._rows.append(normalise_row(row))
+            keys = set()
             for column in _KEY_COLUMNS:
                 key = row.get(column)
                 if key not in (None, ""):
                     name = Path(str(key)).name.lower()
-                    self._by_key.setdefault(name, number)
-                    self._by_key.setdefault(Path(name).stem, number)
-        self._matched: set[int] = set()
+                    keys.update((name, Path(name).stem))
+            self.repeated += bool(keys) and all(key in self._by_key for key in keys)
+            for key in keys:
+                self._by_key.setdefault(key, number)
+            self._keys.append(keys)
+        self._matched: set[str] = set()  # keys that found a photo
 
     @classmethod
     def from_file(cls, path: Path) -> "MetadataTable":
@@ -208,18 +214,18 @@ class MetadataTable:
         return cls(rows, problems)
 
     def lookup(self, path: Path) -> dict[str, Any]:
-        name = path.name.lower()
-        number = self._by_key.get(name)
-        if number is None:
-            number = self._by_key.get(Path(name).stem)
-        if number is None:
-            return {}
-        self._matched.add(number)
-        return self._rows[number]
+        for key in (path.name.lower(), Path(path.name.lower()).stem):
+            if key in self._by_key:
+                self._matched.add(key)
+                return self._rows[self._by_key[key]]
+        return {}
 
     def warnings(self) -> list[str]:
-        unmatched = len(self._rows) - len(self._matched)
+        unmatched = sum(1 for keys in self._keys if not keys & self._matched)
         notes = list(self.problems)
         if unmatched:
             notes.append(f"{unmatched} of {len(self._rows)} rows matched no photo (by file name, stem or photo id)")
+        if self.repeated:
+            notes.append(f"{self.repeated} rows name a photo that an earlier row already named; "
+                         "the first row of each photo is used")
         return notes

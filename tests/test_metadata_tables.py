@@ -91,3 +91,15 @@ def test_a_table_that_is_a_folder_or_missing_is_a_clear_error(tmp_path):
         MetadataTable.from_file(tmp_path)
     with pytest.raises(RetrievalError, match="does not exist"):
         MetadataTable.from_file(tmp_path / "nope.csv")
+
+
+def test_several_rows_for_one_photo_are_not_counted_as_unmatched(engine, tmp_path):
+    paths = write_photos(tmp_path / "photos", 2)
+    table = tmp_path / "captions.tsv"
+    table.write_text("image_path\tcaption\n" + "".join(
+        f"{p.name}\tcaption {i} of {p.stem}\n" for p in paths for i in range(3)) + "other.jpg\tnot here\n")
+    report = engine.index([tmp_path / "photos"], metadata_file=table)
+    assert report.metadata_warnings == [
+        "1 of 7 rows matched no photo (by file name, stem or photo id)",
+        "4 rows name a photo that an earlier row already named; the first row of each photo is used"]
+    assert {r.metadata["description"] for r in engine.store.iter_all()} == {f"caption 0 of {p.stem}" for p in paths}
