@@ -144,12 +144,15 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         after_search = {"fn": page.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
 
-        text_search = gr.on([text_button.click, query.submit, without.submit], guarded(page.by_text),
-                            [query, without, *shared], outputs, api_name="search_text")
-        text_search.success(**after_search).then(None, [query, k], None, js=WRITE_LINK_JS)
-        examples.click(lambda sample: sample[0], examples, query, **PRIVATE).then(
-            guarded(page.by_text), [query, without, *shared], outputs, **PRIVATE).success(
-            **after_search).then(None, [query, k], None, js=WRITE_LINK_JS)
+        def after_text_search(event) -> None:
+            """Close the viewer, then make the address a link to this search."""
+            event.success(**after_search).then(None, [query, k], None, js=WRITE_LINK_JS)
+
+        text_inputs = [query, without, *shared]
+        after_text_search(gr.on([text_button.click, query.submit, without.submit], guarded(page.by_text),
+                                text_inputs, outputs, api_name="search_text"))
+        after_text_search(examples.click(lambda sample: sample[0], examples, query, **PRIVATE).then(
+            guarded(page.by_text), text_inputs, outputs, **PRIVATE))  # an example fills the box, then searches
         image_button.click(guarded(page.by_image), [image, *shared], outputs, api_name="search_image").success(
             **after_search)
         tags_button.click(guarded(page.by_tags), [tags, tag_match, *shared], outputs, api_name="search_tags").success(

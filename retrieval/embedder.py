@@ -186,6 +186,8 @@ class ClipEmbedder:
 
     def reads_whole(self, text: str) -> bool:
         """Whether ``text`` fits the model's context (longer text is cut, not refused)."""
+        if len(text.strip().encode()) + 2 <= self.context_length:  # a token covers at least one byte
+            return True
         with self._text_lock:
             tokens = self._processor.tokenizer(text.strip(), truncation=False)["input_ids"]
         return len(tokens) <= self.context_length

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .formats import IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason
+from .formats import (DEFAULT_MAX_FILE_MB, IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, UNSUPPORTED_IMAGE_EXTENSIONS,
+                      SkipReason)
 
 __all__ = ["IMAGE_EXTENSIONS", "UNSUPPORTED_IMAGE_EXTENSIONS", "SkipReason", "ImageRejected", "decode_image"]
 
@@ -174,7 +175,7 @@ def read_file_bytes(path, max_bytes: int) -> bytes:
     return data
 
 
-DEFAULT_MAX_FILE_BYTES = 500_000_000
+DEFAULT_MAX_FILE_BYTES = DEFAULT_MAX_FILE_MB * 1_000_000
 
 
 def open_image_file(path, max_pixels: int, draft: tuple[int, int] | None = None,

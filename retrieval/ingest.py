@@ -318,8 +318,7 @@ class _IndexRun:
     def forget_displaced(self) -> None:
         """Delete records whose path now holds other bytes and whose bytes were found nowhere."""
         self._flush_updates()
-        gone = [record_id for record_id in self.displaced if self.by_path.get(
-            self.displaced[record_id].metadata.get("path", "")) is not self.displaced[record_id]]
+        gone = list(self.displaced)  # re-homed records were taken out as their bytes turned up
         self.store.delete(gone)
         for record_id in gone:
             self.by_id.pop(record_id, None)

@@ -107,7 +107,7 @@ def _read_rows(path: Path, problems: list[str]) -> list[dict[str, Any]]:
                     {"photo_id": key, **value} for key, value in data.items() if isinstance(value, dict)
                 ]
             if not isinstance(data, list):
-                raise RetrievalError(f"{path}: expected a JSON list of records.")
+                raise RetrievalError("expected a JSON list of records.")
             return [row for row in data if isinstance(row, dict)]
         return _read_table(text, _sniff_delimiter(text, suffixes), problems)
     except json.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import RetrievalError
+from .formats import DEFAULT_MAX_FILE_MB
 
 DEFAULT_MODEL = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 DEFAULT_CHROMA_PATH = "chroma_store"
@@ -76,7 +77,7 @@ class Settings:
     torch_threads: int | None = None
     decode_workers: int = 2
     max_image_pixels: int = 100_000_000
-    max_file_mb: int = 500  # bigger files are skipped unread (a runaway file, or not a photo)
+    max_file_mb: int = DEFAULT_MAX_FILE_MB  # bigger files are skipped unread
     precision: str = "auto"  # model arithmetic: auto (bfloat16 where the CPU has it natively), float32, bfloat16
     media_path: Path | None = None  # None: a "media" folder inside the local store
     max_upload_mb: int = 50
@@ -102,7 +103,7 @@ class Settings:
             torch_threads=_int("TORCH_THREADS", None),
             decode_workers=_int("DECODE_WORKERS", 2),
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
-            max_file_mb=_int("MAX_FILE_MB", 500),
+            max_file_mb=_int("MAX_FILE_MB", DEFAULT_MAX_FILE_MB),
             precision=env.get("PRECISION", "").strip().lower() or "auto",
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),

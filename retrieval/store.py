@@ -289,13 +289,11 @@ class _Failures:
             yield
         except RetrievalError:
             raise
-        except (ChromaError, OSError, ConnectionError) as exc:
-            raise self.translate(exc, doing) from None
         except Exception as exc:
             import httpx
 
-            if isinstance(exc, httpx.TransportError):
-                raise self.server_down(exc) from None
+            if isinstance(exc, (ChromaError, OSError, ConnectionError, httpx.TransportError)):
+                raise self.translate(exc, doing) from None
             raise
 
 
