@@ -301,7 +301,12 @@ def test_unreadable_folders_are_reported(tmp_path):
     (base / "photos" / "locked").chmod(0)
     script = ("import sys; from retrieval.files import scan_folders; "
               "print([(p.path.name, p.reason.value) for p in scan_folders([sys.argv[1]]).passed_over])")
-    repo = Path(__file__).resolve().parents[1]
+    # A copy of the package the ordinary user can read (the checkout may sit in a private folder).
+    repo = base / "code"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "retrieval", repo / "retrieval",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in [repo, *(p for p in repo.rglob("*") if p.is_dir())]:
+        folder.chmod(0o755)
     command = [sys.executable, "-c", script, str(base / "photos")]
     if os.geteuid() == 0:  # the scan needs only the standard library: any Python 3 will do
         python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
