@@ -53,6 +53,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                             min_width=90)
                 examples = gr.Dataset(components=[query], samples=[[q] for q in EXAMPLE_QUERIES], label="Try",
                                       elem_id="examples", type="values")
+                model_note = gr.Markdown(elem_id="model-note")
             with gr.Tab("Image"):
                 with gr.Row(equal_height=True):
                     image = PhotoInput(type="pil", label="Find photos like this one", height=220,
@@ -102,8 +103,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
             with gr.Row():
                 k = gr.Slider(1, 100, value=12, step=1, label="Number of results", elem_id="k")
                 min_score = gr.Slider(0, 1, value=0, step=0.01, label="Minimum score", elem_id="min-score",
-                                      info="Cosine similarity; good CLIP matches score about 0.2 to 0.35 "
-                                           "(the range of each search is shown with its results). 0 = no minimum")
+                                      info="Cosine similarity; the range of each search is shown with its "
+                                           "results. 0 = no minimum")
                 photographer = gr.Dropdown(choices=[], value=None, filterable=True, allow_custom_value=True,
                                            label="Photographer", elem_id="photographer")
                 source = gr.Dropdown(choices=[], value=None, filterable=True, allow_custom_value=True,
@@ -187,6 +188,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
 
         app.load(page.facet_updates, None, [tags, photographer, source], **PRIVATE)
         app.load(page.speech_model, None, speech_model, **PRIVATE)
+        app.load(page.search_model, None, [model_note, min_score], **PRIVATE)
         # A shared link (?q=...&k=...) runs its search when the page opens.
         app.load(guarded(page.from_link), [without, *shared], [query, k, *outputs], **PRIVATE).success(
             **after_search)

@@ -26,8 +26,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser, *, store: bool = True, 
     """The settings flags a command uses (each overrides its environment variable)."""
     group = parser.add_argument_group("settings (override the environment variables)")
     if model:
-        group.add_argument("--model", help="CLIP model: Hugging Face id or local folder (CLIP_MODEL)")
+        group.add_argument("--model", help="image-text model (CLIP, SigLIP, SigLIP 2, MetaCLIP 2): Hugging Face id or local folder (MODEL)")
         group.add_argument("--threads", type=int, help="CPU threads for the model (TORCH_THREADS)")
+        group.add_argument("--device", help="where the model runs: auto, cpu, cuda, mps (DEVICE)")
     if batching:
         group.add_argument("--batch-size", type=int, help="images per model batch and commit (BATCH_SIZE)")
     if store:
@@ -53,6 +54,7 @@ EXAMPLES = """examples:
   python -m retrieval search dog --where "width>=1000" --min-score 0.2
   python -m retrieval transcribe query.m4a --json
   python -m retrieval stats
+  python -m retrieval reembed --model google/siglip2-base-patch32-256 --switch
 Every command takes --json; `python -m retrieval COMMAND --help` lists its options."""
 
 
@@ -131,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("benchmark", help="measure indexing, query, start-up and speech speed", add_help=False)
     commands.add_parser("evaluate", help="recall@k on a captioned collection", add_help=False)
 
+    reembed = commands.add_parser(
+        "reembed", help="move the collection to another model (every photo embedded again)",
+        description="Embeds every photo of the collection again with --model, from its file (or its image "
+                    "URL), into a new collection next to the old one. Resumable: run it again after an "
+                    "interruption. The old collection stays as it is until --switch.")
+    reembed.add_argument("--model", required=True, dest="new_model", metavar="MODEL",
+                         help="the new model: Hugging Face id or local folder")
+    reembed.add_argument("--switch", action="store_true",
+                         help="when done, give the new collection the old one's name (the old one is kept "
+                              "under another name)")
+    _add_settings_flags(reembed, batching=True, model=False)
+    reembed.add_argument("--device", help="where the model runs: auto, cpu, cuda, mps (DEVICE)")
+
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats, model=False)
     return parser
@@ -140,12 +155,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     flag = lambda name: getattr(args, name, None)  # noqa: E731 - each command has its own flags
     language = flag("language")
     return Settings.from_env().with_overrides(
-        clip_model=flag("model"),
+        model=flag("model"),
         chroma_path=flag("chroma_path"),
         chroma_host=flag("chroma_host"),
         chroma_port=flag("chroma_port"),
         collection=flag("collection"),
         torch_threads=flag("threads"),
+        device=flag("device"),
         batch_size=flag("batch_size"),
         max_image_pixels=flag("max_pixels"),
         asr_backend=flag("asr_backend"),
@@ -204,6 +220,44 @@ def cmd_index(engine, args) -> int:
     for duplicate in report.duplicates:
         print(f"  duplicate: {duplicate.path} (same bytes as {duplicate.duplicate_of})")
     print(f"The collection now holds {engine.store.count()} photos.")
+    return 0
+
+
+def cmd_reembed(engine, args) -> int:
+    from tqdm import tqdm
+
+    bars = []
+
+    def progress(update) -> None:
+        if not bars:
+            bars.append(tqdm(total=update.total, unit="img", desc="re-embedding", disable=None, file=sys.stderr,
+                             dynamic_ncols=True))
+        bars[0].update(update.done - bars[0].n)
+
+    try:
+        report = engine.reembed(args.new_model, switch=args.switch, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    print(f"Embedded {report.embedded} photos with {report.model} in {report.seconds:.1f} s "
+          f"({report.already} done by an earlier run) into the collection '{report.target}'.")
+    if report.left_behind:
+        count = len(report.left_behind)
+        print(f"  {count} photo{'s were' if count > 1 else ' was'} left behind, the file gone "
+              "(kept in the old collection):")
+        for item in report.left_behind[:SKIPPED_LISTED]:
+            print(f"    {item.path or item.id}  ({item.reason})")
+        if len(report.left_behind) > SKIPPED_LISTED:
+            print(f"    ... and {len(report.left_behind) - SKIPPED_LISTED} more (--json lists them all)")
+    if report.switched_to:
+        print(f"Switched: '{report.switched_to}' now holds the new vectors; the old collection is kept as "
+              f"'{report.old_kept_as}'. Set MODEL={report.model} from now on.")
+    else:
+        print(f"To use it: MODEL={report.model} CHROMA_COLLECTION={report.target} python -m retrieval search … "
+              "or run this command again with --switch to make it the collection.")
     return 0
 
 
@@ -347,7 +401,8 @@ def cmd_load(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe, "stats": cmd_stats}
+COMMANDS = {"load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
+            "stats": cmd_stats, "reembed": cmd_reembed}
 
 
 def _configure_logging(verbose: bool) -> None:

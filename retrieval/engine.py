@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
@@ -20,8 +20,9 @@ from .errors import RetrievalError
 from .settings import Settings
 
 if TYPE_CHECKING:  # the heavy modules load when a command first needs them
-    from .embedder import ClipEmbedder
+    from .embedder import Embedder, Languages
     from .ingest import IndexReport, MetadataLookup, ProgressCallback
+    from .reembed import ReembedProgress, ReembedReport
     from .search import SearchRequest, SearchResult
     from .speech import SpeechRecognizer, Transcript
     from .store import PhotoStore, StoredRecord
@@ -30,11 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, embedder: ClipEmbedder | None = None):
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
         """``embedder``: a model loaded already (benchmarks and evaluations share one)."""
         self.settings = settings or Settings.from_env()
         self._store: PhotoStore | None = None
-        self._embedder: ClipEmbedder | None = embedder
+        self._embedder: Embedder | None = embedder
         self._speech: SpeechRecognizer | None = None
         self._load_lock = threading.RLock()
         if embedder is not None:
@@ -52,15 +53,23 @@ class Engine:
     # -- model ----------------------------------------------------------------
 
     @property
-    def embedder(self) -> ClipEmbedder:
+    def embedder(self) -> Embedder:
         with self._load_lock:
             if self._embedder is None:
-                from .embedder import ClipEmbedder
+                from .embedder import load_embedder
 
-                self._embedder = ClipEmbedder(self.settings.clip_model, self.settings.torch_threads,
-                                              self.settings.precision)
+                self._embedder = load_embedder(self.settings.model, self.settings.torch_threads,
+                                               self.settings.precision, self.settings.device)
                 self.store.bind(self._embedder.signature)
         return self._embedder
+
+    def languages(self) -> Languages:
+        """Which languages the search model reads (from its files: the model need not be loaded)."""
+        if self._embedder is not None:
+            return self._embedder.languages
+        from .embedder import languages_of
+
+        return languages_of(self.settings.model)
 
     @property
     def speech(self) -> SpeechRecognizer:
@@ -69,7 +78,8 @@ class Engine:
             if self._speech is None:
                 from .speech import SpeechRecognizer
 
-                self._speech = SpeechRecognizer(self.settings)
+                self._speech = SpeechRecognizer(self.settings,
+                                                search_reads_many_languages=self.languages().multilingual)
         return self._speech
 
     def transcribe(self, audio: str | Path, language: str | None = None) -> Transcript:
@@ -175,14 +185,46 @@ class Engine:
         except ImageRejected as exc:
             raise RetrievalError(f"The query image can't be used ({exc}). Try a JPEG or PNG photo.") from None
 
+    # -- moving to another model --------------------------------------------------
+
+    def reembed(self, model: str, *, switch: bool = False,
+                progress: Callable[[ReembedProgress], None] | None = None) -> ReembedReport:
+        """Embed every record again with ``model`` into a new collection; ``switch``: then give
+        it this collection's name, keeping the old one under another name."""
+        from .reembed import Reembedder, kept_name, target_collection
+
+        recorded = self.store.recorded_model() or {}
+        if not self.store.count():
+            raise RetrievalError(f"The collection '{self.store.collection_name}' at {self.store.location} "
+                                 "is empty: there is nothing to move to another model.")
+        if recorded.get("model") == model:
+            raise RetrievalError(f"The collection '{self.store.collection_name}' was built with '{model}' "
+                                 "already.")
+        source_name = self.store.collection_name
+        target = Engine(self.settings.with_overrides(model=model, collection=target_collection(source_name, model)))
+        settings = self.settings
+        report = Reembedder(self.store, target.store, target.embedder, batch_size=settings.batch_size,
+                            decode_workers=settings.decode_workers, max_image_pixels=settings.max_image_pixels,
+                            max_file_bytes=settings.max_file_bytes).run(progress)
+        if switch:
+            report.old_kept_as = kept_name(source_name)
+            self.store.rename(report.old_kept_as)
+            target.store.rename(source_name)
+            report.switched_to = source_name
+        return report
+
     # -- the collection ---------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
+        from .embedder import languages_of
+
         recorded = self.store.recorded_model() or {}
+        model = recorded.get("model", self.settings.model)
         return {
             "count": self.store.count(),
-            "model": recorded.get("model", self.settings.clip_model),
+            "model": model,
             "dim": recorded.get("dim"),
+            "languages": languages_of(model).description,
             "store": self.store.location,
             "collection": self.store.collection_name,
         }

@@ -157,7 +157,7 @@ def evaluate(engine, images_root: Path, captions_file: Path, ks: Sequence[int] =
     owners = [n for n, image in enumerate(images) for _ in captions[image]]
     caption_vectors = engine.embedder.embed_texts(all_captions)
     image_ranks = ranks_image_to_text(image_vectors, caption_vectors, owners, depth)
-    return Evaluation(engine.settings.clip_model, len(images), len(pairs), missing,
+    return Evaluation(engine.settings.model, len(images), len(pairs), missing,
                       recall_from_ranks(text_ranks, ks), recall_from_ranks(image_ranks, ks))
 
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caption-column", help="the table's caption column (guessed otherwise)")
     parser.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     parser.add_argument("--ks", default="1,5,10", help="recall cut-offs (default 1,5,10)")
-    parser.add_argument("--model", help="CLIP model id or folder (CLIP_MODEL)")
+    parser.add_argument("--model", help="image-text model: Hugging Face id or folder (MODEL)")
     parser.add_argument("--chroma-path", type=Path, help="store folder (CHROMA_PATH)")
     parser.add_argument("--collection", default="evaluation",
                         help="collection for the evaluated images (default: evaluation, apart from your photos)")
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         ks = sorted({int(k) for k in args.ks.split(",") if k.strip()})
-        settings = Settings.from_env().with_overrides(clip_model=args.model, chroma_path=args.chroma_path,
+        settings = Settings.from_env().with_overrides(model=args.model, chroma_path=args.chroma_path,
                                                       collection=args.collection)
         engine = Engine(settings)
         with tqdm(desc="queries", unit="caption", disable=None, file=sys.stderr) as bar:

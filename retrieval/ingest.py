@@ -28,7 +28,7 @@ from .images import DEFAULT_MAX_FILE_BYTES, ImageRejected, SkipReason, decode_im
 from .store import PhotoStore, StoredRecord
 
 if TYPE_CHECKING:
-    from .embedder import ClipEmbedder
+    from .embedder import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Indexer:
     """Indexes files into a store that is already bound to the embedder's model
     (the engine binds it when it loads the model)."""
 
-    def __init__(self, store: PhotoStore, embedder: ClipEmbedder, *, batch_size: int,
+    def __init__(self, store: PhotoStore, embedder: Embedder, *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
         self.store = store
         self.embedder = embedder

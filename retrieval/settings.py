@@ -68,7 +68,7 @@ def _language(raw: str) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    clip_model: str = DEFAULT_MODEL
+    model: str = DEFAULT_MODEL  # any supported image-text model: Hugging Face id or local folder
     chroma_path: Path = Path(DEFAULT_CHROMA_PATH)
     chroma_host: str | None = None
     chroma_port: int = 8000
@@ -78,7 +78,8 @@ class Settings:
     decode_workers: int = 2
     max_image_pixels: int = 100_000_000
     max_file_mb: int = DEFAULT_MAX_FILE_MB  # bigger files are skipped unread
-    precision: str = "auto"  # model arithmetic: auto (bfloat16 where the CPU has it natively), float32, bfloat16
+    precision: str = "auto"  # model arithmetic: auto, float32, bfloat16, float16 (see embedder/runtime.py)
+    device: str = "auto"  # where the model runs: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps
     media_path: Path | None = None  # None: a "media" folder inside the local store
     max_upload_mb: int = 50
     starter_gallery: bool = True
@@ -94,7 +95,8 @@ class Settings:
     def from_env(cls) -> "Settings":
         env = os.environ
         return cls(
-            clip_model=env.get("CLIP_MODEL", "").strip() or DEFAULT_MODEL,
+            # MODEL names the model; CLIP_MODEL, its earlier name, keeps working.
+            model=env.get("MODEL", "").strip() or env.get("CLIP_MODEL", "").strip() or DEFAULT_MODEL,
             chroma_path=Path(env.get("CHROMA_PATH", "").strip() or DEFAULT_CHROMA_PATH),
             chroma_host=env.get("CHROMA_HOST", "").strip() or None,
             chroma_port=_int("CHROMA_PORT", 8000),
@@ -105,6 +107,7 @@ class Settings:
             max_image_pixels=_int("MAX_IMAGE_PIXELS", 100_000_000),
             max_file_mb=_int("MAX_FILE_MB", DEFAULT_MAX_FILE_MB),
             precision=env.get("PRECISION", "").strip().lower() or "auto",
+            device=env.get("DEVICE", "").strip().lower() or "auto",
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),
             starter_gallery=_flag("STARTER_GALLERY", True),

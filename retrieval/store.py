@@ -404,9 +404,10 @@ class PhotoStore:
         raise RetrievalError(
             f"The collection '{self.collection_name}' at {self.location} was built with the model "
             f"'{recorded.get('model')}' ({recorded.get('dim')}-dimensional vectors), but the current "
-            f"model is '{signature.name}' ({signature.dim}). Set CLIP_MODEL={recorded.get('model')} "
-            "to search it, or choose another store (CHROMA_PATH) or collection (CHROMA_COLLECTION) "
-            "for the new model."
+            f"model is '{signature.name}' ({signature.dim}). Set MODEL={recorded.get('model')} "
+            "to search it, or move the collection to the new model with "
+            f"`python -m retrieval reembed --model {signature.name}` (the old vectors are kept until you "
+            "switch), or choose another store (CHROMA_PATH) or collection (CHROMA_COLLECTION)."
         )
 
     # -- reads --------------------------------------------------------------
@@ -496,6 +497,15 @@ class PhotoStore:
                 collection.update(
                     ids=list(ids[start:end]), metadatas=[clean_metadata(m) for m in metadatas[start:end]]
                 )
+
+    def rename(self, new_name: str) -> None:
+        """Give the collection another name (switching a collection to a new model)."""
+        with self._failures.guard("written"), self._connection.writing():
+            collection = self._existing()
+            if collection is None:
+                raise RetrievalError(f"The collection '{self.collection_name}' does not exist at {self.location}.")
+            collection.modify(name=new_name)
+            self.collection_name, self._collection = new_name, None
 
     def delete(self, ids: Sequence[str]) -> None:
         ids = list(ids)

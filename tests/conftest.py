@@ -12,20 +12,30 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiny_clip import build_tiny_clip  # noqa: E402
+from tiny_models import BUILDERS  # noqa: E402
 
 from retrieval import Settings  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+# The whole suite runs once per family here: CLIP (the default) and a SigLIP 2 style
+# model (sigmoid-trained, text padded to 64 tokens, a multilingual byte-fallback tokenizer).
+SUITE_FAMILIES = ("clip", "siglip2")
+
+
+@pytest.fixture(scope="session", params=SUITE_FAMILIES)
+def model_family(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="session")
-def other_tiny_model(tmp_path_factory) -> Path:
-    """A second model with other weights, for the model-mismatch checks."""
-    return build_tiny_clip(tmp_path_factory.mktemp("models") / "other-clip", seed=1)
+def tiny_model(model_family, tmp_path_factory) -> Path:
+    return BUILDERS[model_family](tmp_path_factory.mktemp("models") / f"tiny-{model_family}")
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model(model_family, tmp_path_factory) -> Path:
+    """A second model of the same family with other weights, for the model-mismatch checks."""
+    return BUILDERS[model_family](tmp_path_factory.mktemp("models") / f"other-{model_family}", seed=1)
 
 
 def bundled_whisper() -> str:
@@ -37,7 +47,7 @@ def bundled_whisper() -> str:
 
 @pytest.fixture
 def settings(tiny_model, tmp_path) -> Settings:
-    return Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4,
+    return Settings(model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4,
                     max_image_pixels=20_000_000, asr_model=bundled_whisper())
 
 
@@ -50,6 +60,6 @@ def engine(settings):
 
 @pytest.fixture(scope="session")
 def embedder(tiny_model):
-    from retrieval.embedder import ClipEmbedder
+    from retrieval.embedder import load_embedder
 
-    return ClipEmbedder(str(tiny_model))
+    return load_embedder(str(tiny_model))

@@ -251,14 +251,14 @@ def test_a_missing_model_is_explained_in_the_page(settings, tmp_path):
     from retrieval.engine import Engine
     from retrieval.ui.media import MediaFolder
 
-    engine = Engine(settings.with_overrides(clip_model=str(tmp_path / "no-such-model")))
+    engine = Engine(settings.with_overrides(model=str(tmp_path / "no-such-model")))
     notice = prepare_collection(engine, MediaFolder(settings.media_folder, settings.max_image_pixels))
-    assert "could not be loaded" in notice and "CLIP_MODEL" in notice
+    assert "could not be loaded" in notice and "MODEL" in notice
     app = launch(build_app(engine, notice=notice), engine, server_name="127.0.0.1", server_port=None,
                  prevent_thread_lock=True, quiet=True)
     try:
         client = Client(app.local_url, verbose=False)
-        with pytest.raises(Exception, match="CLIP_MODEL"):
+        with pytest.raises(Exception, match="MODEL"):
             client.predict("a cat", "", *OPTIONS, api_name="/search_text")
     finally:
         app.close()
@@ -387,7 +387,7 @@ def test_the_app_listens_where_a_space_tells_gradio_to(tiny_model, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port),
-           "CLIP_MODEL": str(tiny_model), "CHROMA_PATH": str(tmp_path / "store"), "STARTER_GALLERY": "0",
+           "MODEL": str(tiny_model), "CHROMA_PATH": str(tmp_path / "store"), "STARTER_GALLERY": "0",
            "ASR_MODEL": bundled_whisper(), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     for name in ("APP_HOST", "APP_PORT", "CHROMA_HOST"):
         env.pop(name, None)

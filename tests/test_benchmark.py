@@ -14,6 +14,7 @@ from photos import write_photos
 from retrieval.bench.report import Report
 from retrieval.bench.stats import latency_summary, percentile, recall_at_k, recall_from_ranks
 from retrieval.embedder import ModelSignature
+from retrieval.errors import RetrievalError
 from retrieval.evaluation import ranks_image_to_text, ranks_text_to_image, read_captions
 from retrieval.settings import Settings
 from retrieval.store import PhotoStore
@@ -99,7 +100,7 @@ def test_reading_flickr_coco_and_json_caption_files(tmp_path):
 def test_evaluate_script_smoke_run(tmp_path, tiny_model, monkeypatch, capsys):
     from retrieval.cli import main
 
-    monkeypatch.setenv("CLIP_MODEL", str(tiny_model))
+    monkeypatch.setenv("MODEL", str(tiny_model))
     monkeypatch.setenv("CHROMA_PATH", str(tmp_path / "store"))
     paths = write_photos(tmp_path / "images", 6)
     table = tmp_path / "captions.csv"
@@ -156,3 +157,35 @@ def test_report_table_and_json(tmp_path):
     assert "product pipeline" in table and "0.90" in table and "NO" in table
     written = json.loads(report.write(tmp_path / "r.json").read_text())
     assert written["rows"][0]["ratio"] == 0.9 and written["machine"]["python"]
+
+
+def test_two_models_are_measured_side_by_side_in_one_run(tmp_path, tiny_model, other_tiny_model, capsys):
+    from retrieval.cli import main
+
+    out = tmp_path / "bench.json"
+    argv = ["benchmark", "--model", str(tiny_model), "--model", str(other_tiny_model), "--sections", "queries",
+            "--sizes", "200", "--repeats", "3", "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    sections = {row["section"] for row in result["rows"]}
+    assert {f"{tiny_model.name}: queries at 200 photos", f"{other_tiny_model.name}: queries at 200 photos"} <= sections
+    assert set(result["details"]["per_model"]) == {str(tiny_model), str(other_tiny_model)}
+    for details in result["details"]["per_model"].values():
+        assert details["model"]["family"] and details["queries_200"]["latency"]["text"]["p50_ms"] > 0
+
+
+def test_a_random_model_is_built_from_a_configuration_folder(tmp_path, tiny_model):
+    from retrieval.bench.random_model import build_random_model
+    from retrieval.embedder import load_embedder
+
+    config = tmp_path / "config-only"
+    config.mkdir()
+    for file in tiny_model.iterdir():
+        if file.suffix != ".safetensors":
+            (config / file.name).write_bytes(file.read_bytes())
+    built = build_random_model(config, tmp_path / "work")
+    random, trained = load_embedder(str(built)), load_embedder(str(tiny_model))
+    assert (random.family, random.dim) == (trained.family, trained.dim)
+    assert random.signature.fingerprint != trained.signature.fingerprint  # new weights, same shape
+    with pytest.raises(RetrievalError, match="no config.json"):
+        build_random_model(tmp_path / "nothing", tmp_path / "work")

@@ -60,13 +60,14 @@ def chroma_process(tmp_path):
 
 
 def test_index_and_search_through_a_chroma_server(chroma_server, tiny_model, other_tiny_model, tmp_path):
-    settings = Settings(clip_model=str(tiny_model), chroma_host="127.0.0.1", chroma_port=chroma_server,
+    settings = Settings(model=str(tiny_model), chroma_host="127.0.0.1", chroma_port=chroma_server,
                         batch_size=4)
     engine = Engine(settings)
     paths = write_photos(tmp_path / "photos", 9)
     report = engine.index([tmp_path / "photos"])
     assert len(report.added) == 9
-    assert engine.stats() == {"count": 9, "model": str(tiny_model), "dim": 16,
+    assert engine.stats() == {"count": 9, "model": str(tiny_model), "dim": engine.embedder.dim,
+                              "languages": engine.embedder.languages.description,
                               "store": f"http://127.0.0.1:{chroma_server}", "collection": "photos"}
     top = engine.search_image(paths[4], k=2)
     assert top[0].path == str(paths[4]) and top[0].score == pytest.approx(1.0, abs=1e-4)
@@ -76,7 +77,7 @@ def test_index_and_search_through_a_chroma_server(chroma_server, tiny_model, oth
     assert again.index([tmp_path / "photos"]).unchanged == 9
 
     with pytest.raises(RetrievalError, match="was built with the model"):
-        Engine(settings.with_overrides(clip_model=str(other_tiny_model))).search_text("dog")
+        Engine(settings.with_overrides(model=str(other_tiny_model))).search_text("dog")
 
 
 def test_a_server_killed_mid_index_is_a_clear_message(chroma_process, tiny_model, tmp_path):
@@ -89,7 +90,7 @@ def test_a_server_killed_mid_index_is_a_clear_message(chroma_process, tiny_model
 
     process, port = chroma_process
     write_photos(tmp_path / "photos", 200, size=(160, 120))
-    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(port),
+    env = dict(os.environ, MODEL=str(tiny_model), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(port),
                BATCH_SIZE="4", TORCH_THREADS="1", PYTHONUNBUFFERED="1")
     index = index_until_committed(tmp_path / "photos", env, batches=2)
     process.send_signal(signal.SIGKILL)
@@ -98,6 +99,6 @@ def test_a_server_killed_mid_index_is_a_clear_message(chroma_process, tiny_model
     assert f"The Chroma server at http://127.0.0.1:{port} is unreachable" in rest
     assert "Traceback" not in rest and "everything committed so far is kept" in rest
 
-    settings = Settings(clip_model=str(tiny_model), chroma_host="127.0.0.1", chroma_port=port)
+    settings = Settings(model=str(tiny_model), chroma_host="127.0.0.1", chroma_port=port)
     with pytest.raises(RetrievalError, match="is unreachable"):
         Engine(settings).stats()

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def cli_env(monkeypatch, tiny_model, tmp_path):
-    monkeypatch.setenv("CLIP_MODEL", str(tiny_model))
+    monkeypatch.setenv("MODEL", str(tiny_model))
     monkeypatch.setenv("CHROMA_PATH", str(tmp_path / "store"))
     monkeypatch.delenv("CHROMA_HOST", raising=False)
     return tmp_path
@@ -35,7 +35,7 @@ def run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-def test_index_search_stats_json(cli_env, capsys):
+def test_index_search_stats_json(cli_env, capsys, embedder):
     folder = cli_env / "photos"
     paths = write_photos(folder, 5)
     write_bad_files(folder / "bad")
@@ -73,9 +73,13 @@ def test_index_search_stats_json(cli_env, capsys):
     like = run_json(capsys, "search", "--like", by_image[0]["id"], "-k", "10")
     assert by_image[0]["id"] not in {r["id"] for r in like} and len(like) == 4
 
+    in_german = run_json(capsys, "search", "ein Hund", "-k", "2")  # typed as is, in any language
+    assert len(in_german) == 2
+
     stats = run_json(capsys, "stats")
-    assert stats["count"] == 5 and stats["dim"] == 16
-    assert stats["model"] == os.environ["CLIP_MODEL"]
+    assert stats["count"] == 5 and stats["dim"] == embedder.dim
+    assert stats["languages"] == embedder.languages.description
+    assert stats["model"] == os.environ["MODEL"]
     assert stats["store"] == str((cli_env / "store").resolve())
 
 
@@ -123,7 +127,7 @@ def test_killed_mid_index_resumes_without_duplicates(tiny_model, tmp_path):
     folder = tmp_path / "photos"
     good = write_photos(folder, 240, size=(160, 120))
     write_bad_files(folder / "bad")
-    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
+    env = dict(os.environ, MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
                BATCH_SIZE="4", MAX_IMAGE_PIXELS="20000000", TORCH_THREADS="1", DECODE_WORKERS="1",
                PYTHONUNBUFFERED="1")
     process = index_until_committed(folder, env, batches=3)
@@ -131,7 +135,7 @@ def test_killed_mid_index_resumes_without_duplicates(tiny_model, tmp_path):
     process.wait()
     assert process.returncode == -signal.SIGKILL
 
-    engine = Engine(Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store",
+    engine = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "store",
                              max_image_pixels=20_000_000))
     after_kill = engine.store.count()
     assert 3 * 4 <= after_kill < len(good), "the run was not stopped part-way"
@@ -147,7 +151,7 @@ def test_killed_mid_index_resumes_without_duplicates(tiny_model, tmp_path):
 
 @pytest.mark.slow
 def test_module_entry_point_runs(tiny_model, tmp_path):
-    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"))
+    env = dict(os.environ, MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"))
     done = subprocess.run([sys.executable, "-m", "retrieval", "stats", "--json"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -210,7 +214,7 @@ def test_ctrl_c_stops_a_run_at_once_and_keeps_what_was_committed(tiny_model, tmp
     folder = tmp_path / "photos"
     write_photos(folder, 200, size=(160, 120))
     os.mkfifo(folder / "photo_0150_pipe.jpg")
-    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
+    env = dict(os.environ, MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
                BATCH_SIZE="4", TORCH_THREADS="1", DECODE_WORKERS="2", PYTHONUNBUFFERED="1")
     process = index_until_committed(folder, env, batches=2)
     process.send_signal(signal.SIGINT)
@@ -218,7 +222,7 @@ def test_ctrl_c_stops_a_run_at_once_and_keeps_what_was_committed(tiny_model, tmp
     rest = process.communicate(timeout=30)[1]
     assert time.monotonic() - started < 10
     assert process.returncode == 130 and "interrupted" in rest and "Traceback" not in rest
-    count = Engine(Settings(clip_model=str(tiny_model), chroma_path=tmp_path / "store")).store.count()
+    count = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "store")).store.count()
     assert 8 <= count < 200
     # and a full run goes past the FIFO without blocking
     done = subprocess.run([sys.executable, "-m", "retrieval", "index", str(folder), "--json"], cwd=REPO,
@@ -242,7 +246,7 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
     from speech_clips import speak
 
     clip = speak("a red bicycle", tmp_path / "q.wav")
-    env = dict(os.environ, CLIP_MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
+    env = dict(os.environ, MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
                ASR_MODEL=bundled_whisper())
 
     def modules(*argv):

@@ -1,4 +1,5 @@
-"""The product's vectors equal the reference CLIP output with the model's own processor."""
+"""For every model family, the product's vectors equal the reference model's output with the
+model's own processor, used as its model card shows."""
 
 from __future__ import annotations
 
@@ -6,17 +7,33 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
-from transformers import AutoProcessor, CLIPModel
+from transformers import AutoModel, AutoProcessor
 
 from photos import random_photo
-from retrieval.embedder import ClipEmbedder
+from retrieval import Settings
+from retrieval.embedder import load_embedder
+from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
+from tiny_models import BUILDERS
+
+# How each family's model card tokenizes text (written out here, not taken from the product).
+MODEL_CARD_TEXT = {
+    "clip": dict(padding=True),
+    "metaclip2": dict(padding=True),
+    "siglip": dict(padding="max_length", max_length=64),  # "make sure to set padding='max_length'"
+    "siglip2": dict(padding="max_length", max_length=64),
+}
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_model):
-    model = CLIPModel.from_pretrained(tiny_model).eval()
-    processor = AutoProcessor.from_pretrained(tiny_model)
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def family_model(request, tmp_path_factory):
+    return request.param, BUILDERS[request.param](tmp_path_factory.mktemp("family") / request.param)
+
+
+def reference_for(folder, family: str, text_options: dict | None = None):
+    model = AutoModel.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    text_options = text_options or MODEL_CARD_TEXT[family]
 
     def image_vector(image: Image.Image) -> np.ndarray:
         with torch.no_grad():
@@ -24,12 +41,28 @@ def reference(tiny_model):
         return torch.nn.functional.normalize(features, dim=-1)[0].numpy()
 
     def text_vector(text: str) -> np.ndarray:
-        tokens = processor.tokenizer([text], truncation=True, max_length=77, return_tensors="pt")
+        tokens = processor(text=[text], truncation=True, return_tensors="pt", **text_options)
         with torch.no_grad():
             features = model.get_text_features(**tokens).pooler_output
         return torch.nn.functional.normalize(features, dim=-1)[0].numpy()
 
     return image_vector, text_vector
+
+
+@pytest.fixture(scope="module")
+def reference(family_model):
+    return reference_for(family_model[1], family_model[0])
+
+
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def family_embedder(request, family_model):
+    return load_embedder(str(family_model[1]), precision=request.param)
+
+
+@pytest.fixture
+def family_engine(family_embedder, tmp_path):
+    settings = Settings(model=family_embedder.name, chroma_path=tmp_path / "store", batch_size=4)
+    return Engine(settings, embedder=family_embedder)
 
 
 def on_white(image: Image.Image) -> Image.Image:
@@ -92,7 +125,8 @@ def cosine(a, b) -> float:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_indexed_vectors_equal_the_reference(case, engine, reference, tmp_path):
+def test_indexed_vectors_equal_the_reference(case, family_engine, reference, tmp_path):
+    engine = family_engine
     save, name, expected_view = CASES[case]
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -116,10 +150,10 @@ def test_naive_conversion_would_fail_the_reference_check(reference):
     assert cosine(image_vector(transparent.convert("RGB")), image_vector(on_white(transparent))) < 0.9999
 
 
-def test_batched_text_vectors_equal_the_reference(embedder, reference):
+def test_batched_text_vectors_equal_the_reference(family_embedder, reference):
     _, text_vector = reference
-    texts = ["a cat", "the dog and the cat on a long sandy beach at sunset", "x"]
-    batch = embedder.embed_texts(texts)
+    texts = ["a cat", "the dog and the cat on a long sandy beach at sunset", "x", "ein Hund", "le chien 狗"]
+    batch = family_embedder.embed_texts(texts)
     for text, vector in zip(texts, batch):
         assert cosine(vector, text_vector(text)) >= 0.9999
 
@@ -133,10 +167,11 @@ def test_vectors_are_unit_length_float32(embedder):
     assert texts.shape[1] == images.shape[1] == embedder.dim
 
 
-def test_long_text_is_truncated_not_an_error(embedder, reference):
+def test_long_text_is_truncated_not_an_error(family_embedder, reference):
     _, text_vector = reference
     long_text = "the cat sat on the mat and looked at the dog " * 40
-    vector = embedder.embed_text(long_text)
+    assert not family_embedder.reads_whole(long_text)
+    vector = family_embedder.embed_text(long_text)
     assert cosine(vector, text_vector(long_text)) >= 0.9999
 
 
@@ -148,34 +183,44 @@ def test_empty_text_is_a_clear_error(embedder, text):
 
 def test_missing_local_model_names_the_setting(tmp_path):
     with pytest.raises(RetrievalError) as caught:
-        ClipEmbedder(str(tmp_path / "no-such-model"))
+        load_embedder(str(tmp_path / "no-such-model"))
     message = str(caught.value)
-    assert "no-such-model" in message and "CLIP_MODEL" in message
+    assert "no-such-model" in message and "MODEL=" in message
 
 
 def test_unreachable_hub_model_fails_fast_with_advice(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RetrievalError) as caught:
-        ClipEmbedder("someone/clip-that-is-not-cached")
+        load_embedder("someone/clip-that-is-not-cached")
     message = str(caught.value)
-    assert "someone/clip-that-is-not-cached" in message and "CLIP_MODEL" in message
+    assert "someone/clip-that-is-not-cached" in message and "MODEL=" in message
 
 
-def test_folder_that_is_not_a_clip_model(tmp_path):
+def test_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RetrievalError, match="Could not load"):
-        ClipEmbedder(str(tmp_path))
+        load_embedder(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def full_input_size_model(family_model, tmp_path_factory):
+    """The family at its real input size (224 or 256 px): draft decoding is sized from it."""
+    family, _ = family_model
+    side = 256 if family.startswith("siglip") else 224
+    return family, BUILDERS[family](tmp_path_factory.mktemp("full-size") / family, image_size=side)
 
 
 @pytest.mark.parametrize("size", [(3000, 2000), (1200, 1600)])
-def test_large_jpegs_decoded_at_draft_size_keep_the_reference_vector(size, engine, reference, tmp_path):
+def test_large_jpegs_decoded_at_draft_size_keep_the_reference_vector(size, full_input_size_model, tmp_path):
     """Indexing decodes big JPEGs at a reduced scale (fast); the vector must not change."""
+    family, model = full_input_size_model
+    engine = Engine(Settings(model=str(model), chroma_path=tmp_path / "store", batch_size=4))
     folder = tmp_path / "big"
     folder.mkdir()
     random_photo(11, size).save(folder / "big.jpg", quality=92)
     report = engine.index([folder])
     record = engine.store.get(report.added, with_embeddings=True)[0]
-    image_vector, _ = reference
+    image_vector, _ = reference_for(model, family)
     with Image.open(folder / "big.jpg") as original:
         expected = image_vector(original.convert("RGB"))  # the full-size decode
     assert cosine(record.embedding, expected) >= 0.9999
@@ -183,14 +228,62 @@ def test_large_jpegs_decoded_at_draft_size_keep_the_reference_vector(size, engin
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_vectors_match_the_reference_at_either_precision(tiny_model, reference, precision):
-    embedder = ClipEmbedder(str(tiny_model), precision=precision)
-    assert embedder.dtype == getattr(torch, precision)
-    _, text_vector = reference
-    for text in ("a dog on the beach", "two red apples"):
-        assert cosine(embedder.embed_text(text), text_vector(text)) >= 0.9999
+def test_the_precision_asked_for_is_used(tiny_model, precision):
+    assert load_embedder(str(tiny_model), precision=precision).dtype == getattr(torch, precision)
 
 
 def test_unknown_query_precision_is_a_clear_error(tiny_model):
     with pytest.raises(RetrievalError, match="PRECISION"):
-        ClipEmbedder(str(tiny_model), precision="int4")
+        load_embedder(str(tiny_model), precision="int4")
+    with pytest.raises(RetrievalError, match="PRECISION=float16 is for GPUs"):
+        load_embedder(str(tiny_model), precision="float16", device="cpu")
+
+
+def test_siglip_padding_to_the_longest_text_would_fail_the_reference_check(tmp_path):
+    """The text check can fail: SigLIP tokenized as CLIP is (padding=True) gives other vectors."""
+    for family in ("siglip", "siglip2"):
+        folder = BUILDERS[family](tmp_path / family)
+        _, text_vector = reference_for(folder, family)
+        _, padded_to_longest = reference_for(folder, family, dict(padding=True))
+        embedder = load_embedder(str(folder), precision="float32")
+        for text in ("a dog", "le chien"):
+            assert cosine(embedder.embed_text(text), text_vector(text)) >= 0.9999
+            assert cosine(padded_to_longest(text), text_vector(text)) < 0.9999
+
+
+def test_the_family_comes_from_the_checkpoint_and_each_says_what_it_reads(family_model):
+    family, folder = family_model
+    embedder = load_embedder(str(folder))
+    expected = {"clip": ("CLIP", False), "siglip": ("SigLIP", False), "siglip2": ("SigLIP", True),
+                "metaclip2": ("MetaCLIP 2", True)}[family]
+    assert (embedder.family, embedder.languages.multilingual) == expected
+    assert embedder.languages.reads("en") and embedder.languages.reads("de") == expected[1]
+    from retrieval.embedder import languages_of  # the same answer without loading the model
+    assert languages_of(str(folder)) == embedder.languages
+
+
+def test_a_naflex_checkpoint_is_refused_with_the_fixed_resolution_alternative(tmp_path):
+    from transformers import Siglip2Config
+
+    Siglip2Config().save_pretrained(tmp_path)
+    with pytest.raises(RetrievalError, match="NaFlex.*siglip2-base-patch32-256"):
+        load_embedder(str(tmp_path))
+
+
+def test_a_model_that_is_not_image_text_is_refused(tmp_path):
+    from transformers import BertConfig
+
+    BertConfig().save_pretrained(tmp_path)
+    with pytest.raises(RetrievalError, match="model type 'bert' is not an image-text model"):
+        load_embedder(str(tmp_path))
+
+
+def test_device_auto_is_the_cpu_here_and_a_missing_gpu_is_a_clear_error(tiny_model):
+    from retrieval.embedder.runtime import resolve_device
+
+    assert not torch.cuda.is_available()  # this check is about a machine without a GPU
+    assert resolve_device("auto") == "cpu"
+    assert load_embedder(str(tiny_model), device="auto").device == "cpu"
+    for device, words in (("cuda", "no CUDA GPU"), ("mps", "MPS"), ("tpu", "DEVICE='tpu'")):
+        with pytest.raises(RetrievalError, match=words):
+            load_embedder(str(tiny_model), device=device)

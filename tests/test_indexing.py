@@ -205,11 +205,11 @@ def test_writes_respect_the_client_batch_limit(settings, tmp_path):
 def test_a_store_of_another_model_is_refused(settings, other_tiny_model, tmp_path):
     write_photos(tmp_path / "photos", 2)
     Engine(settings).index([tmp_path / "photos"])
-    other = Engine(settings.with_overrides(clip_model=str(other_tiny_model)))
+    other = Engine(settings.with_overrides(model=str(other_tiny_model)))
     with pytest.raises(RetrievalError) as caught:
         other.search_text("a cat")
     message = str(caught.value)
-    assert str(settings.clip_model) in message and "CLIP_MODEL" in message
+    assert str(settings.model) in message and "MODEL" in message
     assert other.stats()["count"] == 2  # nothing was touched
 
 
@@ -217,7 +217,7 @@ def test_same_weights_from_another_folder_are_accepted(settings, tiny_model, tmp
     write_photos(tmp_path / "photos", 2)
     Engine(settings).index([tmp_path / "photos"])
     copy = shutil.copytree(tiny_model, tmp_path / "copied-model")
-    assert len(Engine(settings.with_overrides(clip_model=str(copy))).search_text("cat")) == 2
+    assert len(Engine(settings.with_overrides(model=str(copy))).search_text("cat")) == 2
 
 
 def test_swapped_file_names_follow_their_bytes(engine, tmp_path):
@@ -353,7 +353,7 @@ from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from retrieval.settings import Settings
 model, store, photo = sys.argv[1:4]
-engine = Engine(Settings(clip_model=model, chroma_path=Path(store)))
+engine = Engine(Settings(model=model, chroma_path=Path(store)))
 engine.preload()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 engine.index([photo])

@@ -252,7 +252,7 @@ def test_kaggle_archive_is_extracted_and_indexed_with_its_table(engine, tmp_path
 
 
 def test_load_command_json_summary(tmp_path, tiny_model, monkeypatch, capsys):
-    monkeypatch.setenv("CLIP_MODEL", str(tiny_model))
+    monkeypatch.setenv("MODEL", str(tiny_model))
     monkeypatch.setenv("CHROMA_PATH", str(tmp_path / "store"))
     write_photos(tmp_path / "photos", 4)
     (tmp_path / "photos" / "notes.jpg").write_text("not a photo")

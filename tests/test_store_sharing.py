@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli(settings: Settings, *argv, check=True, **options):
-    env = dict(os.environ, CLIP_MODEL=settings.clip_model, CHROMA_PATH=str(settings.chroma_path),
+    env = dict(os.environ, MODEL=settings.model, CHROMA_PATH=str(settings.chroma_path),
                BATCH_SIZE="4", TORCH_THREADS="1")
     env.pop("CHROMA_HOST", None)
     done = subprocess.run([sys.executable, "-m", "retrieval", *argv], cwd=REPO, env=env, capture_output=True,
@@ -58,7 +58,7 @@ def test_a_running_engine_sees_photos_the_cli_adds(settings, tmp_path, start_emp
 def test_two_cli_runs_at_once_keep_every_photo_findable(settings, tmp_path):
     first = write_photos(tmp_path / "a", 40, start=0)
     second = write_photos(tmp_path / "b", 40, start=1000)
-    env = dict(os.environ, CLIP_MODEL=settings.clip_model, CHROMA_PATH=str(settings.chroma_path),
+    env = dict(os.environ, MODEL=settings.model, CHROMA_PATH=str(settings.chroma_path),
                BATCH_SIZE="4", TORCH_THREADS="1")
     runs = [subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(folder), "--json"], cwd=REPO,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..embedder import ClipEmbedder
+from ..embedder import Embedder
 from ..engine import Engine
 from ..settings import Settings
 from .memory import PeakMemory
@@ -48,11 +48,11 @@ def write_large_jpegs(folder: Path, count: int, size=(4000, 3000), seed: int = 0
     return paths
 
 
-def preprocessed(embedder: ClipEmbedder, files: list[Path]) -> list[np.ndarray]:
+def preprocessed(embedder: Embedder, files: list[Path]) -> list[np.ndarray]:
     return [embedder.preprocess_image(Image.open(f).convert("RGB")) for f in files]
 
 
-def ceiling(embedder: ClipEmbedder, pixels: list[np.ndarray], batch_size: int) -> float:
+def ceiling(embedder: Embedder, pixels: list[np.ndarray], batch_size: int) -> float:
     """Images per second of the model alone on tensors prepared beforehand."""
     embedder.embed_pixels(pixels[:batch_size])  # warm-up
     started = time.perf_counter()
@@ -61,7 +61,7 @@ def ceiling(embedder: ClipEmbedder, pixels: list[np.ndarray], batch_size: int) -
     return len(pixels) / (time.perf_counter() - started)
 
 
-def product(embedder: ClipEmbedder, files: list[Path], settings: Settings) -> float:
+def product(embedder: Embedder, files: list[Path], settings: Settings) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-store-") as store:
         engine = Engine(settings.with_overrides(chroma_path=Path(store), collection="bench"), embedder=embedder)
         started = time.perf_counter()
@@ -70,7 +70,7 @@ def product(embedder: ClipEmbedder, files: list[Path], settings: Settings) -> fl
     return len(report.added) / elapsed
 
 
-def naive(embedder: ClipEmbedder, files: list[Path], settings: Settings) -> float:
+def naive(embedder: Embedder, files: list[Path], settings: Settings) -> float:
     import torch
 
     processor = embedder._processor  # the pipeline under test is deliberately not ours
@@ -89,7 +89,7 @@ def naive(embedder: ClipEmbedder, files: list[Path], settings: Settings) -> floa
     return len(files) / elapsed
 
 
-def run(report: Report, embedder: ClipEmbedder, settings: Settings, photos: list[Path],
+def run(report: Report, embedder: Embedder, settings: Settings, photos: list[Path],
         large_count: int, naive_count: int, work: Path, rounds: int = 3) -> None:
     """Each round times the ceiling, the product, then the ceiling again; the
     product's share of the ceiling is taken per round (against the mean of the two

@@ -23,11 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m retrieval benchmark",
         description="Measure indexing throughput, query latency, start-up, concurrent clients, ANN recall and "
                     "transcription speed, each as a ratio against a baseline measured in the same run.")
-    model = parser.add_mutually_exclusive_group()
-    model.add_argument("--model", help="CLIP model id or folder (default: CLIP_MODEL)")
-    model.add_argument("--random-weights", type=Path, metavar="CONFIG_DIR",
-                       help="build a full-size model with random weights from this configuration folder "
-                            "(config, tokenizer and preprocessor files): same cost as the trained model")
+    parser.add_argument("--model", action="append", default=[],
+                        help="image-text model id or folder (default: MODEL); repeat to measure several "
+                             "side by side in one run")
+    parser.add_argument("--random-weights", action="append", default=[], metavar="CONFIG",
+                        help="build a full-size model with random weights from this configuration folder "
+                             "(config, tokenizer and preprocessor files) or built-in name "
+                             "(siglip2-base-patch32-256): same cost as the trained model; repeatable")
     parser.add_argument("--photos", type=Path, help="a folder of ordinary (~640 px) photos for indexing")
     parser.add_argument("--photo-count", type=int, default=128, help="photos used from --photos (default 128)")
     parser.add_argument("--large-count", type=int, default=64, help="12-megapixel JPEGs to generate (default 64)")
@@ -69,22 +71,42 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, sections: list[str], work: Path) -> Report:
-    from ..embedder import ClipEmbedder
-    from . import concurrency, indexing, queries, speech, startup
-    from .random_model import build_random_clip
+    from .random_model import build_random_model
 
     settings = Settings.from_env().with_overrides(batch_size=args.batch_size)
-    model = args.model or settings.clip_model
-    if args.random_weights:
-        model = str(build_random_clip(args.random_weights, work / "random-clip"))
-    settings = settings.with_overrides(clip_model=model)
+    models = [(name, name) for name in args.model]
+    models += [(str(build_random_model(spec, work)), f"{Path(str(spec)).name} (random weights)")
+               for spec in args.random_weights]
+    models = models or [(settings.model, settings.model)]
     report = Report()
-    report.details["model"] = model + (" (random weights)" if args.random_weights else "")
+    report.details["models"] = [label for _, label in models]
     photos = _photos(args.photos, args.photo_count)
-    needs_model = {"indexing", "queries", "startup", "concurrency"} & set(sections)
-    embedder = ClipEmbedder(model, settings.torch_threads, settings.precision) if needs_model else None
-    if embedder is not None:
-        report.details["precision"] = str(embedder.dtype)
+    model_sections = [s for s in sections if s != "speech"]
+    per_model = report.details["per_model"] = {}
+    for model, label in models:
+        first_row, known = len(report.rows), set(report.details)
+        run_model(report, args, model_sections, settings.with_overrides(model=model), photos, work)
+        if len(models) > 1:  # side by side: each row says which model it measured
+            for row in report.rows[first_row:]:
+                row.section = f"{Path(label).name}: {row.section}"
+        per_model[label] = {key: report.details.pop(key) for key in set(report.details) - known}
+    if "speech" in sections:
+        from . import speech
+
+        speech.run(report, settings, work, args.speech_clip)
+    return report
+
+
+def run_model(report: Report, args, sections: list[str], settings: Settings, photos: list[Path],
+              work: Path) -> None:
+    from ..embedder import load_embedder
+    from . import concurrency, indexing, queries, startup
+
+    if not sections:
+        return
+    model = settings.model
+    embedder = load_embedder(model, settings.torch_threads, settings.precision, settings.device)
+    report.details["model"] = {**embedder.describe(), "precision": str(embedder.dtype)}
     if "indexing" in sections:
         indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work, args.rounds)
     if "queries" in sections:
@@ -96,9 +118,7 @@ def run(args, sections: list[str], work: Path) -> Report:
             startup.run(report, model, store)
         if "concurrency" in sections:
             concurrency.run(report, model, store, queries=max(5, args.repeats // 5))
-    if "speech" in sections:
-        speech.run(report, settings, work, args.speech_clip)
-    return report
+    del embedder
 
 
 def _photos(folder: Path | None, count: int) -> list[Path]:
@@ -114,7 +134,7 @@ def _startup_store(embedder, settings: Settings, photos: list[Path], work: Path)
     from ..engine import Engine
     from .indexing import write_large_jpegs
 
-    store = work / "startup-store"
+    store = work / f"startup-store-{abs(hash(settings.model))}"
     engine = Engine(settings.with_overrides(chroma_path=store), embedder=embedder)
     engine.index(photos[:16] or write_large_jpegs(work / "startup-photos", 4, size=(640, 480)))
     return store

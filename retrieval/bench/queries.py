@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..embedder import ClipEmbedder
+from ..embedder import Embedder
 from ..engine import Engine
 from ..search import QueryTerm, SearchRequest
 from ..settings import Settings
@@ -93,7 +93,7 @@ def ann_recall(engine: Engine, vectors: np.ndarray, queries: int = 200, k: int =
     return total / queries
 
 
-def run(report: Report, embedder: ClipEmbedder, settings: Settings, sizes: list[int],
+def run(report: Report, embedder: Embedder, settings: Settings, sizes: list[int],
         image_queries: list[Path], work: Path, repeats: int = 50) -> None:
     rng = random.Random(0)
     texts = [f"a {rng.choice(ADJECTIVES)} {rng.choice(WORDS)} near a {rng.choice(WORDS)}" for _ in range(repeats)]

@@ -297,6 +297,19 @@ class SearchPage:
             summary += "\n\nMetadata table: " + "; ".join(present.escape(w) for w in table.warnings())
         return (summary, collection_text(self.engine), *self.facet_updates())
 
+    def search_model(self):
+        """What the search model reads and how its scores run: a note under the text box and the
+        minimum-score control's hint."""
+        if self.model_problem:
+            return "", gr.Slider()
+        embedder = self.engine.embedder
+        languages = ("Type in any language: " if embedder.languages.multilingual else "Type in English: ")
+        note = (f"{languages}the search model (`{present.escape(embedder.name)}`, {embedder.family}) reads "
+                f"{embedder.languages.description.split(' (')[0]}.")
+        hint = (f"Cosine similarity; with this model {embedder.scores.describe()}. "
+                "The range of each search is shown with its results. 0 = no minimum")
+        return note, gr.Slider(info=hint)
+
     def speech_model(self) -> str:
         try:
             return self.engine.speech.model_summary()

@@ -32,6 +32,7 @@ CSS = """
 .photo-details td { overflow-wrap: anywhere; }
 .photo-details th { text-align: left; padding-right: 1em; vertical-align: top; width: 8em; }
 #status { overflow-wrap: anywhere; }
+#model-note { font-size: 0.85em; opacity: 0.75; overflow-wrap: anywhere; }
 
 /* Add photos: a count and size instead of one row per chosen file. */
 #uploads table, #uploads .file-preview-holder { display: none !important; }

@@ -1,0 +1,23 @@
+"""Image-text models: the only package that knows about models and tensors.
+
+``load_embedder`` reads the checkpoint's config, picks its family (CLIP, SigLIP /
+SigLIP 2, MetaCLIP 2) and returns an :class:`Embedder`; everything else in the
+product talks to that contract only. Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from ..model_signature import ModelSignature
+from .checkpoint import languages_of
+from .contract import Embedder, Languages, ScoreScale
+
+
+def load_embedder(name: str, torch_threads: int | None = None, precision: str = "auto",
+                  device: str = "auto") -> Embedder:
+    """The model ``name`` (Hugging Face id or local folder); RetrievalError if it can't be had."""
+    from .two_tower import TwoTowerEmbedder
+
+    return TwoTowerEmbedder(name, torch_threads, precision, device)
+
+
+__all__ = ["Embedder", "Languages", "ModelSignature", "ScoreScale", "languages_of", "load_embedder"]

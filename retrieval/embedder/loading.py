@@ -1,0 +1,70 @@
+"""Loading a checkpoint by Hugging Face id or local folder, with failures in words."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..errors import RetrievalError
+from ..hub import hub_unreachable
+from .checkpoint import local_folder
+from .families import Family, family_for
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXAMPLE = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+
+
+def load_failure_message(name: str, reason: str) -> str:
+    return (
+        f"Could not load the model '{name}': {reason}\n"
+        "If this machine is offline or the id is wrong, download the model where you have "
+        f"internet (for example `hf download {DEFAULT_EXAMPLE} --local-dir ./models/clip`), copy the "
+        "folder here and set MODEL=/path/to/that/folder (or pass --model)."
+    )
+
+
+def load_checkpoint(name: str):
+    """(family, model in float32 on the CPU, processor) of a checkpoint; RetrievalError if it can't be had."""
+    # Imported here so that commands which never embed (stats) start fast.
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    folder = local_folder(name)
+    if folder is None and name.startswith((".", "/", "~")):
+        raise RetrievalError(load_failure_message(name, f"the folder {Path(name).expanduser()} does not exist."))
+    source = str(folder) if folder is not None else name  # otherwise a Hugging Face id
+
+    def load(**options) -> tuple[Family, object, object]:
+        family = family_for(AutoConfig.from_pretrained(source, **options).model_type)
+        model_class = getattr(transformers, family.model_class)
+        model = model_class.from_pretrained(source, dtype=torch.float32, **options)
+        # The PIL backend is the processor's reference implementation and needs no torchvision.
+        return family, model, AutoProcessor.from_pretrained(source, backend="pil", **options)
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # transformers' own warnings and progress bars are not for end users
+    hf_logging.disable_progress_bar()
+    try:
+        if folder is not None:
+            family, model, processor = load()
+        else:
+            try:  # the local Hugging Face cache first: no network needed when it is there
+                family, model, processor = load(local_files_only=True)
+            except OSError:
+                unreachable = hub_unreachable()
+                if unreachable:
+                    raise RetrievalError(load_failure_message(
+                        name, f"it is not in the local cache and {unreachable}.")) from None
+                family, model, processor = load()
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RetrievalError(load_failure_message(name, reason)) from None
+    finally:
+        hf_logging.set_verbosity(previous)
+        hf_logging.enable_progress_bar()
+    model.eval()
+    log.info("loaded %s model %s", family.label, name)
+    return family, model, processor
