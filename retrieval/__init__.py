@@ -1,4 +1,4 @@
-"""Multimodal photo search: CLIP embeddings in a persistent ChromaDB collection."""
+"""Multimodal photo search: image-text embeddings (CLIP, SigLIP 2...) in a persistent ChromaDB collection."""
 
 from .errors import RetrievalError
 from .settings import Settings

@@ -26,7 +26,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser, *, store: bool = True, 
     """The settings flags a command uses (each overrides its environment variable)."""
     group = parser.add_argument_group("settings (override the environment variables)")
     if model:
-        group.add_argument("--model", help="image-text model (CLIP, SigLIP, SigLIP 2, MetaCLIP 2): Hugging Face id or local folder (MODEL)")
+        group.add_argument("--model", help="image-text model (CLIP, SigLIP, SigLIP 2, MetaCLIP 2): "
+                                           "Hugging Face id or local folder (MODEL)")
         group.add_argument("--threads", type=int, help="CPU threads for the model (TORCH_THREADS)")
         group.add_argument("--device", help="where the model runs: auto, cpu, cuda, mps (DEVICE)")
     if batching:

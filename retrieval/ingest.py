@@ -1,4 +1,4 @@
-"""Indexing: files -> (read, hash, decode) -> CLIP vectors -> store, batch by batch.
+"""Indexing: files -> (read, hash, decode) -> model vectors -> store, batch by batch.
 
 - Incremental: a file whose path, size and mtime match its record is not read
   again; a file whose bytes are already stored is not embedded again.

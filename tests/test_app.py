@@ -431,3 +431,16 @@ def test_plural_and_full_stops():
     spoken = spoken_summary(one)
     assert spoken == "1 photo found. Result 1: A dog. By Ana." and ".." not in spoken
     assert "model could not be loaded" in results_status([], 0, 0, "x", model_problem="no model")
+
+
+def test_the_page_says_what_the_model_reads_and_where_its_good_scores_start(engine, model_family):
+    from retrieval.ui.handlers import SearchPage
+    from retrieval.ui.media import MediaFolder
+
+    page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
+    note, slider = page.search_model()
+    multilingual = model_family == "siglip2"
+    assert note.startswith("Type in any language" if multilingual else "Type in English")
+    assert engine.settings.model in note
+    expected = "own match probability passes 50%" if model_family.startswith("siglip") else "typical for CLIP"
+    assert expected in slider.info

@@ -111,6 +111,7 @@ def test_search_details_more_like_this_and_read_aloud(page):
     from playwright.sync_api import expect
 
     expect(page.locator("#notice")).to_contain_text("Welcome notice")
+    expect(page.locator("#model-note")).to_contain_text("the search model")  # which languages it reads
     search(page, "a photo")
     expect(page.locator("#status")).to_contain_text("Showing 6 photos")
     expect(gallery_images(page)).to_have_count(6)
@@ -167,6 +168,7 @@ def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     page.locator("#options").get_by_text("Options").first.click()
     cut = max(round((scores[2] + scores[3]) / 2, 2), 0.2)  # about the best half (none, for negative scores)
     page.locator("#min-score input[type=range]").wait_for()
+    expect(page.locator("#min-score")).to_contain_text("good text matches score from about")
     page.wait_for_timeout(500)  # the options panel has finished opening
     track = page.locator("#min-score input[type=range]").bounding_box()  # click the slider there
     page.mouse.click(track["x"] + track["width"] * cut, track["y"] + track["height"] / 2)

@@ -247,3 +247,23 @@ def test_the_spoken_language_can_be_fixed(whisper_checkpoints, spoken):
     fixed = SpeechRecognizer(settings.with_overrides(asr_language="de")).transcribe(clip)
     assert fixed.language == "de" and fixed.language_probability is None and fixed.task == "translate"
     assert "multilingual" in SpeechRecognizer(settings).model_summary()
+
+
+def test_speech_stays_in_its_language_when_the_search_model_reads_it(whisper_checkpoints, spoken):
+    """A multilingual search model gets the words as spoken (transcribe); an English one a translation."""
+    settings = Settings(asr_backend="openai-whisper", asr_model=str(whisper_checkpoints["multilingual"]),
+                        asr_language="de")
+    clip = next(iter(spoken.values()))
+    kept = SpeechRecognizer(settings, search_reads_many_languages=True)
+    transcript = kept.transcribe(clip)
+    assert transcript.language == "de" and transcript.task == "transcribe"
+    assert "searched in the language spoken" in kept.model_summary()
+    assert SpeechRecognizer(settings).transcribe(clip).task == "translate"
+
+
+def test_the_engine_keeps_speech_in_its_language_for_a_multilingual_model(settings, model_family):
+    from retrieval.engine import Engine
+
+    engine = Engine(settings)
+    assert engine.speech.keep_language == (model_family == "siglip2")
+    assert engine._embedder is None  # the answer came from the model's files: nothing was loaded

@@ -49,7 +49,8 @@ class ScoreScale:
     why: str  # where the figure comes from
 
     def describe(self) -> str:
-        return f"good text matches score from about {self.good_text_match_from:.2f} ({self.why})"
+        start = round(self.good_text_match_from, 2) + 0.0  # no "-0.00"
+        return f"good text matches score from about {start:.2f} ({self.why})"
 
 
 class Embedder(ABC):
