@@ -179,27 +179,36 @@ def _print_json(data: Any) -> None:
 
 # -- commands -----------------------------------------------------------------
 
+class _ProgressBar:
+    """A tqdm bar made at the first update, so its clock and rate leave out loading the model."""
+
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
+
+    def __call__(self, update) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=update.total, unit="img", desc=self.desc, disable=None, file=sys.stderr,
+                            dynamic_ncols=True)
+        if hasattr(update, "added"):
+            self.bar.set_postfix(added=update.added, skipped=update.skipped, refresh=False)
+        self.bar.update(update.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_index(engine, args) -> int:
-    from tqdm import tqdm
-
-    bars = []  # made at the first file, so its clock and rate leave out loading the model
-
-    def progress(update) -> None:
-        if not bars:
-            bars.append(tqdm(total=update.total, unit="img", desc="indexing", disable=None, file=sys.stderr,
-                             dynamic_ncols=True))
-        bar = bars[0]
-        bar.set_postfix(added=update.added, skipped=update.skipped, refresh=False)
-        bar.update(update.done - bar.n)
-
+    progress = _ProgressBar("indexing")
     if not args.json and sys.stderr.isatty():
         print("loading the model…", file=sys.stderr, end="\r")
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     if args.json:
         _print_json(report.to_dict())
         return 0
@@ -225,21 +234,11 @@ def cmd_index(engine, args) -> int:
 
 
 def cmd_reembed(engine, args) -> int:
-    from tqdm import tqdm
-
-    bars = []
-
-    def progress(update) -> None:
-        if not bars:
-            bars.append(tqdm(total=update.total, unit="img", desc="re-embedding", disable=None, file=sys.stderr,
-                             dynamic_ncols=True))
-        bars[0].update(update.done - bars[0].n)
-
+    progress = _ProgressBar("re-embedding")
     try:
         report = engine.reembed(args.new_model, switch=args.switch, progress=progress)
     finally:
-        for bar in bars:
-            bar.close()
+        progress.close()
     if args.json:
         _print_json(report.to_dict())
         return 0

@@ -254,7 +254,7 @@ def test_siglip_padding_to_the_longest_text_would_fail_the_reference_check(tmp_p
 def test_the_family_comes_from_the_checkpoint_and_each_says_what_it_reads(family_model):
     family, folder = family_model
     embedder = load_embedder(str(folder))
-    expected = {"clip": ("CLIP", False), "siglip": ("SigLIP", False), "siglip2": ("SigLIP", True),
+    expected = {"clip": ("CLIP", False), "siglip": ("SigLIP", False), "siglip2": ("SigLIP 2", True),
                 "metaclip2": ("MetaCLIP 2", True)}[family]
     assert (embedder.family, embedder.languages.multilingual) == expected
     assert embedder.languages.reads("en") and embedder.languages.reads("de") == expected[1]

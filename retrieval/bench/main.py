@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for label, details in report.details.get("per_model", {}).items():
+        model = details.get("model", {})
+        print(f"{label}: {model.get('family')}, {model.get('dim')}-d vectors, on {model.get('device')} "
+              f"in {model.get('precision', '').replace('torch.', '')}")
     print(report.table())
     out = args.out or Path("benchmarks/results") / f"benchmark-{datetime.now():%Y%m%d-%H%M%S}.json"
     print(f"\nwritten to {report.write(out)}")

@@ -8,7 +8,7 @@ family is adding an entry here (and its reference test).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .contract import ENGLISH, MANY, Languages
@@ -55,15 +55,9 @@ CLIP = Family(
     languages_of=lambda config, tokenizer: ENGLISH,
 )
 
-METACLIP_2 = Family(
-    label="MetaCLIP 2",
-    model_class="MetaClip2Model",
-    text_padding="longest",
-    text_modules=("text_model", "text_projection"),
-    fingerprint_weights=("text_projection.weight", "visual_projection.weight"),
-    dim_of=lambda config: int(config.projection_dim),
-    languages_of=lambda config, tokenizer: MANY,  # trained on 300+ languages
-)
+# CLIP's architecture and conventions, trained on 300+ languages with an XLM-R style tokenizer.
+METACLIP_2 = replace(CLIP, label="MetaCLIP 2", model_class="MetaClip2Model",
+                     languages_of=lambda config, tokenizer: MANY)
 
 SIGLIP = Family(
     label="SigLIP",
@@ -84,6 +78,14 @@ NOT_SUPPORTED = {
                 "this product does not compute. Use a fixed-resolution SigLIP 2 checkpoint instead, such as "
                 "google/siglip2-base-patch32-256 or google/siglip2-base-patch16-256."),
 }
+
+
+def label_of(family: Family, tokenizer_config: dict) -> str:
+    """The family's name for people; SigLIP 2's fixed-resolution checkpoints share SigLIP's class
+    and are told apart by their Gemma tokenizer."""
+    if family is SIGLIP and str(tokenizer_config.get("tokenizer_class") or "").startswith(("Gemma", "Siglip2")):
+        return "SigLIP 2"
+    return family.label
 
 
 def family_for(model_type: str | None) -> Family:

@@ -19,7 +19,7 @@ from PIL import Image
 from ..model_signature import ModelSignature
 from .checkpoint import read_json
 from .contract import Embedder, ScoreScale, clean_texts
-from .families import Family
+from .families import Family, label_of
 from .loading import load_checkpoint
 from .runtime import compute_dtype, resolve_device
 
@@ -34,11 +34,11 @@ class TwoTowerEmbedder(Embedder):
         self.dtype = compute_dtype(precision, self.device)
         family, model, self._processor = load_checkpoint(model_name)
         self._family: Family = family
-        self.family = family.label
-        config = model.config
+        config, tokenizer_config = model.config, read_json(model_name, "tokenizer_config.json")
+        self.family = label_of(family, tokenizer_config)
         self.dim = family.dim_of(config)
         self.context_length = int(config.text_config.max_position_embeddings)
-        self.languages = family.languages_of(config.to_dict(), read_json(model_name, "tokenizer_config.json"))
+        self.languages = family.languages_of(config.to_dict(), tokenizer_config)
         self.signature = ModelSignature(model_name, self.dim, _fingerprint(model, family))
         self.scores = _score_scale(model, family)
         self._text_lock = threading.Lock()  # the tokenizer is shared state, not documented as thread-safe
