@@ -193,15 +193,20 @@ class Engine:
         it this collection's name, keeping the old one under another name."""
         from .reembed import Reembedder, kept_name, target_collection
 
+        from .reembed import ReembedReport
+
         recorded = self.store.recorded_model() or {}
-        if not self.store.count():
-            raise RetrievalError(f"The collection '{self.store.collection_name}' at {self.store.location} "
-                                 "is empty: there is nothing to move to another model.")
-        if recorded.get("model") == model:
-            raise RetrievalError(f"The collection '{self.store.collection_name}' was built with '{model}' "
-                                 "already.")
         source_name = self.store.collection_name
         target = Engine(self.settings.with_overrides(model=model, collection=target_collection(source_name, model)))
+        if not self.store.count():
+            if switch and recorded.get("model") is None and target.store.count():
+                # A switch interrupted between its two renames: the new collection only needs its name.
+                target.store.rename(source_name)
+                return ReembedReport(target.store.collection_name, source_name, model, switched_to=source_name)
+            raise RetrievalError(f"The collection '{source_name}' at {self.store.location} "
+                                 "is empty: there is nothing to move to another model.")
+        if recorded.get("model") == model:
+            raise RetrievalError(f"The collection '{source_name}' was built with '{model}' already.")
         settings = self.settings
         report = Reembedder(self.store, target.store, target.embedder, batch_size=settings.batch_size,
                             decode_workers=settings.decode_workers, max_image_pixels=settings.max_image_pixels,

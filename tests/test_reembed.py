@@ -103,3 +103,14 @@ def test_reembed_killed_mid_run_then_run_again_holds_every_record_once(settings,
 def test_reembed_of_an_empty_collection_says_so(settings, new_model):
     with pytest.raises(RetrievalError, match="empty"):
         Engine(settings).reembed(str(new_model))
+
+
+def test_a_switch_interrupted_between_its_renames_is_finished_by_running_it_again(settings, new_model, tmp_path):
+    write_photos(tmp_path / "photos", 3)
+    old = Engine(settings)
+    old.index([tmp_path / "photos"])
+    old.reembed(str(new_model))
+    old.store.rename("photos-before-crash")  # the first rename happened, then the process died
+    report = Engine(settings).reembed(str(new_model), switch=True)
+    assert report.switched_to == settings.collection
+    assert Engine(settings.with_overrides(model=str(new_model))).store.count() == 3

@@ -66,21 +66,12 @@ def _build_built_in(name: str, target: Path, seed: int) -> Path:
 
 
 def _save_random_weights(config: dict, target: Path, seed: int) -> None:
-    import torch
-    import transformers
-    from transformers.utils import logging as hf_logging
-
-    from ..embedder.families import family_for
+    from ..embedder import save_random_weights
 
     try:
-        family = family_for(config.get("model_type"))
+        save_random_weights(config, target, seed)
     except ValueError as exc:
         raise RetrievalError(f"Can't build a random model: {exc}") from None
-    model_class = getattr(transformers, family.model_class)
-    target.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    hf_logging.disable_progress_bar()
-    model_class(model_class.config_class.from_dict(config)).save_pretrained(target)
 
 
 def _stand_in_siglip_processor(image_processor: dict):

@@ -20,4 +20,20 @@ def load_embedder(name: str, torch_threads: int | None = None, precision: str = 
     return TwoTowerEmbedder(name, torch_threads, precision, device)
 
 
-__all__ = ["Embedder", "Languages", "ModelSignature", "ScoreScale", "languages_of", "load_embedder"]
+def save_random_weights(config: dict, target, seed: int = 0) -> None:
+    """A model of this configuration (a config.json's content) with random weights, saved like a
+    download: same architecture and cost as the trained model, for benchmarks. ValueError for a
+    model type this product does not read."""
+    import torch
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    from .families import family_for
+
+    model_class = getattr(transformers, family_for(config.get("model_type")).model_class)
+    torch.manual_seed(seed)
+    hf_logging.disable_progress_bar()
+    model_class(model_class.config_class.from_dict(config)).save_pretrained(target)
+
+
+__all__ = ["Embedder", "Languages", "ModelSignature", "ScoreScale", "languages_of", "load_embedder", "save_random_weights"]
