@@ -202,8 +202,6 @@ class _ProgressBar:
 
 def cmd_index(engine, args) -> int:
     progress = _ProgressBar("indexing")
-    if not args.json and sys.stderr.isatty():
-        print("loading the model…", file=sys.stderr, end="\r")
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress)

@@ -112,7 +112,7 @@ class Engine:
             metadata = table.lookup
         indexer = Indexer(
             self.store,
-            self.embedder,
+            lambda: self.embedder,  # loaded only when a file needs embedding
             batch_size=self.settings.batch_size,
             decode_workers=self.settings.decode_workers,
             max_image_pixels=self.settings.max_image_pixels,

@@ -145,14 +145,23 @@ class Indexer:
     """Indexes files into a store that is already bound to the embedder's model
     (the engine binds it when it loads the model)."""
 
-    def __init__(self, store: PhotoStore, embedder: Embedder, *, batch_size: int,
+    def __init__(self, store: PhotoStore, embedder: Embedder | Callable[[], Embedder], *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+        """``embedder``: the model, or a function that loads it (and binds the store to it). A
+        function is called only when a file needs embedding, so a run that finds nothing new
+        loads no model."""
         self.store = store
-        self.embedder = embedder
+        self._embedder = embedder
         self.batch_size = batch_size
         self.decode_workers = decode_workers
         self.max_image_pixels = max_image_pixels
         self.max_file_bytes = max_file_bytes
+
+    @property
+    def embedder(self) -> Embedder:
+        if callable(self._embedder):  # a loader, not yet called
+            self._embedder = self._embedder()
+        return self._embedder
 
     def run(
         self,

@@ -257,6 +257,10 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
 
     assert modules("transcribe", str(clip)) == "[]"
     assert modules("stats") == "['chromadb']"
+    photos = write_photos(tmp_path / "photos", 3)
+    assert modules("index", str(photos[0].parent)) == "['chromadb', 'torch', 'transformers']"
+    # Nothing new to embed: the model is not loaded, nor torch imported.
+    assert modules("index", str(photos[0].parent)) == "['chromadb']"
 
 
 def test_a_missing_image_term_is_an_error_with_a_suggestion(cli_env, capsys):
