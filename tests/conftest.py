@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 # Tests talk to 127.0.0.1 only: no model hub, no Gradio usage statistics.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# Per-machine facts the product remembers (the precision trial) stay out of the home folder.
+os.environ["CACHE_DIR"] = tempfile.mkdtemp(prefix="photo-search-cache-")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -287,3 +287,48 @@ def test_device_auto_is_the_cpu_here_and_a_missing_gpu_is_a_clear_error(tiny_mod
     for device, words in (("cuda", "no CUDA GPU"), ("mps", "MPS"), ("tpu", "DEVICE='tpu'")):
         with pytest.raises(RetrievalError, match=words):
             load_embedder(str(tiny_model), device=device)
+
+
+@pytest.fixture
+def native_bfloat16(monkeypatch, tmp_path):
+    """A CPU that says it computes bfloat16 natively, and an empty place to remember trials."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "precision.json"
+
+
+def test_auto_precision_is_measured_once_then_remembered(tiny_model, native_bfloat16):
+    import json
+
+    first = load_embedder(str(tiny_model))
+    assert "measured now" in first.precision_note
+    (entry,) = json.loads(native_bfloat16.read_text()).values()
+    assert first.dtype == getattr(torch, entry["dtype"])
+    faster = entry["bfloat16_ms_per_image"] < 0.95 * entry["float32_ms_per_image"]
+    assert entry["dtype"] == ("bfloat16" if faster else "float32")  # the measurement decides
+    again = load_embedder(str(tiny_model))
+    assert "measured before" in again.precision_note and again.dtype == first.dtype
+
+
+@pytest.mark.parametrize("measured, expected", [((40.0, 64.0), torch.float32), ((40.0, 18.0), torch.bfloat16)])
+def test_auto_precision_follows_what_was_measured_on_this_machine(tiny_model, native_bfloat16, measured, expected):
+    """A CPU with native bfloat16 that runs it slower (an Intel Xeon without AMX) stays in float32."""
+    import json
+
+    first = load_embedder(str(tiny_model))  # finds this machine's key
+    (key,) = json.loads(native_bfloat16.read_text())
+    float32_ms, bfloat16_ms = measured
+    native_bfloat16.write_text(json.dumps({key: {"dtype": str(expected).removeprefix("torch."),
+                                                 "float32_ms_per_image": float32_ms,
+                                                 "bfloat16_ms_per_image": bfloat16_ms}}))
+    remembered = load_embedder(str(tiny_model))
+    assert remembered.dtype == expected and f"{bfloat16_ms} ms per image in bfloat16" in remembered.precision_note
+    assert first.signature == remembered.signature
+
+
+def test_a_cpu_without_native_bfloat16_uses_float32_without_a_trial(tiny_model, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    embedder = load_embedder(str(tiny_model))
+    assert embedder.dtype == torch.float32 and "no native bfloat16" in embedder.precision_note
+    assert not (tmp_path / "cache").exists()

@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for label, details in report.details.get("per_model", {}).items():
         model = details.get("model", {})
-        print(f"{label}: {model.get('family')}, {model.get('dim')}-d vectors, on {model.get('device')} "
-              f"in {model.get('precision', '').replace('torch.', '')}")
+        print(f"{label}: {model.get('family')}, {model.get('dim')}-d vectors, on {model.get('device')}; "
+              f"precision {model.get('precision')}")
     print(report.table())
     out = args.out or Path("benchmarks/results") / f"benchmark-{datetime.now():%Y%m%d-%H%M%S}.json"
     print(f"\nwritten to {report.write(out)}")
@@ -110,7 +110,7 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
         return
     model = settings.model
     embedder = load_embedder(model, settings.torch_threads, settings.precision, settings.device)
-    report.details["model"] = {**embedder.describe(), "precision": str(embedder.dtype)}
+    report.details["model"] = {**embedder.describe(), "dtype": str(embedder.dtype).removeprefix("torch.")}
     if "indexing" in sections:
         indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work, args.rounds)
     if "queries" in sections:

@@ -64,6 +64,7 @@ class Embedder(ABC):
     languages: Languages
     scores: ScoreScale
     device: str  # "cpu", "cuda", "mps"
+    precision_note: str  # the arithmetic in use and why
     context_length: int  # tokens a text may have before it is cut
 
     @property
@@ -100,7 +101,8 @@ class Embedder(ABC):
     def describe(self) -> dict:
         """What the page, ``stats`` and the benchmark say about the model."""
         return {"model": self.name, "family": self.family, "dim": self.dim, "device": self.device,
-                "languages": self.languages.description, "scores": self.scores.describe()}
+                "precision": self.precision_note, "languages": self.languages.description,
+                "scores": self.scores.describe()}
 
 
 def clean_texts(texts: Sequence[str]) -> list[str]:

@@ -32,18 +32,21 @@ def resolve_device(setting: str) -> str:
     return setting
 
 
-def compute_dtype(precision: str, device: str) -> torch.dtype:
-    """auto: half precision on a GPU; on a CPU bfloat16 where it computes it natively, else float32."""
+def compute_dtype(precision: str, device: str) -> tuple[torch.dtype | None, str]:
+    """(dtype, why). auto: half precision on a GPU; on a CPU float32 unless it computes bfloat16
+    natively, and then ``None``: a timed trial decides (``precision_trial.py``)."""
     if precision not in PRECISIONS:
         raise RetrievalError(f"PRECISION={precision!r}: use one of {', '.join(PRECISIONS)}.")
     if precision != "auto":
         if precision == "float16" and device == "cpu":
             raise RetrievalError("PRECISION=float16 is for GPUs; on a CPU use auto, float32 or bfloat16.")
-        return getattr(torch, precision)
+        return getattr(torch, precision), f"{precision}: PRECISION={precision}"
     if device != "cpu":
-        return torch.float16
+        return torch.float16, f"float16: half precision on the GPU ({device})"
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         native = False
-    return torch.bfloat16 if native else torch.float32
+    if not native:
+        return torch.float32, "float32: this CPU has no native bfloat16"
+    return None, "to be measured"

@@ -21,6 +21,7 @@ from .checkpoint import read_json
 from .contract import Embedder, ScoreScale, clean_texts
 from .families import Family, label_of
 from .loading import load_checkpoint
+from . import precision_trial
 from .runtime import compute_dtype, resolve_device
 
 
@@ -31,7 +32,7 @@ class TwoTowerEmbedder(Embedder):
             torch.set_num_threads(torch_threads)
         self.name = model_name
         self.device = resolve_device(device)
-        self.dtype = compute_dtype(precision, self.device)
+        self.dtype, self.precision_note = compute_dtype(precision, self.device)
         family, model, self._processor = load_checkpoint(model_name)
         self._family: Family = family
         config, tokenizer_config = model.config, read_json(model_name, "tokenizer_config.json")
@@ -42,6 +43,10 @@ class TwoTowerEmbedder(Embedder):
         self.signature = ModelSignature(model_name, self.dim, _fingerprint(model, family))
         self.scores = _score_scale(model, family)
         self._text_lock = threading.Lock()  # the tokenizer is shared state, not documented as thread-safe
+        if self.dtype is None:  # PRECISION=auto on a CPU with native bfloat16: measure which is faster
+            pixel_shape = self.preprocess_image(Image.new("RGB", (64, 64))).shape
+            self.dtype, self.precision_note = precision_trial.choose(
+                model, pixel_shape, precision_trial.trial_key(model_name, self.signature.fingerprint))
         if self.device == "cpu":
             self._model = model
             # A short text query reads every weight of the text side once for a handful of tokens, so
