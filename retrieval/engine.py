@@ -191,9 +191,7 @@ class Engine:
                 progress: Callable[[ReembedProgress], None] | None = None) -> ReembedReport:
         """Embed every record again with ``model`` into a new collection; ``switch``: then give
         it this collection's name, keeping the old one under another name."""
-        from .reembed import Reembedder, kept_name, target_collection
-
-        from .reembed import ReembedReport
+        from .reembed import ReembedReport, Reembedder, kept_name, target_collection
 
         recorded = self.store.recorded_model() or {}
         source_name = self.store.collection_name
@@ -201,8 +199,10 @@ class Engine:
         if not self.store.count():
             if switch and recorded.get("model") is None and target.store.count():
                 # A switch interrupted between its two renames: the new collection only needs its name.
+                report = ReembedReport(target.store.collection_name, target.store.collection_name, model,
+                                       switched_to=source_name)
                 target.store.rename(source_name)
-                return ReembedReport(target.store.collection_name, source_name, model, switched_to=source_name)
+                return report
             raise RetrievalError(f"The collection '{source_name}' at {self.store.location} "
                                  "is empty: there is nothing to move to another model.")
         if recorded.get("model") == model:

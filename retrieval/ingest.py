@@ -117,7 +117,7 @@ def content_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _ordered_prefetch(fn, items: Sequence, workers: int, window: int) -> Iterator:
+def ordered_prefetch(fn, items: Sequence, workers: int, window: int) -> Iterator:
     """``map(fn, items)`` on a thread pool, in order, with at most ``window`` in flight.
 
     When the consumer stops early (Ctrl-C, an error), work not yet started is
@@ -216,7 +216,7 @@ class _IndexRun:
     def index(self, files: list[Path]) -> None:
         to_read = [path for path in files if not self._unchanged(path)]
         window = max(self.indexer.batch_size * 2, 4)
-        prefetch = _ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
+        prefetch = ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
         with contextlib.closing(prefetch):
             self._consume(prefetch)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .embedder import Embedder
 from .images import ImageRejected, decode_image, read_file_bytes
-from .ingest import _ordered_prefetch
+from .ingest import ordered_prefetch
 from .store import PhotoStore, StoredRecord
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Reembedder:
         report.already = len(records) - len(todo)
         batch: list[_Prepared] = []
         done = report.already
-        for prepared in _ordered_prefetch(self._prepare, todo, self.decode_workers, 4 * self.batch_size):
+        for prepared in ordered_prefetch(self._prepare, todo, self.decode_workers, 4 * self.batch_size):
             if prepared.pixels is None:
                 report.left_behind.append(LeftBehind(prepared.record.id, _where(prepared.record), prepared.problem))
             else:
