@@ -69,20 +69,26 @@ def _byte_level_bpe_vocab(special: list[str]) -> tuple[dict[str, int], list[tupl
 def build_tiny_siglip2(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
     """A SigLIP 2 fixed-resolution checkpoint in miniature: ``SiglipModel`` with a Gemma-style
     byte-fallback tokenizer (multilingual by construction), as google/siglip2-base-patch32-256."""
-    from transformers import SiglipConfig, SiglipModel, SiglipProcessor
     from transformers.models.siglip2.tokenization_siglip2 import Siglip2Tokenizer
-    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = _byte_level_bpe_vocab(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"])
     tokenizer = Siglip2Tokenizer(vocab=vocab, merges=merges, model_max_length=64)
+    return _save_siglip(folder, tokenizer, len(vocab), seed, image_size, bos_token_id=2)
+
+
+def _save_siglip(folder: Path, tokenizer, vocab_size: int, seed: int, image_size: int, **token_ids) -> Path:
+    """A tiny ``SiglipModel`` and its processor around ``tokenizer`` (pad 0, end 1, 64 tokens)."""
+    from transformers import SiglipConfig, SiglipModel, SiglipProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
     image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
     SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     torch.manual_seed(seed)
     config = SiglipConfig(
-        text_config=dict(vocab_size=len(vocab), max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
-                         bos_token_id=2, **TINY_TOWER),
+        text_config=dict(vocab_size=vocab_size, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+                         **token_ids, **TINY_TOWER),
         vision_config=dict(image_size=image_size, patch_size=8, **TINY_TOWER),
     )
     SiglipModel(config).save_pretrained(folder)
@@ -92,29 +98,19 @@ def build_tiny_siglip2(folder: Path, seed: int = 0, image_size: int = 32) -> Pat
 def build_tiny_siglip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
     """A first-generation SigLIP checkpoint in miniature: its SentencePiece tokenizer is trained here."""
     import sentencepiece
-    from transformers import SiglipConfig, SiglipModel, SiglipProcessor, SiglipTokenizer
-    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+    from transformers import SiglipTokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     corpus = folder / "corpus.txt"
     corpus.write_text("\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))) + "\n")
     sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=40, model_type="unigram", hard_vocab_limit=False,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=False, minloglevel=2)
+        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=40, model_type="unigram",
+        hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=False, minloglevel=2)
     corpus.unlink()
     (folder / "spiece.vocab").unlink()
     tokenizer = SiglipTokenizer(vocab_file=str(folder / "spiece.model"), model_max_length=64)
-    image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-    SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    torch.manual_seed(seed)
-    config = SiglipConfig(
-        text_config=dict(vocab_size=tokenizer.vocab_size, max_position_embeddings=64, pad_token_id=0,
-                         eos_token_id=1, **TINY_TOWER),
-        vision_config=dict(image_size=image_size, patch_size=8, **TINY_TOWER),
-    )
-    SiglipModel(config).save_pretrained(folder)
-    return folder
+    return _save_siglip(folder, tokenizer, tokenizer.vocab_size, seed, image_size)
 
 
 def build_tiny_metaclip2(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
