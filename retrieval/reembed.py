@@ -125,9 +125,7 @@ class Reembedder:
             data = self._bytes_of(record)
             decoded = decode_image(data, self.max_image_pixels, draft=self.embedder.draft_size)
             prepared.pixels = self.embedder.preprocess_image(decoded.image)
-        except ImageRejected as exc:
-            prepared.problem = str(exc)
-        except _Gone as exc:
+        except (ImageRejected, _Gone) as exc:
             prepared.problem = str(exc)
         except Exception as exc:  # one odd file must not stop the run
             log.debug("unexpected error re-reading %s", _where(record), exc_info=True)

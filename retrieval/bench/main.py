@@ -138,7 +138,7 @@ def _startup_store(embedder, settings: Settings, photos: list[Path], work: Path)
     from ..engine import Engine
     from .indexing import write_large_jpegs
 
-    store = work / f"startup-store-{abs(hash(settings.model))}"
+    store = work / f"startup-store-{Path(settings.model).name}"  # one per model measured
     engine = Engine(settings.with_overrides(chroma_path=store), embedder=embedder)
     engine.index(photos[:16] or write_large_jpegs(work / "startup-photos", 4, size=(640, 480)))
     return store

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .contract import ENGLISH, Languages
+from .families import family_for
 
 
 def local_folder(name: str) -> Path | None:
@@ -41,8 +42,6 @@ def read_json(name: str, filename: str) -> dict:
 
 def languages_of(name: str) -> Languages:
     """The languages the checkpoint's text side reads (English when it can't be told)."""
-    from .families import family_for
-
     config = read_json(name, "config.json")
     try:
         family = family_for(config.get("model_type"))

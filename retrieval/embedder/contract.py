@@ -21,8 +21,12 @@ from ..model_signature import ModelSignature
 class Languages:
     """Which languages a model's text side reads."""
 
-    description: str  # for people: "English", "many languages"
+    name: str  # for people: "English", "many languages"
     multilingual: bool
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} (type queries in your own)" if self.multilingual else self.name
 
     def reads(self, language: str | None) -> bool:
         """Whether text in ``language`` (a code such as "de"; None: unknown) can be embedded as typed."""
@@ -30,7 +34,7 @@ class Languages:
 
 
 ENGLISH = Languages("English", multilingual=False)
-MANY = Languages("many languages (type queries in your own)", multilingual=True)
+MANY = Languages("many languages", multilingual=True)
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,7 @@ class SearchPage:
         embedder = self.engine.embedder
         languages = ("Type in any language: " if embedder.languages.multilingual else "Type in English: ")
         note = (f"{languages}the search model (`{present.escape(embedder.name)}`, {embedder.family}) reads "
-                f"{embedder.languages.description.split(' (')[0]}.")
+                f"{embedder.languages.name}.")
         hint = (f"Cosine similarity; with this model {embedder.scores.describe()}. "
                 "The range of each search is shown with its results. 0 = no minimum")
         return note, gr.Slider(info=hint)
