@@ -304,8 +304,11 @@ class SearchPage:
             return "", gr.Slider()
         embedder = self.engine.embedder
         languages = ("Type in any language: " if embedder.languages.multilingual else "Type in English: ")
-        note = (f"{languages}the search model (`{present.escape(embedder.name)}`, {embedder.family}) reads "
-                f"{embedder.languages.name}.")
+        # The model's own name, not its whole path: the note stays one short line on a phone
+        # (the full id or folder is in "Add photos").
+        short_name = Path(embedder.name.rstrip("/")).name or embedder.name
+        note = (f"{languages}the search model reads {embedder.languages.name} "
+                f"({embedder.family}, {present.escape(short_name)}).")
         hint = (f"Cosine similarity; with this model {embedder.scores.describe()}. "
                 "The range of each search is shown with its results. 0 = no minimum")
         return note, gr.Slider(info=hint)
