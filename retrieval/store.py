@@ -126,6 +126,26 @@ def chroma_where(filters: dict[str, Any] | None, tags: TagRule | None = None) ->
 
 # -- one embedded client per store folder in this process --------------------------
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path, kind: int):
+    """A lock every process using this store folder honours (``flock`` on a file in it)."""
+    try:
+        handle = open(folder / _LOCK_FILE, "a+b")
+    except OSError:  # a read-only store folder: no other writer can be there either
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, kind)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _exclusive(folder: Path):
+    return _folder_lock(folder, fcntl.LOCK_EX)
+
+
 class _LocalConnection:
     """The embedded Chroma client of one store folder, shared by every store object
     of this process on that folder, and reopened when another process wrote."""
@@ -165,20 +185,6 @@ class _LocalConnection:
                 return None
             return (stat.st_mtime_ns, stat.st_size)
 
-    @contextlib.contextmanager
-    def _file_lock(self, kind: int):
-        try:
-            handle = open(self.folder / _LOCK_FILE, "a+b")
-        except OSError:  # a read-only store folder: no other writer can be there either
-            yield
-            return
-        with handle:
-            fcntl.flock(handle, kind)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _refresh(self) -> None:
         position = self._log_position()
         if position == self._stamp:
@@ -198,13 +204,13 @@ class _LocalConnection:
 
     @contextlib.contextmanager
     def reading(self):
-        with self.lock, self._file_lock(fcntl.LOCK_SH):
+        with self.lock, _folder_lock(self.folder, fcntl.LOCK_SH):
             self._refresh()
             yield
 
     @contextlib.contextmanager
     def writing(self):
-        with self.lock, self._file_lock(fcntl.LOCK_EX):
+        with self.lock, _exclusive(self.folder):
             self._refresh()  # never write from a view older than the files
             try:
                 yield
@@ -307,17 +313,24 @@ def _open_connection(settings: Settings, failures: _Failures):
         return _ServerConnection(client)
     folder = settings.chroma_path
     database = folder / _SQLITE_FILE
-    if database.is_file() and database.stat().st_size == 0:
-        raise RetrievalError(
-            f"The store file {database.resolve()} is empty (0 bytes): it was cut off, for example by a "
-            "full disk or a copy that did not finish. Restore it from a backup, or move the folder aside "
-            "and index your photos again."
-        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RetrievalError(f"Could not create the store folder {folder}: {exc.strerror or exc}. "
                              "Set CHROMA_PATH to a folder you can write to.") from None
+    # Opening a new store writes its tables; another process creating the same store at this
+    # moment would otherwise show us its file half-made (0 bytes) or race us through the migrations.
+    with _exclusive(folder):
+        if database.is_file() and database.stat().st_size == 0:
+            raise RetrievalError(
+                f"The store file {database.resolve()} is empty (0 bytes): it was cut off, for example by "
+                "a full disk or a copy that did not finish. Restore it from a backup, or move the folder "
+                "aside and index your photos again."
+            )
+        return _open_local(folder, database, settings, failures)
+
+
+def _open_local(folder: Path, database: Path, settings: Settings, failures: _Failures) -> "_LocalConnection":
     try:
         return _LocalConnection.of(folder)
     except Exception as exc:  # noqa: BLE001 - chromadb raises many types for a bad store file

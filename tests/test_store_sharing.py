@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,29 @@ def test_two_cli_runs_at_once_keep_every_photo_findable(settings, tmp_path):
     assert engine.store.count() == 80
     for path in first[::7] + second[::7]:  # the vector index holds both runs' photos
         assert engine.search_image(path, k=1)[0].path == str(path)
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from retrieval.settings import Settings
+from retrieval.store import PhotoStore
+start = float(sys.argv[2])
+while time.time() < start:  # every process imported; now all open the new store together
+    pass
+print(PhotoStore(Settings(chroma_path=Path(sys.argv[1]))).count())
+"""
+
+
+def test_processes_creating_one_new_store_at_once_all_open_it(tmp_path):
+    """Six processes create the same store in the same instant: none sees it half-made."""
+    for attempt in range(3):
+        store, start = tmp_path / f"store-{attempt}", time.time() + 5
+        runs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(store), str(start)], cwd=REPO,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        for run in runs:
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0 and out.strip() == "0", err[-2000:]
 
 
 def test_an_empty_store_file_is_refused_not_treated_as_empty(settings):
