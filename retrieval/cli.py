@@ -7,6 +7,7 @@ every command to machine-readable output on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -207,9 +208,16 @@ def cmd_index(engine, args) -> int:
                               prune=args.prune, progress=progress)
     finally:
         progress.close()
-    if args.json:
+    _print_index_report(engine, report, args.json)
+    sys.stdout.flush()  # the summary is out before any export below
+    _prepare_text_export(engine)
+    return 0
+
+
+def _print_index_report(engine, report, as_json: bool) -> None:
+    if as_json:
         _print_json(report.to_dict())
-        return 0
+        return
     print(
         f"Added {len(report.added)} photos in {report.seconds:.1f} s "
         f"({report.images_per_second:.1f} img/s); unchanged {report.unchanged}, "
@@ -228,7 +236,12 @@ def cmd_index(engine, args) -> int:
     for duplicate in report.duplicates:
         print(f"  duplicate: {duplicate.path} (same bytes as {duplicate.duplicate_of})")
     print(f"The collection now holds {engine.store.count()} photos.")
-    return 0
+
+
+def _prepare_text_export(engine) -> None:
+    """After a command that loaded the model: make later text searches start without torch."""
+    engine.prepare_text_export(lambda: print("Preparing faster text searches for this model (once, a few "
+                                             "seconds)…", file=sys.stderr))
 
 
 def cmd_reembed(engine, args) -> int:
@@ -307,21 +320,27 @@ def cmd_search(engine, args) -> int:
     results = engine.search(request)
     if not results and request.filters:
         _warn_about_unknown_fields(engine, request.filters)
-    if args.json:
+    _print_results(engine, request, results, args.json)
+    sys.stdout.flush()  # the results are out before any export below
+    _prepare_text_export(engine)
+    return 0
+
+
+def _print_results(engine, request, results, as_json: bool) -> None:
+    if as_json:
         _print_json([r.to_dict() for r in results])
-        return 0
+        return
     if not results:
         hint = " The collection is empty: add photos with `python -m retrieval index FOLDER`." \
             if engine.store.count() == 0 else ""
         print("No matching photos." + hint)
-        return 0
+        return
     for rank, result in enumerate(results, start=request.offset + 1):
         where = result.path or result.url or result.id
         line = f"{rank:>3}. {result.score:6.3f}  {where}"
         details = [result.metadata.get("description"), result.metadata.get("photographer")]
         details = [d for d in details if d]
         print(line + (f"  — {' · '.join(details)}"[:160] if details else ""))
-    return 0
 
 
 def cmd_stats(engine, args) -> int:
@@ -412,7 +431,28 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def main(argv: list[str] | None = None) -> int:
+# Commands that write nothing to the store: their process may end without tearing down the
+# libraries it loaded (chromadb's import graph takes about half a second to unwind at exit).
+READ_ONLY_COMMANDS = ("search", "stats", "transcribe")
+
+
+def main(argv: list[str] | None = None, *, exit_fast: bool = False) -> int:
+    """Run one command; ``exit_fast`` (the ``python -m retrieval`` process only): after a read-only
+    command, flush the output and end the process at once."""
+    code = _run(argv)
+    if exit_fast and _ran in READ_ONLY_COMMANDS:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+_ran: str | None = None  # the command main() ran last
+
+
+def _run(argv: list[str] | None) -> int:
+    global _ran
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "benchmark":
         from .bench.main import main as benchmark
@@ -421,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluation import main as evaluate
         return evaluate(argv[1:])
     args = build_parser().parse_args(argv)
+    _ran = args.command
     _configure_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .engine import Engine  # heavy imports only after the arguments are known to be fine

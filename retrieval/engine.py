@@ -54,14 +54,19 @@ class Engine:
 
     @property
     def embedder(self) -> Embedder:
+        """The model, bound to the store: a store built by another model refuses it, every time."""
         with self._load_lock:
             if self._embedder is None:
-                from .embedder import load_embedder
-
-                self._embedder = load_embedder(self.settings.model, self.settings.torch_threads,
-                                               self.settings.precision, self.settings.device)
-                self.store.bind(self._embedder.signature)
+                loaded = self._load_model()  # kept only once the store accepts it
+                self.store.bind(loaded.signature)
+                self._embedder = loaded
         return self._embedder
+
+    def _load_model(self) -> Embedder:
+        from .embedder import load_embedder
+
+        return load_embedder(self.settings.model, self.settings.torch_threads, self.settings.precision,
+                             self.settings.device, text_export=self.settings.text_export)
 
     def languages(self) -> Languages:
         """Which languages the search model reads (from its files: the model need not be loaded)."""
@@ -91,6 +96,14 @@ class Engine:
 
         self.embedder.embed_text("a photo")
         self.embedder.embed_images([Image.new("RGB", (8, 8), "white")])
+
+    def prepare_text_export(self, announce: Callable[[], None] | None = None) -> bool:
+        """If this process loaded the model, export its text side for fast text queries in later
+        processes (once per model and machine, a few seconds; ``announce`` is called before). False
+        when there is nothing to do."""
+        if self._embedder is None or not self.settings.text_export:
+            return False
+        return self._embedder.prepare_text_export(announce)
 
     # -- indexing ---------------------------------------------------------------
 

@@ -215,6 +215,8 @@ class _IndexRun:
 
     def index(self, files: list[Path]) -> None:
         to_read = [path for path in files if not self._unchanged(path)]
+        if to_read:  # the model (and its guard against another model's store) before any file is read:
+            self.indexer.embedder  # noqa: B018 - a failure to load is the run's error, not each file's
         window = max(self.indexer.batch_size * 2, 4)
         prefetch = ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
         with contextlib.closing(prefetch):

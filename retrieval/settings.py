@@ -80,6 +80,7 @@ class Settings:
     max_file_mb: int = DEFAULT_MAX_FILE_MB  # bigger files are skipped unread
     precision: str = "auto"  # model arithmetic: auto, float32, bfloat16, float16 (see embedder/runtime.py)
     device: str = "auto"  # where the model runs: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps
+    text_export: bool = True  # text queries through the model's checked ONNX export (embedder/text_export.py)
     media_path: Path | None = None  # None: a "media" folder inside the local store
     max_upload_mb: int = 50
     starter_gallery: bool = True
@@ -108,6 +109,7 @@ class Settings:
             max_file_mb=_int("MAX_FILE_MB", DEFAULT_MAX_FILE_MB),
             precision=env.get("PRECISION", "").strip().lower() or "auto",
             device=env.get("DEVICE", "").strip().lower() or "auto",
+            text_export=_flag("TEXT_EXPORT", True),
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),
             starter_gallery=_flag("STARTER_GALLERY", True),

@@ -261,6 +261,9 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
     assert modules("index", str(photos[0].parent)) == "['chromadb', 'torch', 'transformers']"
     # Nothing new to embed: the model is not loaded, nor torch imported.
     assert modules("index", str(photos[0].parent)) == "['chromadb']"
+    # The first index exported the text side: a text search needs no torch; an image search loads the model.
+    assert modules("search", "a red bicycle") == "['chromadb']"
+    assert modules("search", str(photos[0])) == "['chromadb', 'torch', 'transformers']"
 
 
 def test_a_missing_image_term_is_an_error_with_a_suggestion(cli_env, capsys):

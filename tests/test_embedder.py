@@ -3,6 +3,8 @@ model's own processor, used as its model card shows."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -56,7 +58,8 @@ def reference(family_model):
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])
 def family_embedder(request, family_model):
-    return load_embedder(str(family_model[1]), precision=request.param)
+    """The model itself (torch), whether or not its text side was exported on this machine."""
+    return load_embedder(str(family_model[1]), precision=request.param, text_export=False)
 
 
 @pytest.fixture
@@ -332,3 +335,77 @@ def test_a_cpu_without_native_bfloat16_uses_float32_without_a_trial(tiny_model, 
     embedder = load_embedder(str(tiny_model))
     assert embedder.dtype == torch.float32 and "no native bfloat16" in embedder.precision_note
     assert not (tmp_path / "cache").exists()
+
+
+# -- the text side exported to ONNX (a fresh process's text queries need no torch) ----------
+
+# The first SigLIP's SentencePiece tokenizer has no `tokenizers` pipeline to export; the others have one.
+EXPORTABLE = sorted(set(BUILDERS) - {"siglip"})
+
+
+@pytest.fixture(scope="module", params=EXPORTABLE)
+def exported(request, tmp_path_factory):
+    """(the model, the embedder a later process loads after the export, the reference)."""
+    folder = BUILDERS[request.param](tmp_path_factory.mktemp("exported") / request.param)
+    full = load_embedder(str(folder), precision="float32", text_export=False)
+    assert full.prepare_text_export()
+    return full, load_embedder(str(folder)), reference_for(folder, request.param)
+
+
+def test_the_text_export_embeds_as_the_reference(exported):
+    full, later, (_, text_vector) = exported
+    assert "ONNX" in later.precision_note and later.signature == full.signature
+    texts = ["a cat", "the dog and the cat on a long sandy beach at sunset", "x", "ein Hund", "le chien 狗",
+             "a very long caption that goes on " * 20]  # cut to the context as the model's tokenizer cuts
+    for text, vector in zip(texts, later.embed_texts(texts)):
+        assert cosine(vector, text_vector(text)) >= 0.9999
+    assert [later.reads_whole(t) for t in texts] == [full.reads_whole(t) for t in texts] == [True] * 5 + [False]
+
+
+def test_images_through_a_text_first_embedder_load_the_model_and_match_it(exported):
+    _, later, (image_vector, _) = exported
+    photo = random_photo(21)
+    assert cosine(later.embed_images([photo])[0], image_vector(photo)) >= 0.9999
+    assert "ONNX" in later.precision_note  # text keeps going through the export
+
+
+def test_a_tokenizer_without_a_tokenizers_pipeline_keeps_loading_the_model(tmp_path):
+    folder = BUILDERS["siglip"](tmp_path / "siglip")
+    full = load_embedder(str(folder), precision="float32", text_export=False)
+    assert not full.prepare_text_export()
+    assert type(load_embedder(str(folder))) is type(full)
+
+
+@pytest.mark.parametrize("family", EXPORTABLE)
+def test_an_export_that_answers_otherwise_than_the_model_is_not_kept(family, tmp_path, monkeypatch):
+    """The check before an export is kept can fail: token ids padded on the wrong side differ."""
+    from dataclasses import replace
+
+    from retrieval.embedder import text_export
+
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    folder = BUILDERS[family](tmp_path / family)
+    full = load_embedder(str(folder), precision="float32", text_export=False)
+    original = text_export.export_text_side
+
+    def with_wrong_padding(name, model, tokenizer, facts, announce=None):
+        wrong_side = "left" if facts.padding_side == "right" else "right"
+        return original(name, model, tokenizer, replace(facts, padding_side=wrong_side), announce)
+
+    monkeypatch.setattr(text_export, "export_text_side", with_wrong_padding)
+    assert not full.prepare_text_export()
+    assert text_export.load_export(str(folder)) is None
+    assert type(load_embedder(str(folder))) is type(full)
+
+
+def test_changed_checkpoint_files_make_a_new_export(family_model, tmp_path):
+    import shutil
+
+    from retrieval.embedder.text_export import export_folder
+
+    folder = shutil.copytree(family_model[1], tmp_path / "model")
+    before = export_folder(str(folder))
+    assert export_folder(str(folder)) == before
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes() + b"")
+    os.utime(folder / "model.safetensors", ns=(1, 1))
+    assert export_folder(str(folder)) != before

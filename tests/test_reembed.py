@@ -37,8 +37,13 @@ def assert_holds_each_photo_once(engine: Engine, source_ids: set[str], model) ->
 def test_a_store_of_one_family_refuses_another_and_names_reembed(settings, new_model, tmp_path):
     write_photos(tmp_path / "photos", 3)
     Engine(settings).index([tmp_path / "photos"])
+    other = Engine(settings.with_overrides(model=str(new_model)))
     with pytest.raises(RetrievalError, match=f"reembed --model {new_model}"):
-        Engine(settings.with_overrides(model=str(new_model))).search_text("ein Hund")
+        other.search_text("ein Hund")
+    # and again on the next use (an app keeps its engine): never a search or a write past the guard
+    with pytest.raises(RetrievalError, match="reembed"):
+        other.index(write_photos(tmp_path / "more", 2, start=10))
+    assert Engine(settings).store.count() == 3
 
 
 def test_reembed_builds_a_new_collection_and_switch_makes_it_the_collection(settings, new_model, tmp_path):

@@ -2,7 +2,8 @@
 
 ``load_embedder`` reads the checkpoint's config, picks its family (CLIP, SigLIP /
 SigLIP 2, MetaCLIP 2) and returns an :class:`Embedder`; everything else in the
-product talks to that contract only. Importing this package does not import torch.
+product talks to that contract only. Importing this package does not import torch;
+a text query through a model's ONNX export never does.
 """
 
 from __future__ import annotations
@@ -13,11 +14,27 @@ from .contract import Embedder, Languages, ScoreScale
 
 
 def load_embedder(name: str, torch_threads: int | None = None, precision: str = "auto",
-                  device: str = "auto") -> Embedder:
-    """The model ``name`` (Hugging Face id or local folder); RetrievalError if it can't be had."""
-    from .two_tower import TwoTowerEmbedder
+                  device: str = "auto", text_export: bool = True) -> Embedder:
+    """The model ``name`` (Hugging Face id or local folder); RetrievalError if it can't be had.
 
-    return TwoTowerEmbedder(name, torch_threads, precision, device)
+    With ``text_export`` and a checked export of this checkpoint's text side on this machine (see
+    ``text_export.py``), text is embedded without torch and the full model loads when an image
+    first needs it; the export is float32 on the CPU, so only those settings take it."""
+
+    def full_model() -> Embedder:
+        from .two_tower import TwoTowerEmbedder
+
+        return TwoTowerEmbedder(name, torch_threads, precision, device)
+
+    if text_export and precision in ("auto", "float32") and (device or "auto") in ("auto", "cpu"):
+        from .text_export import load_export
+
+        exported = load_export(name, torch_threads)
+        if exported is not None:
+            from .text_first import TextFirstEmbedder
+
+            return TextFirstEmbedder(name, exported, full_model)
+    return full_model()
 
 
 def save_random_weights(config: dict, target, seed: int = 0) -> None:

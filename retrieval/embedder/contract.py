@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -91,6 +91,12 @@ class Embedder(ABC):
     @abstractmethod
     def reads_whole(self, text: str) -> bool:
         """Whether ``text`` fits the model's context (longer text is cut, not refused)."""
+
+    def prepare_text_export(self, announce: Callable[[], None] | None = None) -> bool:
+        """Export and check the text side so that later processes embed text without torch (see
+        ``text_export.py``); ``announce`` is called before work that takes seconds starts. True when
+        such an export is there for this model afterwards."""
+        return False
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         chunks = [

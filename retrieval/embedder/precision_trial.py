@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from .cache import cache_root
+
 log = logging.getLogger(__name__)
 
 TRIAL_IMAGES = 4
@@ -28,11 +30,7 @@ MARGIN = 0.95  # bfloat16 must win clearly: within noise, float32 (exact) is kep
 
 
 def cache_file() -> Path:
-    configured = os.environ.get("CACHE_DIR", "").strip()
-    if configured:
-        return Path(configured).expanduser() / "precision.json"
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "photo-search" / "precision.json"
+    return cache_root() / "precision.json"
 
 
 def cpu_name() -> str:

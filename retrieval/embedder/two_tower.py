@@ -114,6 +114,23 @@ class TwoTowerEmbedder(Embedder):
                 chunks.append(_unit_rows(_features(self._text_model.get_text_features(**tokens))))
         return np.concatenate(chunks)
 
+    def prepare_text_export(self, announce=None) -> bool:
+        if self.device != "cpu":  # the export is for CPUs; a GPU runs the text side fast already
+            return False
+        from .text_export import TextFacts, export_text_side
+
+        tokenizer = self._processor.tokenizer
+        sample = tokenizer(["a photo"], padding=self._family.text_padding)
+        facts = TextFacts(
+            model=self.name, family=self.family, dim=self.dim, fingerprint=self.signature.fingerprint,
+            context_length=self.context_length, padding=self._family.text_padding,
+            inputs=tuple(name for name in ("input_ids", "attention_mask") if name in sample),
+            pad_id=int(tokenizer.pad_token_id or 0), padding_side=tokenizer.padding_side,
+            truncation_side=tokenizer.truncation_side, good_text_match_from=self.scores.good_text_match_from,
+            score_why=self.scores.why)
+        with self._text_lock:  # the tokenizer is used by the check
+            return export_text_side(self.name, self._model, tokenizer, facts, announce) is not None
+
     def reads_whole(self, text: str) -> bool:
         if len(text.strip().encode()) + 2 <= self.context_length:  # a token covers at least one byte
             return True

@@ -1,0 +1,267 @@
+"""A model's text side exported to ONNX, so a text query needs neither torch nor transformers.
+
+A fresh ``search`` process used to spend about 80% of its time importing torch and
+transformers and building the model, for one text query. The peer on the command
+line (rclip) answers with an ONNX text tower in a fraction of that. So once a model
+has been loaded on the CPU (by ``index`` or ``search``), its text side is exported
+into the cache folder (``CACHE_DIR``/text-export), and checked before it is kept:
+the same token ids as the model's own tokenizer and the same vectors as the model
+(cosine >= 0.9999) on sample texts of every length. Later processes embed text with
+ONNX Runtime and the ``tokenizers`` library alone, in float32 (the reference
+arithmetic); images still go through the full model, loaded when first needed.
+
+An export is keyed by the checkpoint folder and the size and change time of every
+file in it, so new weights or a new tokenizer make a new export, never a stale one.
+Nothing here imports torch, except :func:`export_text_side`, which runs where the
+model is loaded already.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .cache import cache_root
+from .checkpoint import local_folder
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1
+MODEL_FILE = "text.onnx"  # the optimised graph; its weights are in WEIGHTS_FILE next to it
+WEIGHTS_FILE = "text.weights"
+MIN_COSINE = 0.9999
+# Texts the export is checked on: short, long (cut to the context), other scripts, one letter.
+CHECK_TEXTS = ("a photo", "a dog running on the beach at sunset", "ein Hund läuft am Strand", "le chien 狗 😀",
+               "x", "a long description of a busy street " * 20)
+
+
+@dataclass(frozen=True)
+class TextFacts:
+    """What the text side needs to answer and what the store checks, without the model."""
+
+    model: str
+    family: str
+    dim: int
+    fingerprint: str
+    context_length: int
+    padding: str  # "longest" or "max_length"
+    inputs: tuple[str, ...]  # the tokenizer outputs the text side reads
+    pad_id: int
+    padding_side: str
+    truncation_side: str
+    good_text_match_from: float
+    score_why: str
+
+
+def checkpoint_folder(name: str) -> Path | None:
+    """The folder holding the checkpoint's files: a local folder, or its snapshot in the Hugging Face cache."""
+    folder = local_folder(name)
+    if folder is not None:
+        return folder.resolve()
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # a malformed id: nothing cached under it
+        return None
+    return Path(cached).resolve().parent if isinstance(cached, str) else None
+
+
+def export_folder(name: str) -> Path | None:
+    """Where the export of this checkpoint, as its files are now, lives (None: it can't be told)."""
+    folder = checkpoint_folder(name)
+    if folder is None:
+        return None
+    digest = hashlib.sha256(f"{EXPORT_FORMAT}|{folder}".encode())
+    try:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_file():  # follows the Hub cache's links to the real files
+                stat = entry.stat()
+                digest.update(f"|{entry.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    except OSError:
+        return None
+    return cache_root() / "text-export" / digest.hexdigest()[:24]
+
+
+def read_facts(folder: Path) -> TextFacts | None:
+    try:
+        raw = json.loads((folder / "facts.json").read_text())
+        if raw.pop("format", None) != EXPORT_FORMAT:
+            return None
+        raw["inputs"] = tuple(raw["inputs"])
+        return TextFacts(**raw)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+class ExportedText:
+    """Token ids with ``tokenizers``, vectors with ONNX Runtime."""
+
+    def __init__(self, folder: Path, facts: TextFacts, threads: int | None = None):
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.facts = facts
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # its warnings are about graph details, not for users
+        # The graph was optimised when it was exported, its weights are a file of their own: opening
+        # it is reading that file, not rebuilding the graph (a third of the time).
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options,
+                                                     providers=["CPUExecutionProvider"])
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=facts.context_length, direction=facts.truncation_side)
+
+    def token_ids(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The model's inputs for ``texts``, padded as its model card pads them."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        length = self.facts.context_length if self.facts.padding == "max_length" else max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), length), self.facts.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), length), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            span = slice(0, len(encoding.ids)) if self.facts.padding_side == "right" \
+                else slice(length - len(encoding.ids), length)
+            ids[row, span] = encoding.ids
+            mask[row, span] = 1
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        return {name: inputs[name] for name in self.facts.inputs}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        (features,) = self._session.run(None, self.token_ids(texts))
+        features = np.asarray(features, dtype=np.float32)
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+    def reads_whole(self, text: str) -> bool:
+        """Whether ``text`` fits the context (what is cut off is kept as the encoding's overflow)."""
+        return not self._tokenizer.encode(text).overflowing
+
+
+def load_export(name: str, threads: int | None = None) -> ExportedText | None:
+    """The checked export of this checkpoint, if one was made on this machine."""
+    folder = export_folder(name)
+    facts = read_facts(folder) if folder is not None else None
+    if facts is None:
+        return None
+    try:
+        return ExportedText(folder, facts, threads)
+    except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs the slow path
+        log.warning("the text export at %s can't be used (%s); loading the full model", folder, exc)
+        return None
+
+
+def export_text_side(name: str, model, tokenizer, facts: TextFacts,
+                     announce: Callable[[], None] | None = None) -> Path | None:
+    """Export and check the text side of a loaded model (float32, on the CPU); None if it fails the check."""
+    target = export_folder(name)
+    if target is None or read_facts(target) is not None:
+        return target
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        log.info("the tokenizer of %s (%s) has no `tokenizers` pipeline to export; text queries keep "
+                 "loading the model", name, type(tokenizer).__name__)
+        return None
+    if announce is not None:
+        announce()
+    started = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".export-"))
+    try:
+        _write_export(scratch, model, tokenizer, facts)
+        problem = _check(scratch, model, tokenizer, facts)
+        if problem:
+            log.warning("text export of %s not used: %s", name, problem)
+            return None
+        try:
+            scratch.rename(target)  # atomic: a reader sees a whole export or none
+        except OSError:  # another process exported it at the same time
+            pass
+        log.info("exported the text side of %s in %.1f s", name, time.perf_counter() - started)
+        return target
+    except Exception as exc:  # noqa: BLE001 - an export that can't be made only costs the slow path
+        log.warning("could not export the text side of %s: %s", name, exc)
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _encode(tokenizer, texts: Sequence[str], facts: TextFacts, tensors: str):
+    return tokenizer(list(texts), padding=facts.padding, truncation=True, max_length=facts.context_length,
+                     return_tensors=tensors)
+
+
+def _write_export(folder: Path, model, tokenizer, facts: TextFacts) -> None:
+    import torch
+
+    class TextSide(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs):
+            output = self.model.get_text_features(**dict(zip(facts.inputs, inputs)))
+            return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+    sample = _encode(tokenizer, CHECK_TEXTS[:2], facts, "pt")  # two lengths: padding is in the traced graph
+    axes = {name: {0: "batch", 1: "tokens"} for name in facts.inputs}
+    traced = folder / "traced.onnx"
+    # The tracer's warnings are about shapes the check below covers; they are not for users.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TextSide(model).eval(), tuple(sample[name] for name in facts.inputs), str(traced),
+                          input_names=list(facts.inputs), output_names=["features"],
+                          dynamic_axes={**axes, "features": {0: "batch"}}, opset_version=18, dynamo=False)
+    _save_optimised(traced, folder)
+    traced.unlink()
+    tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "facts.json").write_text(json.dumps({"format": EXPORT_FORMAT, **facts.__dict__}, indent=1))
+
+
+def _save_optimised(traced: Path, folder: Path) -> None:
+    """The graph as ONNX Runtime optimises it (portable optimisations only: no layouts of this CPU),
+    with the weights in a file of their own."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(folder / MODEL_FILE)
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", WEIGHTS_FILE)
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    onnxruntime.InferenceSession(str(traced), options, providers=["CPUExecutionProvider"])
+
+
+def _check(folder: Path, model, tokenizer, facts: TextFacts) -> str | None:
+    """Why the export differs from the model, or None when it answers as the model does."""
+    import torch
+
+    exported = ExportedText(folder, read_facts(folder) or facts)
+    for text in CHECK_TEXTS:
+        if exported.reads_whole(text) != (len(tokenizer(text, verbose=False)["input_ids"]) <= facts.context_length):
+            return f"it tells otherwise than the model's tokenizer whether {text[:40]!r}... fits the context"
+    for texts in ([CHECK_TEXTS[0]], [CHECK_TEXTS[-1]], list(CHECK_TEXTS)):
+        reference = _encode(tokenizer, texts, facts, "np")
+        ours = exported.token_ids(texts)
+        for name in facts.inputs:
+            if not np.array_equal(np.asarray(reference[name], dtype=np.int64), ours[name]):
+                return f"its tokenizer gives other {name} than the model's for {texts!r}"
+        with torch.inference_mode():
+            output = model.get_text_features(**_encode(tokenizer, texts, facts, "pt"))
+        expected = (output if isinstance(output, torch.Tensor) else output.pooler_output).float().numpy()
+        expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+        cosine = float((expected * exported.embed(texts)).sum(axis=1).min())
+        if cosine < MIN_COSINE:
+            return f"its vectors differ from the model's (cosine {cosine:.6f})"
+    return None
