@@ -211,6 +211,8 @@ def cmd_index(engine, args) -> int:
     _print_index_report(engine, report, args.json)
     sys.stdout.flush()  # the summary is out before any export below
     _prepare_text_export(engine)
+    global _store_untouched
+    _store_untouched = not report.changed_the_store
     return 0
 
 
@@ -431,16 +433,19 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-# Commands that write nothing to the store: their process may end without tearing down the
-# libraries it loaded (chromadb's import graph takes about half a second to unwind at exit).
+# Commands that write nothing to the store; `index` joins them when it found nothing to change.
 READ_ONLY_COMMANDS = ("search", "stats", "transcribe")
+_store_untouched = False  # whether the command main() ran last wrote nothing to the store
 
 
 def main(argv: list[str] | None = None, *, exit_fast: bool = False) -> int:
-    """Run one command; ``exit_fast`` (the ``python -m retrieval`` process only): after a read-only
-    command, flush the output and end the process at once."""
+    """Run one command. ``exit_fast`` (the ``python -m retrieval`` process only): when the command
+    wrote nothing to the store, flush the output and end the process at once instead of unwinding
+    every library it loaded (chromadb's import graph alone takes about half a second)."""
+    global _store_untouched
+    _store_untouched = False
     code = _run(argv)
-    if exit_fast and _ran in READ_ONLY_COMMANDS:
+    if exit_fast and _store_untouched:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -448,11 +453,8 @@ def main(argv: list[str] | None = None, *, exit_fast: bool = False) -> int:
     return code
 
 
-_ran: str | None = None  # the command main() ran last
-
-
 def _run(argv: list[str] | None) -> int:
-    global _ran
+    global _store_untouched
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "benchmark":
         from .bench.main import main as benchmark
@@ -461,7 +463,7 @@ def _run(argv: list[str] | None) -> int:
         from .evaluation import main as evaluate
         return evaluate(argv[1:])
     args = build_parser().parse_args(argv)
-    _ran = args.command
+    _store_untouched = args.command in READ_ONLY_COMMANDS
     _configure_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .engine import Engine  # heavy imports only after the arguments are known to be fine

@@ -66,6 +66,10 @@ class IndexReport:
         return dict(Counter(item.reason for item in self.skipped))
 
     @property
+    def changed_the_store(self) -> bool:
+        return bool(self.added or self.updated or self.replaced or self.pruned)
+
+    @property
     def images_per_second(self) -> float:
         return len(self.added) / self.seconds if self.seconds > 0 else 0.0
 
