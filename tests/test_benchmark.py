@@ -189,3 +189,57 @@ def test_a_random_model_is_built_from_a_configuration_folder(tmp_path, tiny_mode
     assert random.signature.fingerprint != trained.signature.fingerprint  # new weights, same shape
     with pytest.raises(RetrievalError, match="no config.json"):
         build_random_model(tmp_path / "nothing", tmp_path / "work")
+
+
+# -- the peer section: rclip's model files, made from the benchmark's configuration ------------
+
+def test_rclips_model_files_are_in_its_layout_and_embed_as_the_model_they_come_from(tmp_path):
+    import gzip
+    import json
+
+    import onnxruntime
+    import torch
+
+    from retrieval.bench import peer
+    from tiny_models import build_tiny_clip
+
+    config = build_tiny_clip(tmp_path / "tiny")
+    datadir = peer.export_rclip_model(config, tmp_path / "rclip-data")
+    folder = datadir / peer.RCLIP_MODEL_SUBDIR
+    model = peer._random_clip(json.loads((config / "config.json").read_text()), seed=0)  # same seed: same weights
+    tokens = np.zeros((2, peer.CONTEXT_LENGTH), dtype=np.int64)
+    tokens[0, :3], tokens[1, :5] = [1, 2, 3], [4, 5, 6, 7, 8]
+    pixels = np.random.default_rng(0).random((2, 3, peer.RCLIP_IMAGE_SIZE, peer.RCLIP_IMAGE_SIZE), dtype=np.float32)
+    with torch.inference_mode():
+        expected_text = model.get_text_features(input_ids=torch.from_numpy(tokens)).pooler_output.numpy()
+        expected_image = model.get_image_features(pixel_values=torch.from_numpy(pixels)).pooler_output.numpy()
+    for name, batch, expected in (("textual.onnx", tokens, expected_text), ("visual.onnx", pixels, expected_image)):
+        session = onnxruntime.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": batch})  # the input name rclip feeds
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    with gzip.open(datadir / peer.RCLIP_VOCABULARY) as vocabulary:  # rclip's tokenizer reads merges from here
+        assert vocabulary.read() == (config / "merges.txt").read_bytes()
+
+
+def test_peer_goals_are_medians_of_pairwise_ratios_in_the_right_direction():
+    from retrieval.bench import peer
+    from retrieval.bench.report import Report
+
+    assert peer._median_ratio([1.0, 2.0, 9.0], [2.0, 2.0, 3.0]) == 1.0  # 0.5, 1, 3
+    report = Report()
+    peer._add(report, "vs rclip", "cold search", "1 / 2 s", 0.5, "wall time vs rclip")
+    peer._add(report, "vs rclip", "full index, photos", "10 / 10 photos/s", 1.0, "photos/s vs rclip")
+    assert [row.met for row in report.rows] == [True, False]
+
+
+def test_the_peer_section_without_rclip_says_how_to_install_it(monkeypatch, tmp_path):
+    from retrieval.bench import peer
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    real_find_spec = peer.importlib.util.find_spec
+    monkeypatch.setattr(peer.importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "rclip" else real_find_spec(name, *rest))
+    with pytest.raises(RetrievalError, match="pip install rclip==3.3.0"):
+        peer.find_rclip(None)
+    with pytest.raises(RetrievalError, match="is not a file"):
+        peer.find_rclip(str(tmp_path / "nowhere"))

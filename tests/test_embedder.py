@@ -396,6 +396,9 @@ def test_an_export_that_answers_otherwise_than_the_model_is_not_kept(family, tmp
     assert not full.prepare_text_export()
     assert text_export.load_export(str(folder)) is None
     assert type(load_embedder(str(folder))) is type(full)
+    # and the refusal is remembered: later runs do not spend the export's time again
+    monkeypatch.setattr(text_export, "export_text_side", original)
+    assert not full.prepare_text_export()
 
 
 def test_changed_checkpoint_files_make_a_new_export(family_model, tmp_path):

@@ -16,13 +16,15 @@ from ..settings import Settings
 from .report import Report
 
 SECTIONS = ("indexing", "queries", "startup", "concurrency", "speech")
+OPTIONAL_SECTIONS = ("peer",)  # run only when asked for: it needs rclip installed
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m retrieval benchmark",
         description="Measure indexing throughput, query latency, start-up, concurrent clients, ANN recall and "
-                    "transcription speed, each as a ratio against a baseline measured in the same run.")
+                    "transcription speed, each as a ratio against a baseline measured in the same run; "
+                    "and, with --sections peer, the product against rclip on the same photos.")
     parser.add_argument("--model", action="append", default=[],
                         help="image-text model id or folder (default: MODEL); repeat to measure several "
                              "side by side in one run")
@@ -40,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="indexing: rounds of ceiling, product, ceiling; the median round is reported (default 3)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {','.join(SECTIONS)}")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"any of {','.join(SECTIONS + OPTIONAL_SECTIONS)} (default: all but peer)")
+    parser.add_argument("--rclip", metavar="PATH",
+                        help="peer section: the rclip executable (default: rclip on PATH, or the installed package)")
     parser.add_argument("--speech-clip", type=Path, help="a recording to cut to 5 s (default: espeak-ng speech)")
     parser.add_argument("--batch-size", type=int, help="images per batch (BATCH_SIZE)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
@@ -52,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(SECTIONS + OPTIONAL_SECTIONS)
     if unknown:
-        print(f"error: unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}", file=sys.stderr)
+        print(f"error: unknown section(s) {', '.join(sorted(unknown))}; use "
+              f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)}", file=sys.stderr)
         return 1
     try:
         with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
@@ -85,7 +91,7 @@ def run(args, sections: list[str], work: Path) -> Report:
     report = Report()
     report.details["models"] = [label for _, label in models]
     photos = _photos(args.photos, args.photo_count)
-    model_sections = [s for s in sections if s != "speech"]
+    model_sections = [s for s in sections if s not in ("speech", "peer")]
     per_model = report.details["per_model"] = {}
     for model, label in models:
         first_row, known = len(report.rows), set(report.details)
@@ -98,7 +104,25 @@ def run(args, sections: list[str], work: Path) -> Report:
         from . import speech
 
         speech.run(report, settings, work, args.speech_clip)
+    if "peer" in sections:
+        _run_peer(report, args, settings, photos, work)
     return report
+
+
+def _run_peer(report: Report, args, settings: Settings, photos: list[Path], work: Path) -> None:
+    """rclip and the product on the same photos, both with a random ViT-B/32-class CLIP of one configuration."""
+    from . import peer
+    from .random_model import build_random_model
+
+    folders = [Path(spec) for spec in args.random_weights if Path(spec).is_dir()]
+    if not folders:
+        raise RetrievalError("The peer section needs --random-weights CONFIG_DIR with a CLIP configuration "
+                             "(for example the files of openai/clip-vit-base-patch32): both tools are built "
+                             "from it.")
+    rclip = peer.find_rclip(args.rclip)
+    model = str(build_random_model(folders[0], work))
+    peer.run(report, rclip, folders[0], model, settings, photos, args.large_count, work,
+             rounds=args.rounds, repeats=args.repeats)
 
 
 def run_model(report: Report, args, sections: list[str], settings: Settings, photos: list[Path],

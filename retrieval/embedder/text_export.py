@@ -18,6 +18,7 @@ model is loaded already.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -169,6 +170,9 @@ def export_text_side(name: str, model, tokenizer, facts: TextFacts,
     target = export_folder(name)
     if target is None or read_facts(target) is not None:
         return target
+    refused = target.with_name(target.name + ".refused")  # tried and failed: not again for these files
+    if refused.is_file():
+        return None
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         log.info("the tokenizer of %s (%s) has no `tokenizers` pipeline to export; text queries keep "
                  "loading the model", name, type(tokenizer).__name__)
@@ -183,6 +187,7 @@ def export_text_side(name: str, model, tokenizer, facts: TextFacts,
         problem = _check(scratch, model, tokenizer, facts)
         if problem:
             log.warning("text export of %s not used: %s", name, problem)
+            _remember_refusal(refused, problem)
             return None
         try:
             scratch.rename(target)  # atomic: a reader sees a whole export or none
@@ -192,9 +197,17 @@ def export_text_side(name: str, model, tokenizer, facts: TextFacts,
         return target
     except Exception as exc:  # noqa: BLE001 - an export that can't be made only costs the slow path
         log.warning("could not export the text side of %s: %s", name, exc)
+        _remember_refusal(refused, f"{type(exc).__name__}: {exc}")
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remember_refusal(path: Path, why: str) -> None:
+    """Not tried again for the same files (an export takes seconds); deleting the file retries."""
+    with contextlib.suppress(OSError):
+        path.write_text(why + "\n")
+        log.info("text queries of this model keep loading it; delete %s to try the export again", path)
 
 
 def _encode(tokenizer, texts: Sequence[str], facts: TextFacts, tensors: str):
