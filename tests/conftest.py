@@ -54,6 +54,18 @@ def settings(tiny_model, tmp_path) -> Settings:
                     max_image_pixels=20_000_000, asr_model=bundled_whisper())
 
 
+@pytest.fixture(scope="session")
+def clip_model(tmp_path_factory) -> Path:
+    """One tiny CLIP, for slow tests of things no model family changes (the disk, the benchmark script)."""
+    return BUILDERS["clip"](tmp_path_factory.mktemp("models") / "tiny-clip-once")
+
+
+@pytest.fixture
+def clip_settings(clip_model, tmp_path) -> Settings:
+    return Settings(model=str(clip_model), chroma_path=tmp_path / "store", batch_size=4,
+                    max_image_pixels=20_000_000, asr_model=bundled_whisper())
+
+
 @pytest.fixture
 def engine(settings):
     from retrieval.engine import Engine

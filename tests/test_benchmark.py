@@ -121,14 +121,14 @@ def test_evaluate_script_smoke_run(tmp_path, tiny_model, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_benchmark_script_smoke_run(tmp_path, tiny_model, monkeypatch, capsys):
+def test_benchmark_script_smoke_run(tmp_path, clip_model, monkeypatch, capsys):
     from conftest import bundled_whisper
     from retrieval.cli import main
 
     monkeypatch.setenv("ASR_MODEL", bundled_whisper())
     photos = write_photos(tmp_path / "photos", 6, size=(320, 240))
     out = tmp_path / "bench.json"
-    argv = ["benchmark", "--model", str(tiny_model), "--photos", str(photos[0].parent), "--large-count", "2",
+    argv = ["benchmark", "--model", str(clip_model), "--photos", str(photos[0].parent), "--large-count", "2",
             "--naive-count", "2", "--sizes", "300", "--repeats", "4", "--batch-size", "4", "--rounds", "1",
             "--work", str(tmp_path / "work"), "--out", str(out)]
     assert main(argv) == 0

@@ -128,8 +128,8 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_full_disk_is_named_and_nothing_is_lost(settings, small_disk, tmp_path):
-    settings = settings.with_overrides(chroma_path=small_disk / "store", batch_size=16)
+def test_a_full_disk_is_named_and_nothing_is_lost(clip_settings, small_disk, tmp_path):
+    settings = clip_settings.with_overrides(chroma_path=small_disk / "store", batch_size=16)
     photos = write_photos(tmp_path / "photos", 600, size=(40, 30))
     done = cli(settings, "index", str(tmp_path / "photos"), check=False)
     assert done.returncode == 1, done.stdout
