@@ -175,8 +175,8 @@ def timed(command: list[str], env: dict, cwd: Path, timeout: float = 1800) -> Ti
 class Sides:
     """How to run each side's commands, each with its own store or database."""
 
-    def __init__(self, rclip: list[str], rclip_models: Path, model: str, settings: Settings, work: Path):
-        self.rclip, self.rclip_models, self.work = rclip, rclip_models, work
+    def __init__(self, rclip_models: Path, model: str, settings: Settings, work: Path):
+        self.rclip_models, self.work = rclip_models, work
         # A cache of its own: filled by a warm-up run (the precision trial and the text export a
         # user's first run makes once), then what every later run finds.
         self.product_env = {**os.environ, "MODEL": model, "HF_HUB_OFFLINE": "1", "PRECISION": settings.precision,
@@ -224,7 +224,7 @@ def run(report: Report, rclip_command: list[str], config_dir: Path, model: str, 
     if not photos:
         raise RetrievalError("The peer section needs --photos: a folder of ordinary photos both tools index.")
     section = "vs rclip"
-    sides = Sides(rclip_command, export_rclip_model(config_dir, work / "rclip-models"), model, settings, work)
+    sides = Sides(export_rclip_model(config_dir, work / "rclip-models"), model, settings, work)
     folder = _copy_photos(photos, work / "peer-photos")
     large = write_large_jpegs(work / "peer-12mp", large_count)[0].parent
     details = report.details.setdefault("peer", {"rclip": " ".join(rclip_command), "photos": len(photos),
