@@ -34,6 +34,8 @@ def _add_settings_flags(parser: argparse.ArgumentParser, *, store: bool = True, 
     if batching:
         group.add_argument("--batch-size", type=int, help="images per model batch and commit (BATCH_SIZE)")
     if store:
+        group.add_argument("--store", help="chroma (default), milvus:FOLDER (Milvus Lite) or "
+                                           "milvus://HOST:PORT (a Milvus server) (STORE)")
         group.add_argument("--chroma-path", type=Path, help="embedded store folder (CHROMA_PATH)")
         group.add_argument("--chroma-host", help="use the Chroma server on this host (CHROMA_HOST)")
         group.add_argument("--chroma-port", type=int, help="port of the Chroma server (CHROMA_PORT)")
@@ -153,11 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _store_flag(value: str | None) -> str | None:
+    from .settings import parse_store
+
+    return parse_store(value) if value is not None else None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     flag = lambda name: getattr(args, name, None)  # noqa: E731 - each command has its own flags
     language = flag("language")
     return Settings.from_env().with_overrides(
         model=flag("model"),
+        store=_store_flag(flag("store")),
         chroma_path=flag("chroma_path"),
         chroma_host=flag("chroma_host"),
         chroma_port=flag("chroma_port"),

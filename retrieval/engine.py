@@ -45,9 +45,9 @@ class Engine:
     def store(self) -> "PhotoStore":
         with self._load_lock:
             if self._store is None:
-                from .store import PhotoStore
+                from .store import open_store
 
-                self._store = PhotoStore(self.settings)
+                self._store = open_store(self.settings)
         return self._store
 
     # -- model ----------------------------------------------------------------

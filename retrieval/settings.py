@@ -66,9 +66,25 @@ def _language(raw: str) -> str | None:
     return code
 
 
+def parse_store(raw: str) -> str:
+    """``STORE``: ``chroma`` (default; CHROMA_PATH or CHROMA_HOST say where), ``milvus:PATH``
+    (Milvus Lite in a local folder) or ``milvus://HOST:PORT`` (a Milvus server or cluster)."""
+    value = raw.strip()
+    if value in ("", "chroma"):
+        return "chroma"
+    if value.startswith("milvus://") and len(value) > len("milvus://"):
+        return value
+    if value.startswith("milvus:") and not value.startswith("milvus://") and len(value) > len("milvus:"):
+        return value
+    raise RetrievalError(f"STORE={raw!r}: use chroma, milvus:FOLDER (Milvus Lite, a local folder) "
+                         "or milvus://HOST:PORT (a Milvus server).")
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str = DEFAULT_MODEL  # any supported image-text model: Hugging Face id or local folder
+    store: str = "chroma"  # the backend: chroma, milvus:FOLDER, milvus://HOST:PORT (see parse_store)
+    milvus_token: str | None = None  # "user:password" or an API key for a Milvus server
     chroma_path: Path = Path(DEFAULT_CHROMA_PATH)
     chroma_host: str | None = None
     chroma_port: int = 8000
@@ -98,6 +114,8 @@ class Settings:
         return cls(
             # MODEL names the model; CLIP_MODEL, its earlier name, keeps working.
             model=env.get("MODEL", "").strip() or env.get("CLIP_MODEL", "").strip() or DEFAULT_MODEL,
+            store=parse_store(env.get("STORE", "")),
+            milvus_token=env.get("MILVUS_TOKEN", "").strip() or None,
             chroma_path=Path(env.get("CHROMA_PATH", "").strip() or DEFAULT_CHROMA_PATH),
             chroma_host=env.get("CHROMA_HOST", "").strip() or None,
             chroma_port=_int("CHROMA_PORT", 8000),
@@ -131,7 +149,21 @@ class Settings:
         return self.max_file_mb * 1_000_000
 
     @property
+    def store_backend(self) -> str:
+        return "milvus" if self.store.startswith("milvus") else "chroma"
+
+    @property
+    def milvus_lite_path(self) -> Path | None:
+        """The Milvus Lite folder, or ``None`` for a Milvus server (or Chroma)."""
+        if self.store.startswith("milvus:") and not self.store.startswith("milvus://"):
+            return Path(self.store[len("milvus:"):]).expanduser()
+        return None
+
+    @property
     def store_location(self) -> str:
+        if self.store_backend == "milvus":
+            lite = self.milvus_lite_path
+            return str(lite.resolve()) if lite is not None else self.store
         if self.chroma_host:
             return f"http://{self.chroma_host}:{self.chroma_port}"
         return str(self.chroma_path.resolve())

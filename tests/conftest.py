@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tiny_models import BUILDERS  # noqa: E402
 
+pytest_plugins = ["store_backends"]  # the store_settings fixture: every store backend
+
 from retrieval import Settings  # noqa: E402
 
 

@@ -17,7 +17,7 @@ from retrieval.embedder import ModelSignature
 from retrieval.errors import RetrievalError
 from retrieval.evaluation import ranks_image_to_text, ranks_text_to_image, read_captions
 from retrieval.settings import Settings
-from retrieval.store import PhotoStore
+from retrieval.store import open_store
 
 
 def test_percentiles_interpolate_like_numpy():
@@ -42,7 +42,7 @@ def test_recall_arithmetic():
 @pytest.fixture
 def planted_store(tmp_path):
     """Six photos at known directions; each caption is planted next to its photo."""
-    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store = open_store(Settings(chroma_path=tmp_path / "store"))
     store.bind(ModelSignature("planted", 6, "00"))
     photos = np.eye(6, dtype=np.float32)
     store.upsert([f"img{i}" for i in range(6)], photos, [{"path": f"/p/{i}.jpg"} for i in range(6)])

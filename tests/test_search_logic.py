@@ -1,4 +1,4 @@
-"""Query logic with hand-made vectors in a real Chroma store: no model at all."""
+"""Query logic with hand-made vectors in a real store, on every backend: no model at all."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from retrieval.filters import Compare, OneOf, TagRule
 from retrieval.search import (QueryTerm, Searcher, SearchRequest, combine_vectors,
                               select_page, SearchResult, tag_score)
 from retrieval.settings import Settings
-from retrieval.store import PhotoStore, chroma_where
+from retrieval.store import open_store
+from retrieval.store.chroma import chroma_where
+from retrieval.store.milvus import milvus_filter
 
 DIM = 8
 
@@ -37,8 +39,8 @@ WORDS = {"dog": unit(1, 0, 0), "beach": unit(0, 1, 0), "fruit": unit(0, 0, 1),
 
 
 @pytest.fixture
-def searcher(tmp_path) -> Searcher:
-    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+def searcher(store_settings) -> Searcher:
+    store = open_store(store_settings)
     store.bind(ModelSignature("hand-made", DIM, "f00d"))
     ids = list(PHOTOS)
     store.upsert(ids, np.stack([PHOTOS[i][0] for i in ids]),
@@ -171,6 +173,16 @@ def test_chroma_where_translates_the_product_filters():
         "$or": [{"photo_id": {"$in": [640]}}, {"photo_id": {"$in": ["x"]}}]}
 
 
+def test_milvus_filter_translates_the_product_filters():
+    assert milvus_filter({}, None) == ""
+    assert milvus_filter({"source": "x"}) == '$meta["source"] == "x"'
+    assert milvus_filter({}, TagRule.all_of(["a", "b"])) == 'ARRAY_CONTAINS_ALL(tags, ["a", "b"])'
+    assert milvus_filter({"photographer": ["A", 'B "x"']}, TagRule.any_of(["a"])) == (
+        '(($meta["photographer"] == "A" or $meta["photographer"] == "B \\"x\\"") and ARRAY_CONTAINS(tags, "a"))')
+    assert milvus_filter({"width": Compare("!=", 640, "640")}) == (
+        '($meta["width"] is null or ($meta["width"] != 640 and $meta["width"] != "640"))')
+
+
 @pytest.mark.parametrize("value", [{"$ne": "x"}, {"$gt": 0}, object(), float("inf")])
 def test_filter_values_are_values_never_engine_syntax(searcher, value):
     with pytest.raises(RetrievalError, match="filter value"):
@@ -217,10 +229,10 @@ def test_parse_filter():
             parse_filter(bad)
 
 
-def test_numeric_filters_match_numbers_and_numbers_stored_as_text(tmp_path):
+def test_numeric_filters_match_numbers_and_numbers_stored_as_text(store_settings):
     from retrieval.query_syntax import parse_filters
 
-    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store = open_store(store_settings)
     store.bind(ModelSignature("hand-made", DIM, "f00d"))
     widths = {"a": 640, "b": 320, "c": 640, "d": 1024}
     store.upsert(list(widths), np.stack([unit(i + 1, 1) for i in range(4)]),
@@ -240,10 +252,10 @@ def test_numeric_filters_match_numbers_and_numbers_stored_as_text(tmp_path):
 
 
 @pytest.mark.parametrize("match_all", [False, True])
-def test_tag_pages_cover_every_match_once_best_first(tmp_path, match_all):
+def test_tag_pages_cover_every_match_once_best_first(store_settings, match_all):
     """Tag search reads only what a page needs; pages must still add up to the full ranking."""
     rng = np.random.default_rng(5)
-    store = PhotoStore(Settings(chroma_path=tmp_path / "store"))
+    store = open_store(store_settings)
     store.bind(ModelSignature("hand-made", DIM, "f00d"))
     vocabulary = ["a", "b", "c", "d"]
     records = {f"p{i:02d}": sorted(set(rng.choice(vocabulary, size=int(rng.integers(1, 4))))) for i in range(40)}

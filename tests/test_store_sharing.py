@@ -78,11 +78,11 @@ OPEN_AT_ONCE = """
 import sys, time
 from pathlib import Path
 from retrieval.settings import Settings
-from retrieval.store import PhotoStore
+from retrieval.store import open_store
 start = float(sys.argv[2])
 while time.time() < start:  # every process imported; now all open the new store together
     pass
-print(PhotoStore(Settings(chroma_path=Path(sys.argv[1]))).count())
+print(open_store(Settings(chroma_path=Path(sys.argv[1]))).count())
 """
 
 

@@ -1,4 +1,4 @@
-"""The ChromaDB collection that holds the photo vectors and their metadata.
+"""The ChromaDB backend: embedded (a store folder) or a ``chroma run`` server.
 
 This is the only module that imports ``chromadb``. It translates the product's
 filter types (``filters.py``) into Chroma's ``where`` syntax, and Chroma's
@@ -21,7 +21,6 @@ import logging
 import shutil
 import sqlite3
 import threading
-from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -30,14 +29,14 @@ import chromadb
 import numpy as np
 from chromadb.errors import ChromaError, NotFoundError
 
-from .errors import RetrievalError
-from .filters import Condition, OneOf, TagRule, normalise
-from .model_signature import ModelSignature
-from .settings import Settings
+from ..errors import RetrievalError
+from ..filters import Condition, OneOf, TagRule, normalise
+from ..model_signature import ModelSignature
+from ..settings import Settings
+from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 _READ_PAGE = 2000
 # Cosine distance; a wider search beam than Chroma's default (100) keeps recall@10
 # of the approximate index at 0.99+ of exact search at 100k+ photos (see the
@@ -46,35 +45,6 @@ HNSW_CONFIGURATION = {"space": "cosine", "ef_search": 200}
 _SQLITE_FILE = "chroma.sqlite3"
 _LOCK_FILE = ".write.lock"
 _LOW_DISK_BYTES = 16 * 1024 * 1024  # below this much free space a failed write is a full disk
-
-
-@dataclass
-class StoredRecord:
-    id: str
-    metadata: dict[str, Any]
-    embedding: np.ndarray | None = None
-
-
-@dataclass
-class Match:
-    id: str
-    score: float  # cosine similarity, higher is better
-    metadata: dict[str, Any]
-
-
-def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Chroma accepts str/int/float/bool and non-empty homogeneous lists; drop the rest."""
-    cleaned: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if value is None or value == "" or value == []:
-            continue
-        if isinstance(value, (list, tuple)):
-            cleaned[key] = [str(v) for v in value]
-        elif isinstance(value, (bool, int, float, str)):
-            cleaned[key] = value
-        else:
-            cleaned[key] = str(value)
-    return cleaned
 
 
 # -- filters: the product's types in Chroma's syntax ----------------------------
@@ -346,7 +316,7 @@ def _open_local(folder: Path, database: Path, settings: Settings, failures: _Fai
 
 # -- the store ------------------------------------------------------------------
 
-class PhotoStore:
+class ChromaStore(PhotoStore):
     def __init__(self, settings: Settings):
         self.location = settings.store_location
         self.collection_name = settings.collection
@@ -391,37 +361,24 @@ class PhotoStore:
             return dict(collection.metadata)
 
     def bind(self, signature: ModelSignature) -> None:
-        """Open (or create) the collection for this model; refuse another model's store."""
-        wanted = {
-            "model": signature.name,
-            "dim": signature.dim,
-            "fingerprint": signature.fingerprint,
-            "schema_version": SCHEMA_VERSION,
-        }
         with self._failures.guard("opened"), self._connection.writing():
             collection = self._existing()
+            recorded = None
+            if collection is not None:
+                recorded = dict(collection.metadata or {})
+            facts = bind_facts(recorded, collection.count() if collection is not None else 0,
+                               signature, self.collection_name, self.location)
+            if facts is None:
+                return
             if collection is None:
                 self._collection = self._connection.client.get_or_create_collection(
                     self.collection_name,
-                    metadata=wanted,
+                    metadata=facts,
                     configuration={"hnsw": HNSW_CONFIGURATION},
                     embedding_function=None,
                 )
-                return
-            recorded = collection.metadata or {}
-            if _same_model(recorded, wanted):
-                return
-            if collection.count() == 0:
-                collection.modify(metadata=wanted)  # an empty store can change model freely
-                return
-        raise RetrievalError(
-            f"The collection '{self.collection_name}' at {self.location} was built with the model "
-            f"'{recorded.get('model')}' ({recorded.get('dim')}-dimensional vectors), but the current "
-            f"model is '{signature.name}' ({signature.dim}). Set MODEL={recorded.get('model')} "
-            "to search it, or move the collection to the new model with "
-            f"`python -m retrieval reembed --model {signature.name}` (the old vectors are kept until you "
-            "switch), or choose another store (CHROMA_PATH) or collection (CHROMA_COLLECTION)."
-        )
+            else:
+                collection.modify(metadata=facts)
 
     # -- reads --------------------------------------------------------------
 
@@ -449,16 +406,17 @@ class PhotoStore:
                 return []
             return _records(collection.get(where=where, include=["metadatas"], limit=limit), False)
 
-    def iter_all(self, filters: dict[str, Any] | None = None, tags: TagRule | None = None) -> Iterator[StoredRecord]:
-        """Every matching record's id and metadata (no vectors), page by page."""
+    def iter_all(self, filters: dict[str, Any] | None = None, tags: TagRule | None = None,
+                 with_embeddings: bool = False) -> Iterator[StoredRecord]:
         where = chroma_where(filters, tags)
+        include = ["metadatas", "embeddings"] if with_embeddings else ["metadatas"]
         offset = 0
         while True:
             with self._reading() as collection:
                 if collection is None:
                     return
-                got = collection.get(where=where, include=["metadatas"], limit=_READ_PAGE, offset=offset)
-            page = _records(got, False)
+                got = collection.get(where=where, include=include, limit=_READ_PAGE, offset=offset)
+            page = _records(got, with_embeddings)
             yield from page
             if len(page) < _READ_PAGE:
                 return
@@ -494,14 +452,21 @@ class PhotoStore:
     # -- writes (each chunk is committed on its own) ------------------------
 
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> None:
+        """Each record replaced whole: Chroma's upsert merges metadata, so the fields an existing
+        record has and the new one lacks are removed (a ``None`` value removes a field)."""
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
+            chunk_ids = list(ids[start:end])
             with self._writing() as collection:
-                collection.upsert(
-                    ids=list(ids[start:end]),
-                    embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
-                    metadatas=[clean_metadata(m) for m in metadatas[start:end]],
-                )
+                old = collection.get(ids=chunk_ids, include=["metadatas"])
+                old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+                rows = []
+                for record_id, metadata in zip(chunk_ids, metadatas[start:end]):
+                    row: dict[str, Any] = clean_metadata(metadata)
+                    row.update({key: None for key in old_keys.get(record_id, set()) - set(row)})
+                    rows.append(row or None)
+                collection.upsert(ids=chunk_ids, embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
+                                  metadatas=rows)
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
         for start in range(0, len(ids), self._max_batch):
@@ -530,14 +495,6 @@ class PhotoStore:
                 if collection is None:
                     return
                 collection.delete(ids=ids[start : start + self._max_batch])
-
-
-def _same_model(recorded: dict, wanted: dict) -> bool:
-    if recorded.get("dim") != wanted["dim"]:
-        return False
-    if recorded.get("fingerprint") and recorded.get("fingerprint") == wanted["fingerprint"]:
-        return True  # same weights, wherever they were loaded from
-    return recorded.get("model") == wanted["model"] and not recorded.get("fingerprint")
 
 
 def _records(got: dict, with_embeddings: bool) -> list[StoredRecord]:

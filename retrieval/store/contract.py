@@ -1,0 +1,180 @@
+"""What every store backend provides to the engine, and the rules they share.
+
+The engine, the indexer and the searcher talk to a :class:`PhotoStore` and never
+to a database client. Filters arrive as the product's own types
+(``retrieval/filters.py``); each backend translates them into its engine's syntax
+inside its own module, so no other module writes ``$and`` or ``ARRAY_CONTAINS``.
+
+A collection records which model made its vectors (``bind``) and which version
+of this layout wrote it (``SCHEMA_VERSION``). Both are checked on every open: a
+store from another model is refused with the way out; one from an older layout
+is migrated, one from a newer layout is refused.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import RetrievalError
+from ..filters import TagRule
+from ..model_signature import ModelSignature
+
+# 1: one record per photo, its metadata flat (str/int/float/bool or lists of text).
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class StoredRecord:
+    id: str
+    metadata: dict[str, Any]
+    embedding: np.ndarray | None = None
+
+
+@dataclass
+class Match:
+    id: str
+    score: float  # cosine similarity, higher is better
+    metadata: dict[str, Any]
+
+
+class PhotoStore(ABC):
+    """One collection of photo vectors and their metadata."""
+
+    location: str  # where the store is, in words a person can act on
+    collection_name: str
+
+    # -- the collection and its model --------------------------------------
+    @abstractmethod
+    def recorded_model(self) -> dict[str, Any] | None:
+        """The facts ``bind`` recorded (model, dim, fingerprint, schema_version), or ``None``."""
+
+    @abstractmethod
+    def bind(self, signature: ModelSignature) -> None:
+        """Open (or create) the collection for this model; refuse another model's collection."""
+
+    # -- reads ---------------------------------------------------------------
+    @abstractmethod
+    def count(self) -> int: ...
+
+    @abstractmethod
+    def get(self, ids: Sequence[str], with_embeddings: bool = False) -> list[StoredRecord]:
+        """The records with these ids that exist (in no particular order)."""
+
+    @abstractmethod
+    def find(self, filters: dict[str, Any] | None, tags: TagRule | None, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` matching records (metadata only), in the store's own stable order."""
+
+    @abstractmethod
+    def iter_all(self, filters: dict[str, Any] | None = None, tags: TagRule | None = None,
+                 with_embeddings: bool = False) -> Iterator[StoredRecord]:
+        """Every matching record, page by page, in the same stable order as ``find``."""
+
+    @abstractmethod
+    def query(self, vector: np.ndarray, n: int, filters: dict[str, Any] | None = None,
+              tags: TagRule | None = None) -> list[Match]:
+        """The ``n`` nearest matching records by cosine similarity, best first."""
+
+    @abstractmethod
+    def known_fields(self, sample: int = 200) -> set[str]:
+        """Metadata field names seen on a sample of records (for "no such field" hints)."""
+
+    # -- writes (each chunk is committed on its own) ------------------------
+    @abstractmethod
+    def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> None: ...
+
+    @abstractmethod
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
+        """Replace the metadata of existing records, keeping their vectors."""
+
+    @abstractmethod
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    def rename(self, new_name: str) -> None:
+        """Give the collection another name (switching a collection to a new model)."""
+
+
+# -- rules every backend applies ------------------------------------------------
+
+def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """What every backend stores: str/int/float/bool and non-empty lists of text; the rest dropped."""
+    cleaned: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if value is None or value == "" or value == []:
+            continue
+        if isinstance(value, (list, tuple)):
+            cleaned[key] = [str(v) for v in value]
+        elif isinstance(value, (bool, int, float, str)):
+            cleaned[key] = value
+        else:
+            cleaned[key] = str(value)
+    return cleaned
+
+
+def model_facts(signature: ModelSignature) -> dict[str, Any]:
+    """What a collection records about the model that made its vectors, and its layout."""
+    return {"model": signature.name, "dim": signature.dim, "fingerprint": signature.fingerprint,
+            "schema_version": SCHEMA_VERSION}
+
+
+def same_model(recorded: dict, wanted: dict) -> bool:
+    if recorded.get("dim") != wanted["dim"]:
+        return False
+    if recorded.get("fingerprint") and recorded.get("fingerprint") == wanted["fingerprint"]:
+        return True  # same weights, wherever they were loaded from
+    return recorded.get("model") == wanted["model"] and not recorded.get("fingerprint")
+
+
+def check_schema(recorded: dict, collection: str, location: str) -> bool:
+    """Whether the collection needs its recorded facts rewritten (an older layout, migrated);
+    a layout newer than this version is refused. Collections from before the version was
+    written are version 1."""
+    try:
+        version = int(recorded.get("schema_version", 1))
+    except (TypeError, ValueError):
+        version = 0
+    if version > SCHEMA_VERSION:
+        raise RetrievalError(
+            f"The collection '{collection}' at {location} was written by a newer version of this "
+            f"program (store layout {version}; this one reads up to {SCHEMA_VERSION}). Upgrade it "
+            "(`pip install -r requirements.txt` from the newest release) to use this collection."
+        )
+    if version < 1:
+        raise RetrievalError(
+            f"The collection '{collection}' at {location} records an unknown store layout "
+            f"({recorded.get('schema_version')!r}). Move it aside and index your photos again."
+        )
+    # No layout has been retired yet: every version up to SCHEMA_VERSION reads as it is, and
+    # only the recorded number is brought up to date.
+    return "schema_version" not in recorded or version < SCHEMA_VERSION
+
+
+def model_mismatch(collection: str, location: str, recorded: dict, signature: ModelSignature) -> RetrievalError:
+    return RetrievalError(
+        f"The collection '{collection}' at {location} was built with the model "
+        f"'{recorded.get('model')}' ({recorded.get('dim')}-dimensional vectors), but the current "
+        f"model is '{signature.name}' ({signature.dim}). Set MODEL={recorded.get('model')} "
+        "to search it, or move the collection to the new model with "
+        f"`python -m retrieval reembed --model {signature.name}` (the old vectors are kept until you "
+        "switch), or choose another store (STORE, CHROMA_PATH) or collection (CHROMA_COLLECTION)."
+    )
+
+
+def bind_facts(recorded: dict | None, count: int, signature: ModelSignature, collection: str,
+               location: str) -> dict | None:
+    """What ``bind`` must write: the facts for a new or re-stamped collection, ``None`` when the
+    collection is fine as it is. Raises for another model's (non-empty) collection."""
+    wanted = model_facts(signature)
+    if recorded is None:
+        return wanted
+    if "model" in recorded:
+        needs_stamp = check_schema(recorded, collection, location)
+        if same_model(recorded, wanted):
+            return wanted if needs_stamp else None
+    if count == 0:
+        return wanted  # an empty collection can change model freely
+    raise model_mismatch(collection, location, recorded, signature)

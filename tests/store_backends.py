@@ -1,0 +1,110 @@
+"""The store backends the store suite runs against, as one parametrised fixture.
+
+``store_settings`` gives Settings for a fresh, empty collection on: embedded Chroma,
+a `chroma run` server, Milvus Lite in a folder, and a Milvus server (the Milvus Lite
+gRPC server in its own process, which speaks the same protocol as a Milvus server).
+The servers start once per test process, on 127.0.0.1, and each test gets its own
+collection on them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from retrieval.settings import Settings
+
+BACKENDS = ("chroma", "chroma-server", "milvus-lite", "milvus-server")
+_names = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(process: subprocess.Popen, ready, log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{what} did not start: " + log_path.read_text()[-2000:])
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def chroma_server_port(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("chroma-server")
+    port = free_port()
+    log_path = folder / "chroma.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([shutil.which("chroma"), "run", "--path", str(folder / "data"),
+                                    "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+
+        def ready() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).read()
+                return True
+            except OSError:
+                return False
+
+        _wait(process, ready, log_path, "chroma run")
+        yield port
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def milvus_server_port(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("milvus-server")
+    port = free_port()
+    log_path = folder / "milvus.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([shutil.which("milvus-lite"), "server", "--data-dir", str(folder / "data"),
+                                    "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+
+        def ready() -> bool:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        _wait(process, ready, log_path, "milvus-lite server")
+        yield port
+        _stop(process)
+
+
+def settings_for(backend: str, folder: Path, request) -> Settings:
+    collection = f"photos-{next(_names)}"
+    if backend == "chroma":
+        return Settings(chroma_path=folder / "store", collection=collection)
+    if backend == "chroma-server":
+        port = request.getfixturevalue("chroma_server_port")
+        return Settings(chroma_path=folder / "store", chroma_host="127.0.0.1", chroma_port=port,
+                        collection=collection)
+    if backend == "milvus-lite":
+        return Settings(store=f"milvus:{folder / 'milvus'}", chroma_path=folder / "store",
+                        collection=collection)
+    if backend == "milvus-server":
+        port = request.getfixturevalue("milvus_server_port")
+        return Settings(store=f"milvus://127.0.0.1:{port}", chroma_path=folder / "store",
+                        collection=collection)
+    raise ValueError(backend)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_settings(request, tmp_path) -> Settings:
+    return settings_for(request.param, tmp_path, request)

@@ -1,0 +1,190 @@
+"""The store contract, the same on every backend: embedded Chroma, a Chroma server,
+Milvus Lite and a Milvus server (``store_settings`` in store_backends.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from retrieval.engine import Engine
+from retrieval.errors import RetrievalError
+from retrieval.filters import Compare, OneOf, TagRule
+from retrieval.model_signature import ModelSignature
+from retrieval.store import SCHEMA_VERSION, open_store
+from retrieval.store.contract import bind_facts
+
+DIM = 6
+MODEL = ModelSignature("hand-made", DIM, "f00d")
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(store_settings):
+    store = open_store(store_settings)
+    store.bind(MODEL)
+    return store
+
+
+def fill(store, n=12):
+    ids = [f"p{i:02d}" for i in range(n)]
+    metadatas = [{"photographer": ["Ana", "Ben", 'Cy "the eye"'][i % 3], "width": 320 * (1 + i % 4),
+                  "tags": [["dog", "beach", "sun", "sky"][j] for j in range(4) if (i >> j) & 1] or None,
+                  "title": f"Photo número {i}", "portrait": i % 2 == 0}
+                 for i in range(n)]
+    store.upsert(ids, vectors(n), metadatas)
+    return ids, vectors(n), metadatas
+
+
+def rewrite_facts(store, facts: dict) -> None:
+    """What another program version would have written (each backend's own client)."""
+    if hasattr(store, "_connection"):
+        with store._connection.writing():
+            store._existing().modify(metadata=facts)
+    else:
+        store._client.alter_collection_properties(store._name, properties={"photo_store": json.dumps(facts)})
+
+
+def test_round_trip_of_vectors_and_metadata(store):
+    ids, vecs, metadatas = fill(store)
+    assert store.count() == 12
+    got = {r.id: r for r in store.get(ids + ["missing"], with_embeddings=True)}
+    assert set(got) == set(ids)
+    for i, record_id in enumerate(ids):
+        np.testing.assert_allclose(got[record_id].embedding, vecs[i], atol=1e-6)
+        expected = {k: v for k, v in metadatas[i].items() if v is not None}
+        assert got[record_id].metadata == expected
+    streamed = list(store.iter_all(with_embeddings=True))
+    assert sorted(r.id for r in streamed) == sorted(ids)
+    assert all(r.embedding is not None for r in streamed)
+
+
+def test_update_merges_metadata_and_keeps_the_vector(store):
+    ids, vecs, _ = fill(store, 3)
+    store.update_metadata(["p01"], [{"photographer": "Dee", "note": "new"}])
+    record = store.get(["p01"], with_embeddings=True)[0]
+    assert record.metadata["photographer"] == "Dee" and record.metadata["note"] == "new"
+    assert record.metadata["width"] == 640  # untouched fields stay
+    np.testing.assert_allclose(record.embedding, vecs[1], atol=1e-6)
+
+
+def test_delete_and_upsert_replace(store):
+    ids, _, _ = fill(store, 5)
+    store.delete(["p00", "p03", "never-there"])
+    assert store.count() == 3 and not store.get(["p00"])
+    store.upsert(["p01"], vectors(1, seed=9), [{"title": "again"}])
+    assert store.count() == 3
+    assert store.get(["p01"])[0].metadata == {"title": "again"}
+
+
+def test_query_is_cosine_best_first_and_filtered(store):
+    ids, vecs, metadatas = fill(store)
+    matches = store.query(vecs[4], 5)
+    assert matches[0].id == "p04" and matches[0].score == pytest.approx(1.0, abs=1e-5)
+    expected = sorted(((float(vecs[i] @ vecs[4]), ids[i]) for i in range(12)), reverse=True)[:5]
+    assert [m.id for m in matches] == [i for _, i in expected]
+    np.testing.assert_allclose([m.score for m in matches], [s for s, _ in expected], atol=1e-5)
+    by_ana = store.query(vecs[4], 12, {"photographer": "Ana"})
+    assert {m.id for m in by_ana} == {i for i, m in zip(ids, metadatas) if m["photographer"] == "Ana"}
+    assert all(m.metadata["photographer"] == "Ana" for m in by_ana)
+
+
+@pytest.mark.parametrize("filters, tags, rule", [
+    ({"photographer": 'Cy "the eye"'}, None, lambda m: m["photographer"] == 'Cy "the eye"'),
+    ({"photographer": Compare("!=", "Ana")}, None, lambda m: m["photographer"] != "Ana"),
+    ({"note": Compare("!=", "x")}, None, lambda m: True),  # no such field: nothing equals x
+    ({"width": Compare(">=", 960)}, None, lambda m: m["width"] >= 960),
+    ({"width": Compare("<", 700), "portrait": True}, None, lambda m: m["width"] < 700 and m["portrait"]),
+    ({"width": OneOf((320, 1280))}, None, lambda m: m["width"] in (320, 1280)),
+    ({"title": "Photo número 7"}, None, lambda m: m["title"] == "Photo número 7"),
+    ({}, TagRule.all_of(["dog", "beach"]), lambda m: {"dog", "beach"} <= set(m["tags"] or [])),
+    ({}, TagRule.any_of(["sun", "sky"]), lambda m: bool({"sun", "sky"} & set(m["tags"] or []))),
+    ({}, TagRule(("dog", "beach", "sun"), 2), lambda m: len({"dog", "beach", "sun"} & set(m["tags"] or [])) >= 2),
+    ({"photographer": "Ben"}, TagRule.any_of(["dog"]), lambda m: m["photographer"] == "Ben" and "dog" in (m["tags"] or [])),
+])
+def test_filters_mean_the_same_on_every_backend(store, filters, tags, rule):
+    ids, vecs, metadatas = fill(store)
+    expected = {i for i, m in zip(ids, metadatas) if rule(m)}
+    assert expected, "the case should match something"
+    assert {r.id for r in store.iter_all(filters, tags)} == expected
+    assert {m.id for m in store.query(vecs[0], 12, filters, tags)} == expected
+
+
+def test_find_and_iter_all_share_one_stable_order(store):
+    fill(store, 30)
+    full = [r.id for r in store.iter_all()]
+    assert len(full) == len(set(full)) == 30
+    assert [r.id for r in store.find(None, None, 7)] == full[:7]
+    assert [r.id for r in store.find(None, None, 7)] == full[:7]  # the same again
+    ana = [r.id for r in store.iter_all({"photographer": "Ana"})]
+    assert [r.id for r in store.find({"photographer": "Ana"}, None, 4)] == ana[:4]
+    assert store.find(None, None, 0) == []
+
+
+def test_known_fields(store):
+    fill(store, 4)
+    assert {"photographer", "width", "title", "portrait", "tags"} <= store.known_fields()
+
+
+def test_another_model_is_refused_and_an_empty_collection_may_change_model(store_settings):
+    store = open_store(store_settings)
+    store.bind(MODEL)
+    other = ModelSignature("other-model", DIM + 2, "beef")
+    store.bind(other)  # empty: fine
+    assert store.recorded_model()["model"] == "other-model"
+    store.upsert(["a"], np.ones((1, DIM + 2), dtype=np.float32), [{}])
+    again = open_store(store_settings)
+    with pytest.raises(RetrievalError, match="reembed"):
+        again.bind(MODEL)
+    again.bind(other)
+    assert again.count() == 1
+
+
+def test_a_newer_layout_is_refused_and_an_unversioned_one_is_stamped(store):
+    fill(store, 2)
+    facts = dict(store.recorded_model())
+    assert facts["schema_version"] == SCHEMA_VERSION
+    rewrite_facts(store, {**facts, "schema_version": SCHEMA_VERSION + 1})
+    with pytest.raises(RetrievalError, match="newer version"):
+        store.bind(MODEL)
+    unversioned = {k: v for k, v in facts.items() if k != "schema_version"}
+    rewrite_facts(store, unversioned)
+    store.bind(MODEL)
+    assert store.recorded_model()["schema_version"] == SCHEMA_VERSION
+    assert store.count() == 2
+
+
+def test_bind_facts_rules():
+    assert bind_facts(None, 0, MODEL, "c", "here")["schema_version"] == SCHEMA_VERSION
+    current = bind_facts(None, 0, MODEL, "c", "here")
+    assert bind_facts(current, 5, MODEL, "c", "here") is None  # nothing to write
+    with pytest.raises(RetrievalError, match="unknown store layout"):
+        bind_facts({**current, "schema_version": "x"}, 5, MODEL, "c", "here")
+
+
+def test_rename_keeps_the_records(store_settings):
+    store = open_store(store_settings)
+    store.bind(MODEL)
+    fill(store, 3)
+    store.rename("photos-renamed")
+    renamed = open_store(store_settings.with_overrides(collection="photos-renamed"))
+    assert renamed.count() == 3
+    assert open_store(store_settings).count() == 0
+
+
+def test_write_before_bind_is_a_programming_error(store_settings):
+    with pytest.raises(RuntimeError, match="bind"):
+        open_store(store_settings).upsert(["a"], vectors(1), [{}])
+
+
+def test_stats_reads_the_recorded_model(store_settings):
+    store = open_store(store_settings)
+    store.bind(MODEL)
+    fill(store, 3)
+    stats = Engine(store_settings).stats()
+    assert stats["count"] == 3 and stats["model"] == "hand-made" and stats["dim"] == DIM
