@@ -12,10 +12,12 @@ import argparse
 import logging
 import os
 import threading
+from pathlib import Path
 
 import gradio as gr
 
 from retrieval import Engine, RetrievalError, Settings
+from retrieval.collection_transfer import start_from_export
 from retrieval.ui import present
 from retrieval.ui.components import PhotoInput
 from retrieval.ui.handlers import SearchPage, collection_text, guarded
@@ -195,13 +197,18 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
     return app
 
 
-def prepare_collection(engine: Engine, media: MediaFolder) -> str:
-    """Load the model and, for an empty collection, add the starter gallery.
+def prepare_collection(engine: Engine, media: MediaFolder, export: Path | None = None) -> str:
+    """Import ``export`` (COLLECTION_IMPORT) unless the store holds it already, load the model
+    and, for an empty collection, add the starter gallery.
 
     Returns the notice for the top of the page ("" when there is nothing to say).
     The app still starts when the model can't be loaded: the notice says which
     setting to change, and tag search keeps working.
     """
+    if export is not None:
+        report = engine.import_collection(export, only_if_needed=True)
+        log.info("collection %s: %s records (%s)", export, report.records,
+                 "already imported" if report.skipped else "imported")
     try:
         engine.preload()  # the first search is then as fast as the others
     except RetrievalError as exc:
@@ -258,9 +265,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        engine = Engine(Settings.from_env())
+        settings, export = Settings.from_env(), None
+        if settings.collection_import:
+            settings, export = start_from_export(settings, os.environ)
+        engine = Engine(settings)
         media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
-        notice = prepare_collection(engine, media)
+        notice = prepare_collection(engine, media, export)
         warm_up_speech(engine)
     except RetrievalError as exc:
         raise SystemExit(f"error: {exc}") from None

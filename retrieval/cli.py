@@ -59,6 +59,7 @@ EXAMPLES = """examples:
   python -m retrieval transcribe query.m4a --json
   python -m retrieval stats
   python -m retrieval reembed --model google/siglip2-base-patch32-256 --switch
+  python -m retrieval export exported/ && STORE=milvus:milvus_store python -m retrieval import exported/
 Every command takes --json; `python -m retrieval COMMAND --help` lists its options."""
 
 
@@ -149,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
                               "under another name)")
     _add_settings_flags(reembed, batching=True, model=False)
     reembed.add_argument("--device", help="where the model runs: auto, cpu, cuda, mps (DEVICE)")
+
+    export = commands.add_parser(
+        "export", help="write the collection (vectors, metadata, model) as Parquet files",
+        description="Writes ids, vectors, metadata and the model's facts as Parquet shards and a "
+                    "manifest.json in OUT, for `import` on another machine or another store backend. "
+                    "Photo files are not copied: records keep their paths and image URLs.")
+    export.add_argument("out", type=Path, help="a new folder for the export")
+    export.add_argument("--shard-rows", type=int, help="records per Parquet file (default 50000)")
+    _add_settings_flags(export, model=False)
+
+    load_export = commands.add_parser(
+        "import", help="load an exported collection into the store",
+        description="SOURCE: an export folder, or a Hugging Face dataset holding one (hf:OWNER/NAME). "
+                    "A collection built with another model refuses it. Run it again after an interruption.")
+    load_export.add_argument("source", help="export folder or hf:OWNER/NAME")
+    _add_settings_flags(load_export, model=False)
 
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats, model=False)
@@ -429,7 +446,47 @@ def cmd_load(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
+def _transfer_bar(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(unit="record", desc=desc, disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def cmd_export(engine, args) -> int:
+    bar, update = _transfer_bar("exporting")
+    try:
+        report = engine.export_collection(args.out, shard_rows=args.shard_rows, progress=update)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(report.__dict__)
+    else:
+        print(f"Exported {report.records} records ({report.model}) as {report.shards} Parquet "
+              f"file(s) to {report.folder}.")
+    return 0
+
+
+def cmd_import(engine, args) -> int:
+    bar, update = _transfer_bar("importing")
+    try:
+        report = engine.import_collection(args.source, progress=update)
+    finally:
+        bar.close()
+    if args.json:
+        _print_json(dict(report.__dict__, count=engine.store.count()))
+    else:
+        print(f"Imported {report.records} records ({report.model}) from {report.folder}; the collection "
+              f"now holds {engine.store.count()} photos.")
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
             "stats": cmd_stats, "reembed": cmd_reembed}
 
 
@@ -443,7 +500,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 # Commands that write nothing to the store; `index` joins them when it found nothing to change.
-READ_ONLY_COMMANDS = ("search", "stats", "transcribe")
+READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export")
 _store_untouched = False  # whether the command main() ran last wrote nothing to the store
 
 

@@ -231,6 +231,25 @@ class Engine:
             report.switched_to = source_name
         return report
 
+    # -- the collection as files ------------------------------------------------
+
+    def export_collection(self, out: str | Path, *, shard_rows: int | None = None,
+                          progress: Callable[[int, int], None] | None = None):
+        """Write the collection (ids, vectors, metadata, model facts) as Parquet shards in ``out``."""
+        from .collection_transfer import DEFAULT_SHARD_ROWS, export_collection
+
+        return export_collection(self.store, Path(out), shard_rows=shard_rows or DEFAULT_SHARD_ROWS,
+                                 progress=progress)
+
+    def import_collection(self, source: str | Path, *, only_if_needed: bool = False,
+                          progress: Callable[[int, int], None] | None = None):
+        """Load an export (a folder, or a Hugging Face dataset id) into this collection; a
+        collection built with another model refuses it."""
+        from .collection_transfer import import_collection, locate_export
+
+        return import_collection(self.store, locate_export(str(source)), progress=progress,
+                                 only_if_needed=only_if_needed)
+
     # -- the collection ---------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

@@ -80,6 +80,11 @@ def parse_store(raw: str) -> str:
                          "or milvus://HOST:PORT (a Milvus server).")
 
 
+def model_setting(env) -> str:
+    """MODEL as given ("" when unset); CLIP_MODEL, its earlier name, keeps working."""
+    return env.get("MODEL", "").strip() or env.get("CLIP_MODEL", "").strip()
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str = DEFAULT_MODEL  # any supported image-text model: Hugging Face id or local folder
@@ -98,6 +103,7 @@ class Settings:
     device: str = "auto"  # where the model runs: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps
     text_export: bool = True  # text queries through the model's checked ONNX export (embedder/text_export.py)
     media_path: Path | None = None  # None: a "media" folder inside the local store
+    collection_import: str | None = None  # the app starts from this export (folder or hf:OWNER/NAME)
     max_upload_mb: int = 50
     starter_gallery: bool = True
     asr_backend: str = "faster-whisper"
@@ -112,8 +118,7 @@ class Settings:
     def from_env(cls) -> "Settings":
         env = os.environ
         return cls(
-            # MODEL names the model; CLIP_MODEL, its earlier name, keeps working.
-            model=env.get("MODEL", "").strip() or env.get("CLIP_MODEL", "").strip() or DEFAULT_MODEL,
+            model=model_setting(env) or DEFAULT_MODEL,
             store=parse_store(env.get("STORE", "")),
             milvus_token=env.get("MILVUS_TOKEN", "").strip() or None,
             chroma_path=Path(env.get("CHROMA_PATH", "").strip() or DEFAULT_CHROMA_PATH),
@@ -129,6 +134,7 @@ class Settings:
             device=env.get("DEVICE", "").strip().lower() or "auto",
             text_export=_flag("TEXT_EXPORT", True),
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
+            collection_import=env.get("COLLECTION_IMPORT", "").strip() or None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),
             starter_gallery=_flag("STARTER_GALLERY", True),
             asr_backend=env.get("ASR_BACKEND", "").strip().lower() or "faster-whisper",

@@ -1,0 +1,190 @@
+"""A collection as files: export to Parquet shards, import into any store backend.
+
+An export is a folder: ``manifest.json`` (the model facts, the count, the shard
+names) and ``part-NNNNN.parquet`` shards with three columns: ``id``, ``vector``
+(float32, the model's dimension) and ``metadata`` (the record's metadata as JSON,
+so numbers stay numbers and lists stay lists). The manifest is written last: a
+folder without one is an export that did not finish.
+
+An import reads a folder or a Hugging Face dataset holding one (``hf:OWNER/NAME``
+or ``OWNER/NAME``), binds the target collection to the export's model (a store
+built with another model refuses it) and upserts the records, so it can be run
+again after an interruption. No photo file travels: records point at their files
+or their image URLs, which is how a Space can serve a collection built elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import RetrievalError
+from .model_signature import ModelSignature
+from .store import PhotoStore
+
+FORMAT = "photo-search-collection"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_SHARD_ROWS = 50_000
+_WRITE_BATCH = 1000
+
+Progress = Callable[[int, int], None]  # (records done, records in all)
+
+
+@dataclass
+class TransferReport:
+    records: int
+    folder: str
+    model: str
+    shards: int = 0
+    skipped: bool = False  # import: the store held the export already
+
+
+def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT_SHARD_ROWS,
+                      progress: Progress | None = None) -> TransferReport:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    facts = store.recorded_model()
+    if not facts or not store.count():
+        raise RetrievalError(f"The collection '{store.collection_name}' at {store.location} is empty: "
+                             "there is nothing to export.")
+    out = Path(out).expanduser()
+    if (out / MANIFEST).exists():
+        raise RetrievalError(f"{out} holds an export already. Choose another folder, or remove it first.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RetrievalError(f"Could not create {out}: {exc.strerror or exc}.") from None
+    total, dim = store.count(), int(facts["dim"])
+    schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("metadata", pa.string())])
+    shards: list[str] = []
+    rows: list = []
+    written = 0
+
+    def flush() -> None:
+        nonlocal rows
+        if not rows:
+            return
+        name = f"part-{len(shards):05d}.parquet"
+        ids, vectors, metadata = zip(*rows)
+        table = pa.table({"id": list(ids),
+                          "vector": pa.FixedSizeListArray.from_arrays(
+                              pa.array(np.concatenate(vectors).astype(np.float32)), dim),
+                          "metadata": list(metadata)}, schema=schema)
+        partial = out / f".{name}.partial"
+        pq.write_table(table, partial, compression="zstd")
+        os.replace(partial, out / name)
+        shards.append(name)
+        rows = []
+
+    for record in store.iter_all(with_embeddings=True):
+        rows.append((record.id, record.embedding, json.dumps(record.metadata, ensure_ascii=False, sort_keys=True)))
+        written += 1
+        if len(rows) >= shard_rows:
+            flush()
+        if progress and written % _WRITE_BATCH == 0:
+            progress(written, total)
+    flush()
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model": facts, "count": written,
+                "collection": store.collection_name, "shards": shards}
+    partial = out / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    os.replace(partial, out / MANIFEST)
+    if progress:
+        progress(written, total)
+    return TransferReport(written, str(out.resolve()), str(facts.get("model")), len(shards))
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise RetrievalError(f"{folder} is not a collection export (it has no {MANIFEST}; an export that did "
+                             "not finish has none either). Export it again with `python -m retrieval export`.")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise RetrievalError(f"{path} is damaged ({exc}). Export the collection again.") from None
+    if manifest.get("format") != FORMAT:
+        raise RetrievalError(f"{path} is not a photo collection export.")
+    if int(manifest.get("version", 0)) > FORMAT_VERSION:
+        raise RetrievalError(f"{folder} was exported by a newer version of this program (format "
+                             f"{manifest.get('version')}). Upgrade it to import this collection.")
+    return manifest
+
+
+def export_signature(manifest: dict) -> ModelSignature:
+    model = manifest["model"]
+    return ModelSignature(str(model["model"]), int(model["dim"]), str(model.get("fingerprint") or ""))
+
+
+def locate_export(source: str) -> Path:
+    """A local export folder, or one downloaded from a Hugging Face dataset (``hf:ID`` or ``ID``)."""
+    text = source.strip()
+    path = Path(text.removeprefix("file:")).expanduser()
+    if path.exists() or text.startswith(("/", ".", "~", "file:")) or not text:
+        if not path.is_dir():
+            raise RetrievalError(f"The collection export {path} does not exist.")
+        return path
+    repo_id = text.removeprefix("hf:")
+    if repo_id.count("/") != 1:
+        raise RetrievalError(f"'{source}' is neither an export folder nor a Hugging Face dataset id (OWNER/NAME).")
+    from .hub import hub_unreachable
+
+    why = hub_unreachable()
+    if why:
+        raise RetrievalError(f"The collection '{repo_id}' can't be downloaded from the Hugging Face Hub ({why}). "
+                             "Download the export folder elsewhere and give its path.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=[MANIFEST, "*.parquet"]))
+    except Exception as exc:  # noqa: BLE001 - the hub client raises its own kinds
+        raise RetrievalError(f"Could not download the collection '{repo_id}' from the Hugging Face Hub "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
+
+
+def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | None = None,
+                      only_if_needed: bool = False) -> TransferReport:
+    """``only_if_needed``: leave a store that holds this export's model and count already as it is
+    (the app, importing at every start)."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(folder)
+    signature = export_signature(manifest)
+    total = int(manifest["count"])
+    store.bind(signature)  # another model's collection refuses it here, before anything is written
+    if only_if_needed and store.count() >= total:
+        return TransferReport(store.count(), str(folder), signature.name, len(manifest["shards"]), skipped=True)
+    done = 0
+    for name in manifest["shards"]:
+        shard = folder / name
+        if not shard.is_file():
+            raise RetrievalError(f"The export at {folder} lacks its shard {name}. Export the collection again.")
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=_WRITE_BATCH):
+            ids = batch.column("id").to_pylist()
+            vectors = np.asarray(batch.column("vector").to_pylist(), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[1] != signature.dim:
+                raise RetrievalError(f"The shard {name} holds vectors of another size than its manifest says "
+                                     f"({signature.dim}). Export the collection again.")
+            store.upsert(ids, vectors, [json.loads(m) for m in batch.column("metadata").to_pylist()])
+            done += len(ids)
+            if progress:
+                progress(done, total)
+    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]))
+
+
+def start_from_export(settings, env) -> tuple:
+    """The app's settings and export folder for ``COLLECTION_IMPORT``: the export's model is used
+    unless MODEL names one."""
+    from .settings import model_setting
+
+    folder = locate_export(settings.collection_import)
+    if not model_setting(env):
+        settings = settings.with_overrides(model=read_manifest(folder)["model"]["model"])
+    return settings, folder
