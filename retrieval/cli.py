@@ -71,12 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     index = commands.add_parser("index", help="add the photos in folders (or files) to the index")
-    index.add_argument("paths", nargs="+", type=Path, help="folders or image files")
+    index.add_argument("paths", nargs="*", type=Path, help="folders or image files")
     index.add_argument("--metadata", type=Path, help="CSV / TSV / JSON / JSONL table of photo metadata")
     index.add_argument("--source", default="local", help="label stored with each photo (default: local)")
     index.add_argument("--prune", action="store_true",
                        help="remove records of files under these folders that no longer exist")
     index.add_argument("--max-pixels", type=int, help="skip images larger than this (MAX_IMAGE_PIXELS)")
+    index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="read, decode and embed on a Ray cluster: 'local' (default: a Ray instance on "
+                            "this machine), 'auto', HOST:6379 or ray://HOST:10001")
+    index.add_argument("--ray-workers", type=int, metavar="N",
+                       help="model copies on the cluster (default: one per GPU, else one per CPU)")
     _add_settings_flags(index, batching=True)
 
     search = commands.add_parser(
@@ -228,10 +233,17 @@ class _ProgressBar:
 
 
 def cmd_index(engine, args) -> int:
+    from .cluster_index import looks_like_address
+
+    if args.ray is not None and not looks_like_address(args.ray):  # `index --ray FOLDER`
+        args.paths.insert(0, Path(args.ray))
+        args.ray = "local"
+    if not args.paths:
+        raise RetrievalError("Name the folders or image files to index: python -m retrieval index FOLDER")
     progress = _ProgressBar("indexing")
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
-                              prune=args.prune, progress=progress)
+                              prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers)
     finally:
         progress.close()
     _print_index_report(engine, report, args.json)

@@ -116,9 +116,19 @@ class Engine:
         source: str = "local",
         prune: bool = False,
         progress: ProgressCallback | None = None,
+        ray: str | None = None,
+        ray_workers: int | None = None,
     ) -> IndexReport:
+        """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
+        ``cluster_index.py``); this process still decides what is new and writes the store."""
         from .ingest import Indexer
         from .metadata_table import MetadataTable
+
+        preparer = None
+        if ray is not None:
+            from .cluster_index import RayPreparer
+
+            preparer = RayPreparer(self.settings, ray, ray_workers)
 
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
         if table is not None:
@@ -130,6 +140,7 @@ class Engine:
             decode_workers=self.settings.decode_workers,
             max_image_pixels=self.settings.max_image_pixels,
             max_file_bytes=self.settings.max_file_bytes,
+            prepare_elsewhere=preparer,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
                              prune=prune, progress=progress)

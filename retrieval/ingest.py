@@ -114,6 +114,7 @@ class _Prepared:
     height: int = 0
     duplicate_of: str | None = None  # a path, when the bytes are already claimed
     rejected: ImageRejected | None = None
+    vector: np.ndarray | None = None  # embedded already (by a cluster worker)
 
 
 def content_id(data: bytes) -> str:
@@ -150,10 +151,14 @@ class Indexer:
     (the engine binds it when it loads the model)."""
 
     def __init__(self, store: PhotoStore, embedder: Embedder | Callable[[], Embedder], *, batch_size: int,
-                 decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+                 decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                 prepare_elsewhere: Callable[[list[Path]], Iterable[_Prepared]] | None = None):
         """``embedder``: the model, or a function that loads it (and binds the store to it). A
         function is called only when a file needs embedding, so a run that finds nothing new
-        loads no model."""
+        loads no model. ``prepare_elsewhere``: reads, decodes and embeds the files that need it
+        somewhere else (a Ray cluster, ``cluster_index.py``), handing back each file's result
+        with its vector; this process still decides what is new and is the store's one writer."""
+        self.prepare_elsewhere = prepare_elsewhere
         self.store = store
         self._embedder = embedder
         self.batch_size = batch_size
@@ -221,10 +226,19 @@ class _IndexRun:
         to_read = [path for path in files if not self._unchanged(path)]
         if to_read:  # the model (and its guard against another model's store) before any file is read:
             self.indexer.embedder  # noqa: B018 - a failure to load is the run's error, not each file's
+        if self.indexer.prepare_elsewhere is not None:  # read, decoded and embedded on a cluster
+            self._consume(self._claimed(self.indexer.prepare_elsewhere(to_read)))
+            return
         window = max(self.indexer.batch_size * 2, 4)
         prefetch = ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
         with contextlib.closing(prefetch):
             self._consume(prefetch)
+
+    def _claimed(self, prepared: Iterable[_Prepared]) -> Iterator[_Prepared]:
+        for item in prepared:
+            if item.rejected is None and item.vector is not None:
+                self.claim(item)
+            yield item
 
     def _consume(self, prefetch: Iterator[_Prepared]) -> None:
         batch: list[_Prepared] = []
@@ -277,15 +291,8 @@ class _IndexRun:
             prepared.rejected = ImageRejected(SkipReason.EMPTY)
             return prepared
         prepared.id = content_id(data)
-        with self.claim_lock:
-            stored = self.by_id.get(prepared.id)
-            if stored is not None:
-                prepared.duplicate_of = stored.metadata.get("path") or stored.metadata.get("url", "")
-                return prepared
-            if prepared.id in self.claimed:
-                prepared.duplicate_of = self.claimed[prepared.id]
-                return prepared
-            self.claimed[prepared.id] = str(path)
+        if self.claim(prepared):
+            return prepared
         try:
             decoded = decode_image(data, self.indexer.max_image_pixels, draft=self.indexer.embedder.draft_size)
             prepared.pixels = self.indexer.embedder.preprocess_image(decoded.image)
@@ -296,6 +303,20 @@ class _IndexRun:
             log.debug("unexpected error decoding %s", path, exc_info=True)
             prepared.rejected = ImageRejected(SkipReason.CORRUPT, f"{type(exc).__name__}: {exc}")
         return prepared
+
+    def claim(self, prepared: _Prepared) -> bool:
+        """Whether these bytes are stored or were claimed by another file in this run already
+        (then ``duplicate_of`` says where); else this file claims them."""
+        with self.claim_lock:
+            stored = self.by_id.get(prepared.id)
+            if stored is not None:
+                prepared.duplicate_of = stored.metadata.get("path") or stored.metadata.get("url", "")
+                return True
+            if prepared.id in self.claimed:
+                prepared.duplicate_of = self.claimed[prepared.id]
+                return True
+            self.claimed[prepared.id] = str(prepared.path)
+        return False
 
     def _known_bytes(self, prepared: _Prepared) -> None:
         """Bytes already stored: same file touched, a moved (or renamed, or swapped)
@@ -361,7 +382,10 @@ class _IndexRun:
         self._flush_updates()
         if not batch:
             return
-        vectors = self.indexer.embedder.embed_pixels([item.pixels for item in batch])
+        if all(item.vector is not None for item in batch):
+            vectors = np.stack([item.vector for item in batch])
+        else:
+            vectors = self.indexer.embedder.embed_pixels([item.pixels for item in batch])
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadatas = [self._new_metadata(item, added_at) for item in batch]
         self.store.upsert([item.id for item in batch], vectors, metadatas)

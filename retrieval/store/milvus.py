@@ -167,8 +167,13 @@ def _client(settings: Settings):
     with _clients_lock:
         if key not in _clients:
             uri = _lite_uri(lite) if lite is not None else key[0]
+            # Milvus Lite's gRPC server keeps gRPC's default of one ping per 5 minutes; the
+            # client's 10 s keepalive makes it log "too_many_pings" errors on long runs.
+            options = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": 0} \
+                if lite is not None else {}
             try:
-                _clients[key] = MilvusClient(uri=uri, token=settings.milvus_token or "", timeout=30)
+                _clients[key] = MilvusClient(uri=uri, token=settings.milvus_token or "", timeout=30,
+                                             grpc_options=options)
             except Exception as exc:  # noqa: BLE001 - pymilvus raises many types for a missing server
                 raise _server_down(settings, exc) from None
         return _clients[key]

@@ -1,0 +1,160 @@
+"""Indexing on a Ray cluster: the read -> decode -> embed stage as a Ray Data pipeline.
+
+The indexer (``ingest.py``) still runs here: it scans the folders, skips what is
+stored already (so a run resumes where the last one stopped), tells moves and
+duplicates apart and is the store's one writer. What costs time, reading and
+decoding every photo and running the model, happens in a pool of Ray actors, each
+holding the model once. A killed actor is restarted by Ray and its batch is run
+again; the vectors are the ones a single process would make (same preprocessing,
+same model).
+
+``address``: ``local`` starts a Ray instance on this machine (all its CPUs, or
+``num_cpus``), anything else is given to ``ray.init`` (``auto``, ``HOST:6379``,
+``ray://HOST:10001``). With GPUs in the cluster each actor takes one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import RetrievalError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def looks_like_address(value: str) -> bool:
+    """``index --ray [ADDRESS] FOLDER``: whether the word after --ray is a cluster address."""
+    if value in (LOCAL, "auto") or "://" in value:
+        return True
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and not Path(value).exists()
+
+
+def connect(address: str, num_cpus: int | None = None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise RetrievalError("index --ray needs Ray: pip install 'ray[data]'") from None
+    if ray.is_initialized():
+        return
+    try:
+        if address == LOCAL:
+            # Workers import this package from where it is, as the driver does.
+            paths = [str(_PACKAGE.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}})
+        else:
+            ray.init(address=address, log_to_driver=False, runtime_env={"py_modules": [str(_PACKAGE)]})
+    except Exception as exc:  # noqa: BLE001 - ray raises many kinds for a cluster that isn't there
+        raise RetrievalError(f"Could not connect to the Ray cluster at {address} ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}). Check the address "
+                             "(`ray status` on the head node), or use --ray local.") from None
+
+
+class EmbedFiles:
+    """One Ray actor: the model loaded once; each call reads, decodes and embeds a batch of files."""
+
+    def __init__(self, settings: Settings, threads: int):
+        from .embedder import load_embedder
+
+        self.settings = settings
+        self.embedder = load_embedder(settings.model, threads, settings.precision, settings.device,
+                                      text_export=False)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        from .images import ImageRejected, SkipReason, decode_image, read_file_bytes
+        from .ingest import content_id
+
+        rows: dict[str, list] = {name: [] for name in ("path", "id", "size", "mtime", "width", "height",
+                                                        "reason", "detail")}
+        pixels, good = [], []
+        for path in batch["path"]:
+            row = {"path": str(path), "id": "", "size": 0, "mtime": 0.0, "width": 0, "height": 0,
+                   "reason": "", "detail": ""}
+            try:
+                stat = os.stat(path)
+                data = read_file_bytes(Path(path), self.settings.max_file_bytes)
+                row["size"], row["mtime"] = stat.st_size, stat.st_mtime
+                if not data:
+                    raise ImageRejected(SkipReason.EMPTY)
+                row["id"] = content_id(data)
+                decoded = decode_image(data, self.settings.max_image_pixels, draft=self.embedder.draft_size)
+                pixels.append(self.embedder.preprocess_image(decoded.image))
+                row["width"], row["height"] = decoded.width, decoded.height
+                good.append(len(rows["path"]))
+            except OSError as exc:
+                row["reason"], row["detail"] = SkipReason.UNREADABLE.value, exc.strerror or str(exc)
+            except ImageRejected as exc:
+                row["reason"], row["detail"] = exc.reason.value, exc.detail
+            except Exception as exc:  # noqa: BLE001 - a decoder bug on one odd file must not stop the run
+                row["reason"], row["detail"] = SkipReason.CORRUPT.value, f"{type(exc).__name__}: {exc}"
+            for name, value in row.items():
+                rows[name].append(value)
+        vectors = np.zeros((len(rows["path"]), self.embedder.dim), dtype=np.float32)
+        if pixels:
+            vectors[good] = self.embedder.embed_pixels(pixels)
+        return {**{name: np.asarray(values) for name, values in rows.items()}, "vector": vectors}
+
+
+class RayPreparer:
+    """``Indexer(prepare_elsewhere=...)``: files in, each file's prepared result out, as the
+    cluster finishes them."""
+
+    def __init__(self, settings: Settings, address: str = LOCAL, workers: int | None = None,
+                 num_cpus: int | None = None):
+        self.settings, self.address, self.workers, self.num_cpus = settings, address, workers, num_cpus
+        self.seconds = 0.0
+
+    def __call__(self, paths: list[Path]) -> Iterator:
+        if not paths:
+            return
+        import ray
+        import ray.data
+
+        from .images import ImageRejected, SkipReason
+        from .ingest import _Prepared
+
+        connect(self.address, self.num_cpus)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the indexer shows its own progress
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        cpus = max(1, int(resources.get("CPU", 1)))
+        workers = self.workers or (gpus or cpus)
+        threads = 1 if gpus else max(1, cpus // workers)
+        settings = self.settings if gpus else self.settings.with_overrides(device="cpu")
+        log.info("embedding %d files on Ray: %d workers, %s", len(paths), workers,
+                 f"{gpus} GPUs" if gpus else f"{threads} CPU threads each")
+        started = time.perf_counter()
+        dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
+            EmbedFiles, fn_constructor_kwargs={"settings": settings, "threads": threads},
+            batch_size=self.settings.batch_size, concurrency=workers,
+            num_cpus=0 if gpus else threads, num_gpus=1 if gpus else 0,
+            # A worker that dies is started again and its batch run again.
+            max_restarts=-1, max_task_retries=-1,
+        )
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for i, path in enumerate(batch["path"]):
+                    item = _Prepared(path=Path(str(path)), size=int(batch["size"][i]),
+                                     mtime=float(batch["mtime"][i]), id=str(batch["id"][i]),
+                                     width=int(batch["width"][i]), height=int(batch["height"][i]))
+                    if batch["reason"][i]:
+                        item.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
+                    else:
+                        item.vector = np.asarray(batch["vector"][i], dtype=np.float32)
+                    yield item
+        finally:
+            self.seconds += time.perf_counter() - started
