@@ -149,6 +149,23 @@ def test_benchmark_script_smoke_run(tmp_path, clip_model, monkeypatch, capsys):
     assert main(["benchmark", "--sections", "nonsense"]) == 1
 
 
+def test_the_query_section_runs_on_each_backend_side_by_side(tmp_path, clip_model, capsys):
+    from retrieval.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--model", str(clip_model), "--sections", "queries", "--sizes", "300",
+                 "--repeats", "3", "--backends", "chroma,milvus-lite", "--work", str(tmp_path / "work"),
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    for backend in ("chroma", "milvus-lite"):
+        section = [r for r in rows if r["section"] == f"queries at 300 photos ({backend})"]
+        measures = {r["measure"]: r["value"] for r in section}
+        assert {"text p50", "text, filtered (year >= 2020) p50", "tags p50", "insert through the store",
+                "memory the store added"} <= measures.keys()
+        assert measures["ANN recall@10"] >= 0.9  # 300 vectors: the index is all but exact
+    assert main(["benchmark", "--sections", "queries", "--backends", "sqlite"]) == 1
+
+
 def test_report_table_and_json(tmp_path):
     report = Report()
     report.add("indexing", "product pipeline", 10.04, "img/s", baseline="ceiling", ratio=0.9, target=">= 0.85", met=True)

@@ -16,7 +16,8 @@ from ..settings import Settings
 from .report import Report
 
 SECTIONS = ("indexing", "queries", "startup", "concurrency", "speech")
-OPTIONAL_SECTIONS = ("peer",)  # run only when asked for: it needs rclip installed
+# Run only when asked for: peer needs rclip installed; ray starts a local Ray cluster (a minute).
+OPTIONAL_SECTIONS = ("peer", "ray")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", default="10000,100000",
                         help="collection sizes for query latency (default 10000,100000; add 1000000 if "
                              "memory and time allow)")
+    parser.add_argument("--backends", default="chroma",
+                        help="store backends the query section runs on, side by side: chroma, milvus-lite "
+                             "(default chroma)")
+    parser.add_argument("--ray-photos", type=int, default=96,
+                        help="ray section: photos indexed by each pipeline (default 96)")
     parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="indexing: rounds of ceiling, product, ceiling; the median round is reported (default 3)")
@@ -91,7 +97,7 @@ def run(args, sections: list[str], work: Path) -> Report:
     report = Report()
     report.details["models"] = [label for _, label in models]
     photos = _photos(args.photos, args.photo_count)
-    model_sections = [s for s in sections if s not in ("speech", "peer")]
+    model_sections = [s for s in sections if s not in ("speech", "peer", "ray")]
     per_model = report.details["per_model"] = {}
     for model, label in models:
         first_row, known = len(report.rows), set(report.details)
@@ -106,6 +112,10 @@ def run(args, sections: list[str], work: Path) -> Report:
         speech.run(report, settings, work, args.speech_clip)
     if "peer" in sections:
         _run_peer(report, args, settings, photos, work)
+    if "ray" in sections:
+        from . import cluster
+
+        cluster.run(report, settings.with_overrides(model=models[0][0]), photos, args.ray_photos, work)
     return report
 
 
@@ -139,7 +149,11 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
         indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work, args.rounds)
     if "queries" in sections:
         sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
-        queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats)
+        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+        unknown = set(backends) - set(queries.BACKENDS)
+        if unknown:
+            raise RetrievalError(f"--backends: unknown {', '.join(sorted(unknown))}; use {', '.join(queries.BACKENDS)}")
+        queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats, backends=backends)
     if "startup" in sections or "concurrency" in sections:
         store = _startup_store(embedder, settings, photos, work)
         if "startup" in sections:

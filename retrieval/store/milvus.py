@@ -33,7 +33,6 @@ from ..settings import Settings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
 
 log = logging.getLogger(__name__)
-logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)  # "use client-side ts"
 
 ID_FIELD = "_pk"  # leading underscores keep them apart from any metadata column
 VECTOR_FIELD = "_vector"
@@ -158,6 +157,10 @@ def _locked_by_another_process(folder: Path) -> bool:
 
 def _client(settings: Settings):
     from pymilvus import MilvusClient
+
+    # Set once pymilvus has configured its loggers: the iterator warns on every call that
+    # Milvus Lite has no server timestamp ("use client-side ts instead"), which changes nothing.
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
 
     lite = settings.milvus_lite_path
     if lite is not None:
@@ -308,21 +311,32 @@ class MilvusStore(PhotoStore):
     def find(self, filters: dict[str, Any] | None, tags: TagRule | None, limit: int) -> list[StoredRecord]:
         if limit < 1:
             return []
-        found: list[StoredRecord] = []
-        for record in self.iter_all(filters, tags):
-            found.append(record)
-            if len(found) >= limit:
-                break
-        return found
+        return list(self._paged(milvus_filter(filters, tags), False, limit))
 
     def iter_all(self, filters: dict[str, Any] | None = None, tags: TagRule | None = None,
                  with_embeddings: bool = False) -> Iterator[StoredRecord]:
-        """In id order: Milvus's query iterator pages by primary key, the one stable order it has."""
+        """In id order, the one stable order Milvus has. Up to MAX_RESULTS matches come in one
+        query, sorted here (three times faster on Milvus Lite than its iterator); more are paged
+        by Milvus's query iterator, which walks the primary key in order."""
         expression = milvus_filter(filters, tags)
         with self._guard("read"):
             if not self._exists():
                 return
-            iterator = self._client.query_iterator(self._name, batch_size=_READ_PAGE,
+            rows = self._client.query(self._name, filter=expression, output_fields=_fields(with_embeddings),
+                                      limit=MAX_RESULTS, consistency_level="Strong")
+        if len(rows) < MAX_RESULTS:
+            rows.sort(key=lambda row: row[ID_FIELD])
+            for row in rows:
+                yield _record(row, with_embeddings)
+            return
+        yield from self._paged(expression, with_embeddings)
+
+    def _paged(self, expression: str, with_embeddings: bool, limit: int = -1) -> Iterator[StoredRecord]:
+        batch = _READ_PAGE if limit < 0 else max(1, min(limit, _READ_PAGE))
+        with self._guard("read"):
+            if not self._exists():
+                return
+            iterator = self._client.query_iterator(self._name, batch_size=batch, limit=limit,
                                                    filter=expression, output_fields=_fields(with_embeddings))
         try:
             while True:
