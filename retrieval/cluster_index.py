@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -128,7 +129,7 @@ class RayPreparer:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the indexer shows its own progress
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = max(1, int(resources.get("CPU", 1)))
@@ -138,13 +139,15 @@ class RayPreparer:
         log.info("embedding %d files on Ray: %d workers, %s", len(paths), workers,
                  f"{gpus} GPUs" if gpus else f"{threads} CPU threads each")
         started = time.perf_counter()
-        dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
-            EmbedFiles, fn_constructor_kwargs={"settings": settings, "threads": threads},
-            batch_size=self.settings.batch_size, concurrency=workers,
-            num_cpus=0 if gpus else threads, num_gpus=1 if gpus else 0,
-            # A worker that dies is started again and its batch run again.
-            max_restarts=-1, max_task_retries=-1,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Ray's notice that these remote arguments will be renamed
+            dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
+                EmbedFiles, fn_constructor_kwargs={"settings": settings, "threads": threads},
+                batch_size=self.settings.batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=0 if gpus else threads, num_gpus=1 if gpus else 0,
+                # A worker that dies is started again and its batch run again.
+                max_restarts=-1, max_task_retries=-1,
+            )
         try:
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 for i, path in enumerate(batch["path"]):

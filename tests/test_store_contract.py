@@ -188,3 +188,16 @@ def test_stats_reads_the_recorded_model(store_settings):
     fill(store, 3)
     stats = Engine(store_settings).stats()
     assert stats["count"] == 3 and stats["model"] == "hand-made" and stats["dim"] == DIM
+
+
+def test_no_module_outside_the_store_package_writes_backend_filter_syntax():
+    from pathlib import Path
+
+    import retrieval
+
+    package = Path(retrieval.__file__).parent
+    syntax = ('"$and"', '"$or"', '"$contains"', '"$in"', '"$eq"', "ARRAY_CONTAINS", "$meta[")
+    offenders = [f"{path.relative_to(package)}: {word}"
+                 for path in package.rglob("*.py") if "store" not in path.relative_to(package).parts
+                 for word in syntax if word in path.read_text()]
+    assert offenders == []

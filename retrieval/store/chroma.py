@@ -29,7 +29,7 @@ import chromadb
 import numpy as np
 from chromadb.errors import ChromaError, NotFoundError
 
-from ..errors import RetrievalError
+from ..errors import RetrievalError, first_line
 from ..filters import Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import Settings
@@ -205,11 +205,6 @@ class _ServerConnection:
 
 # -- failures in words ----------------------------------------------------------
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 class _Failures:
     """Turns what Chroma, the network or the disk raise into a RetrievalError."""
 
@@ -219,7 +214,7 @@ class _Failures:
 
     def server_down(self, exc: BaseException) -> RetrievalError:
         return RetrievalError(
-            f"The Chroma server at {self.location} is unreachable ({_first_line(exc)}). Start it again "
+            f"The Chroma server at {self.location} is unreachable ({first_line(exc)}). Start it again "
             f"(`chroma run --path chroma_store --port {self.settings.chroma_port}`) and repeat the "
             "command: everything committed so far is kept. Or unset CHROMA_HOST to use a local store."
         )
@@ -249,7 +244,7 @@ class _Failures:
             return RetrievalError(f"The store at {self.location} can't be {doing}: permission denied. "
                                   "Run as a user who may write there, or set CHROMA_PATH to another folder.")
         return RetrievalError(
-            f"The store at {self.location} could not be {doing} ({type(exc).__name__}: {_first_line(exc)})."
+            f"The store at {self.location} could not be {doing} ({type(exc).__name__}: {first_line(exc)})."
             f"{self._hint()}"
         )
 
@@ -304,7 +299,7 @@ def _open_local(folder: Path, database: Path, settings: Settings, failures: _Fai
     try:
         return _LocalConnection.of(folder)
     except Exception as exc:  # noqa: BLE001 - chromadb raises many types for a bad store file
-        message = _first_line(exc)
+        message = first_line(exc)
         if "not a database" in message.lower() or "malformed" in message.lower() \
                 or "file is not" in message.lower():
             raise RetrievalError(

@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import RetrievalError
+from ..errors import RetrievalError, first_line
 from ..filters import Compare, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import Settings
@@ -182,14 +182,9 @@ def _client(settings: Settings):
         return _clients[key]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 def _server_down(settings: Settings, exc: BaseException) -> RetrievalError:
     return RetrievalError(
-        f"The Milvus server at {settings.store_location} is unreachable ({_first_line(exc)}). Start it "
+        f"The Milvus server at {settings.store_location} is unreachable ({first_line(exc)}). Start it "
         "again and repeat the command: everything committed so far is kept. Or set STORE=chroma "
         "to use a local store."
     )
@@ -221,7 +216,7 @@ class MilvusStore(PhotoStore):
         except RetrievalError:
             raise
         except MilvusException as exc:
-            message = _first_line(exc)
+            message = first_line(exc)
             if any(word in message.lower() for word in ("unavailable", "connect", "deadline")):
                 raise _server_down(self.settings, exc) from None
             raise RetrievalError(f"The store at {self.location} could not be {doing} ({message}).") from None
