@@ -129,6 +129,7 @@ class RayPreparer:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the indexer shows its own progress
         context.print_on_execution_start = False
+        context.execution_options.preserve_order = True  # files come back in scan order, as claimed alone
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
