@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RetrievalError
-from .settings import Settings
+from .settings import Settings, parse_store
 
 
 SKIPPED_LISTED = 20  # files listed per skip reason in the human summary
@@ -178,8 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store_flag(value: str | None) -> str | None:
-    from .settings import parse_store
-
     return parse_store(value) if value is not None else None
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -114,7 +113,6 @@ class RayPreparer:
     def __init__(self, settings: Settings, address: str = LOCAL, workers: int | None = None,
                  num_cpus: int | None = None):
         self.settings, self.address, self.workers, self.num_cpus = settings, address, workers, num_cpus
-        self.seconds = 0.0
 
     def __call__(self, paths: list[Path]) -> Iterator:
         if not paths:
@@ -139,7 +137,6 @@ class RayPreparer:
         settings = self.settings if gpus else self.settings.with_overrides(device="cpu")
         log.info("embedding %d files on Ray: %d workers, %s", len(paths), workers,
                  f"{gpus} GPUs" if gpus else f"{threads} CPU threads each")
-        started = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray's notice that these remote arguments will be renamed
             dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
@@ -149,16 +146,13 @@ class RayPreparer:
                 # A worker that dies is started again and its batch run again.
                 max_restarts=-1, max_task_retries=-1,
             )
-        try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                for i, path in enumerate(batch["path"]):
-                    item = _Prepared(path=Path(str(path)), size=int(batch["size"][i]),
-                                     mtime=float(batch["mtime"][i]), id=str(batch["id"][i]),
-                                     width=int(batch["width"][i]), height=int(batch["height"][i]))
-                    if batch["reason"][i]:
-                        item.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
-                    else:
-                        item.vector = np.asarray(batch["vector"][i], dtype=np.float32)
-                    yield item
-        finally:
-            self.seconds += time.perf_counter() - started
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for i, path in enumerate(batch["path"]):
+                item = _Prepared(path=Path(str(path)), size=int(batch["size"][i]),
+                                 mtime=float(batch["mtime"][i]), id=str(batch["id"][i]),
+                                 width=int(batch["width"][i]), height=int(batch["height"][i]))
+                if batch["reason"][i]:
+                    item.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
+                else:
+                    item.vector = np.asarray(batch["vector"][i], dtype=np.float32)
+                yield item

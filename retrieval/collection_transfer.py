@@ -50,8 +50,8 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    facts = store.recorded_model()
-    if not facts or not store.count():
+    facts, total = store.recorded_model(), store.count()
+    if not facts or not total:
         raise RetrievalError(f"The collection '{store.collection_name}' at {store.location} is empty: "
                              "there is nothing to export.")
     out = Path(out).expanduser()
@@ -61,7 +61,7 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RetrievalError(f"Could not create {out}: {exc.strerror or exc}.") from None
-    total, dim = store.count(), int(facts["dim"])
+    dim = int(facts["dim"])
     schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("metadata", pa.string())])
     shards: list[str] = []
     rows: list = []

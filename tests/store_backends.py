@@ -9,6 +9,7 @@ collection on them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import socket
@@ -31,60 +32,55 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(process: subprocess.Popen, ready, log_path: Path, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
+@contextlib.contextmanager
+def _serve(folder: Path, command: list[str], ready, what: str):
+    """Run ``command`` (a server) until the session ends, once ``ready()`` says it answers."""
+    log_path = folder / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+        deadline = time.monotonic() + 60
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"{what} did not start: " + log_path.read_text()[-2000:])
+            time.sleep(0.2)
+        yield
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             process.kill()
-            pytest.fail(f"{what} did not start: " + log_path.read_text()[-2000:])
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 @pytest.fixture(scope="session")
 def chroma_server_port(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    log_path = folder / "chroma.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([shutil.which("chroma"), "run", "--path", str(folder / "data"),
-                                    "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+    folder, port = tmp_path_factory.mktemp("chroma-server"), free_port()
 
-        def ready() -> bool:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).read()
-                return True
-            except OSError:
-                return False
+    def ready() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).read()
+            return True
+        except OSError:
+            return False
 
-        _wait(process, ready, log_path, "chroma run")
+    command = [shutil.which("chroma"), "run", "--path", str(folder / "data"), "--host", "127.0.0.1",
+               "--port", str(port)]
+    with _serve(folder, command, ready, "chroma run"):
         yield port
-        _stop(process)
 
 
 @pytest.fixture(scope="session")
 def milvus_server_port(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("milvus-server")
-    port = free_port()
-    log_path = folder / "milvus.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([shutil.which("milvus-lite"), "server", "--data-dir", str(folder / "data"),
-                                    "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
+    folder, port = tmp_path_factory.mktemp("milvus-server"), free_port()
 
-        def ready() -> bool:
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
+    def ready() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
 
-        _wait(process, ready, log_path, "milvus-lite server")
+    command = [shutil.which("milvus-lite"), "server", "--data-dir", str(folder / "data"), "--host",
+               "127.0.0.1", "--port", str(port)]
+    with _serve(folder, command, ready, "milvus-lite server"):
         yield port
-        _stop(process)
 
 
 def settings_for(backend: str, folder: Path, request) -> Settings:

@@ -228,7 +228,10 @@ class MilvusStore(PhotoStore):
 
     def _exists(self) -> bool:
         """Whether the collection is there; loaded for reading on first sight (a collection is
-        "released" after a restart until someone loads it)."""
+        "released" after a restart until someone loads it). Once loaded it is not asked again:
+        every operation would otherwise pay one more round trip."""
+        if self._loaded == self._name:
+            return True
         if not self._client.has_collection(self._name):
             self._loaded = None
             return False
@@ -264,6 +267,7 @@ class MilvusStore(PhotoStore):
                 self._create(signature.dim, facts)
             elif recorded.get("dim") != signature.dim:  # empty: the schema's vector size changes
                 self._client.drop_collection(self._name)
+                self._loaded = None
                 self._create(signature.dim, facts)
             else:
                 self._client.alter_collection_properties(
