@@ -17,10 +17,11 @@ from pathlib import Path
 import gradio as gr
 
 from retrieval import Engine, RetrievalError, Settings
+from retrieval.collection_map import COLOUR_FIELDS
 from retrieval.collection_transfer import start_from_export
 from retrieval.ui import present
 from retrieval.ui.components import PhotoInput
-from retrieval.ui.handlers import SearchPage, collection_text, guarded
+from retrieval.ui.handlers import ORDERS, SearchPage, collection_text, guarded
 from retrieval.ui.media import MediaFolder
 from retrieval.ui.page_assets import CSS, HEAD, READ_ALOUD_JS, WRITE_LINK_JS
 from retrieval.ui.starter import add_starter_gallery
@@ -99,9 +100,18 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 add_button = gr.Button("Add to the collection", variant="primary", elem_id="add-button")
                 add_summary = gr.Markdown(elem_id="add-summary")
                 collection = gr.Markdown(collection_text(engine), elem_id="collection-info")
+            with gr.Tab("Map", elem_id="map-tab") as map_tab:
+                with gr.Row(equal_height=True):
+                    colour_by = gr.Dropdown(list(COLOUR_FIELDS), value="tags", label="Colour by", scale=1,
+                                            elem_id="map-colour")
+                    map_button = gr.Button("Redraw with the last search's results", scale=1, elem_id="map-redraw")
+                collection_map = gr.HTML(elem_id="collection-map")
+                # A photo picked on the map: the page's script writes its id here and presses the button.
+                map_pick = gr.Textbox(elem_id="map-pick", elem_classes=["offscreen"], show_label=False)
+                map_open = gr.Button("Open", elem_id="map-open", elem_classes=["offscreen"])
 
-        with gr.Accordion("Options: number of results, minimum score, photographer, source", open=False,
-                          elem_id="options"):
+        with gr.Accordion("Options: number of results, minimum score, order, dates, camera, photographer, source",
+                          open=False, elem_id="options"):
             with gr.Row():
                 k = gr.Slider(1, 100, value=12, step=1, label="Number of results", elem_id="k")
                 min_score = gr.Slider(0, 1, value=0, step=0.01, label="Minimum score", elem_id="min-score",
@@ -111,6 +121,14 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                            label="Photographer", elem_id="photographer")
                 source = gr.Dropdown(choices=[], value=None, filterable=True, allow_custom_value=True,
                                      label="Source", elem_id="source")
+            with gr.Row():
+                order = gr.Radio(list(ORDERS), value="best match", label="Order", elem_id="order",
+                                 info="By date: the best matches, newest or oldest first")
+                after = gr.Textbox(label="Taken from", placeholder="2024-06 or 2024-06-01", elem_id="taken-after",
+                                   max_lines=1)
+                before = gr.Textbox(label="Taken before", placeholder="2024-07", elem_id="taken-before", max_lines=1)
+                camera = gr.Dropdown(choices=[], value=None, filterable=True, allow_custom_value=True,
+                                     label="Camera", elem_id="camera")
 
         # -- results ---------------------------------------------------------------
         status = gr.Markdown(elem_id="status")
@@ -142,7 +160,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         last_request = gr.State(None)
 
         # -- wiring -----------------------------------------------------------------
-        shared = [k, min_score, photographer, source]
+        shared = [k, min_score, photographer, source, camera, after, before, order]  # SearchPage._options
         outputs = [gallery, status, results, last_request, spoken]
         after_search = {"fn": page.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
@@ -163,7 +181,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         gr.on([combo_button.click, combo_text.submit], guarded(page.by_image_and_text),
               [combo_image, combo_text, text_weight, *shared], outputs, api_name="search_image_text").success(
             **after_search)
-        voice_button.click(guarded(page.by_voice), [audio, *shared, spoken_language], [transcript, *outputs],
+        voice_button.click(guarded(page.by_voice), [audio, spoken_language, *shared], [transcript, *outputs],
                            api_name="search_voice").success(**after_search)
         transcript.submit(guarded(page.by_text), [transcript, gr.State(""), *shared], outputs,
                           api_name="search_transcript").success(**after_search)
@@ -171,10 +189,14 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                           api_name="more_like_this").success(**after_search)
         more_button.click(guarded(page.more_results), [last_request], outputs, api_name="more_results")
         # Changing a result control re-runs the current search.
-        gr.on([k.release, min_score.release, photographer.input, source.input], guarded(page.rerun),
+        gr.on([k.release, min_score.release, photographer.input, source.input, camera.input, order.input,
+               after.submit, before.submit], guarded(page.rerun),
               [last_request, *shared], outputs, trigger_mode="always_last", **PRIVATE).success(**after_search)
 
         viewer_outputs = [viewer_image, details_info, selected_id, viewer_index, viewer]
+        gr.on([map_tab.select, colour_by.input, map_button.click], guarded(page.map_html), [colour_by, results],
+              collection_map, **PRIVATE)
+        map_open.click(guarded(page.open_from_map), map_pick, viewer_outputs, **PRIVATE)
         gallery.select(page.details, [results], viewer_outputs, **PRIVATE)
         prev_button.click(lambda r, i: page.show(r, i, -1), [results, viewer_index], viewer_outputs, **PRIVATE)
         next_button.click(lambda r, i: page.show(r, i, +1), [results, viewer_index], viewer_outputs, **PRIVATE)
@@ -184,11 +206,11 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         # One progress bar, over the summary; the small updates around it show none.
         uploads.change(page.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
         add_button.click(guarded(page.add_photos), [uploads, metadata_file],
-                         [add_summary, collection, tags, photographer, source], api_name="add_photos",
+                         [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
             lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)
 
-        app.load(page.facet_updates, None, [tags, photographer, source], **PRIVATE)
+        app.load(page.facet_updates, None, [tags, photographer, source, camera], **PRIVATE)
         app.load(page.speech_model, None, speech_model, **PRIVATE)
         app.load(page.search_model, None, [model_note, min_score], **PRIVATE)
         # A shared link (?q=...&k=...) runs its search when the page opens.

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--prune", action="store_true",
                        help="remove records of files under these folders that no longer exist")
     index.add_argument("--max-pixels", type=int, help="skip images larger than this (MAX_IMAGE_PIXELS)")
+    index.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="leave out files or folders matching this gitignore-style pattern, relative to "
+                            "each folder (repeatable; also read from a .photoignore file in the folder)")
     index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="read, decode and embed on a Ray cluster: 'local' (default: a Ray instance on "
                             "this machine), 'auto', HOST:6379 or ray://HOST:10001")
@@ -106,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     search.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
     search.add_argument("--min-score", type=float, help="drop results below this cosine similarity")
+    search.add_argument("--after", metavar="DATE", help="taken on or after DATE (2024, 2024-06, 2024-06-01)")
+    search.add_argument("--before", metavar="DATE", help="taken before DATE (2024-07 ends with June 2024)")
+    search.add_argument("--camera", help="only photos taken with this camera, as their details name it "
+                                         "(\"Canon EOS R5\")")
+    search.add_argument("--near", metavar="LAT,LON", help="only photos taken near this place, in degrees (south and west negative: --near=-33.86,151.21)")
+    search.add_argument("--within", type=float, metavar="KM", help="distance for --near (default 1 km)")
+    search.add_argument("--sort", choices=["score", "date", "-date", "oldest", "newest"], default=None,
+                        help="order: score (best first, the default with a query), date or oldest (oldest "
+                             "first), --sort=-date or newest (newest first, the default without a query)")
     _add_settings_flags(search, speech=True)
 
     transcribe = commands.add_parser("transcribe", help="turn a spoken query into text with Whisper")
@@ -171,6 +183,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "A collection built with another model refuses it. Run it again after an interruption.")
     load_export.add_argument("source", help="export folder or hf:OWNER/NAME")
     _add_settings_flags(load_export, model=False)
+
+    duplicates = commands.add_parser(
+        "duplicates", help="list groups of near-identical photos, biggest first",
+        description="Groups of resized, recompressed, re-encoded, lightly cropped or edited copies, by the "
+                    "photos' perceptual hashes (read when they were indexed; `index` gives older photos "
+                    "theirs). The first photo of each group is the largest.")
+    duplicates.add_argument("--threshold", type=int, metavar="BITS",
+                            help="hash bits (of 64) two copies may differ in (default 12; more finds more, "
+                                 "and more false matches)")
+    duplicates.add_argument("--limit", type=int, default=50, help="groups listed (default 50; --json lists all)")
+    _add_settings_flags(duplicates, model=False)
+
+    collection_map = commands.add_parser(
+        "map", help="draw a map of the collection: similar photos together",
+        description="Places every photo in 2-D by similarity (UMAP from 2000 photos, PCA below) and draws "
+                    "it as a PNG of thumbnails or as an HTML page. The layout is kept and reused until the "
+                    "collection changes.")
+    collection_map.add_argument("--out", type=Path, required=True, help="map.png or map.html")
+    collection_map.add_argument("--colour-by", "--color-by", dest="colour_by", default="tags",
+                                help="field the frames are coloured by: tags, photographer, year, camera, "
+                                     "source (default tags)")
+    collection_map.add_argument("--method", choices=["auto", "pca", "umap"], default="auto",
+                                help="layout (default auto: UMAP from 2000 photos)")
+    collection_map.add_argument("--max-points", type=int, default=1500, help="thumbnails drawn (default 1500)")
+    _add_settings_flags(collection_map, model=False)
 
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats, model=False)
@@ -241,7 +278,8 @@ def cmd_index(engine, args) -> int:
     progress = _ProgressBar("indexing")
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
-                              prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers)
+                              prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers,
+                              exclude=args.exclude)
     finally:
         progress.close()
     _print_index_report(engine, report, args.json)
@@ -260,8 +298,11 @@ def _print_index_report(engine, report, as_json: bool) -> None:
         f"Added {len(report.added)} photos in {report.seconds:.1f} s "
         f"({report.images_per_second:.1f} img/s); unchanged {report.unchanged}, "
         f"updated {report.updated}, duplicates {len(report.duplicates)}, "
-        f"skipped {len(report.skipped)}, pruned {report.pruned}."
+        f"skipped {len(report.skipped)}, pruned {report.pruned}"
+        + (f", left out by exclusions {report.excluded}." if report.excluded else ".")
     )
+    if report.facts_read:
+        print(f"  read the dates, cameras and places of {report.facts_read} photos indexed before (nothing re-embedded)")
     for reason, count in sorted(report.skipped_counts.items()):
         print(f"  skipped, {reason}: {count}")
         listed = [item for item in report.skipped if item.reason == reason]
@@ -310,7 +351,11 @@ def cmd_reembed(engine, args) -> int:
     return 0
 
 
+_SORT_ALIASES = {"oldest": "date", "newest": "-date"}
+
+
 def _search_request(args, spoken: str | None = None):
+    from .fact_filters import Place, date_range
     from .query_syntax import parse_filters, parse_query
     from .search import QueryTerm, SearchRequest
 
@@ -328,9 +373,18 @@ def _search_request(args, spoken: str | None = None):
         filters["photographer"] = args.photographer
     if args.source:
         filters["source"] = args.source
+    if args.camera:
+        filters["camera"] = args.camera
+    taken = date_range(args.after, args.before)
+    if taken is not None:
+        filters["taken_at"] = taken
+    if args.within is not None and not args.near:
+        raise RetrievalError("--within needs --near LAT,LON: the place to measure the distance from.")
+    place = Place.parse(args.near, args.within) if args.near else None
     tags = [t for t in (args.tags or "").split(",") if t.strip()]
     return SearchRequest(terms=terms, tags=tags, match_all_tags=args.match_all, filters=filters,
-                         k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude)
+                         k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude,
+                         place=place, sort=_SORT_ALIASES.get(args.sort, args.sort) or ("score" if terms or tags else "-date"))
 
 
 def _spoken_query(engine, args) -> str | None:
@@ -376,7 +430,8 @@ def _print_results(engine, request, results, as_json: bool) -> None:
     for rank, result in enumerate(results, start=request.offset + 1):
         where = result.path or result.url or result.id
         line = f"{rank:>3}. {result.score:6.3f}  {where}"
-        details = [result.metadata.get("description"), result.metadata.get("photographer")]
+        details = [result.metadata.get("description"), result.metadata.get("photographer"),
+                   str(result.metadata.get("taken", ""))[:16], result.metadata.get("camera")]
         details = [d for d in details if d]
         print(line + (f"  — {' · '.join(details)}"[:160] if details else ""))
 
@@ -388,6 +443,52 @@ def cmd_stats(engine, args) -> int:
         return 0
     for key, value in stats.items():
         print(f"{key:>10}: {value if value is not None else '-'}")
+    return 0
+
+
+def cmd_duplicates(engine, args) -> int:
+    from .near_duplicates import DEFAULT_THRESHOLD, find_groups
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 64:
+        raise RetrievalError(f"--threshold is a number of bits from 0 to 64, got {threshold}.")
+    groups, unhashed = find_groups(engine.store.iter_all(), threshold)
+    if args.json:
+        _print_json({"threshold": threshold, "groups": [g.to_dict() for g in groups], "without_hash": unhashed})
+        return 0
+    copies = sum(len(g.ids) - 1 for g in groups)
+    print(f"{len(groups)} groups of near-identical photos ({copies} copies beyond the first of each), "
+          f"threshold {threshold} bits.")
+    for number, group in enumerate(groups[:args.limit], 1):
+        print(f"\n{number}. {len(group.ids)} photos")
+        for record_id, metadata in zip(group.ids, group.metadata):
+            size = f"{metadata.get('width', '?')}x{metadata.get('height', '?')}"
+            print(f"   {size:>11}  {metadata.get('path') or metadata.get('url') or record_id}")
+    if len(groups) > args.limit:
+        print(f"\n... and {len(groups) - args.limit} more groups (--limit, or --json for all)")
+    if unhashed:
+        print(f"\n{unhashed} photos were indexed before hashes were kept: run `index` on their folders "
+              "again to include them (nothing is re-embedded).")
+    return 0
+
+
+def cmd_map(engine, args) -> int:
+    from .map_render import write_html, write_png
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".png", ".html", ".htm"):
+        raise RetrievalError(f"--out {args.out}: name a .png or an .html file.")
+    if engine.store.count() == 0:
+        raise RetrievalError("The collection is empty: add photos with `python -m retrieval index FOLDER` first.")
+    cmap = engine.collection_map(args.method)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    (write_png if suffix == ".png" else write_html)(cmap, args.out, args.colour_by, max_points=args.max_points)
+    how = "the kept layout" if cmap.from_cache else f"laid out by {cmap.method} in {cmap.seconds:.1f} s"
+    if args.json:
+        _print_json({"out": str(args.out), "photos": len(cmap), "method": cmap.method,
+                     "seconds": round(cmap.seconds, 3), "from_cache": cmap.from_cache})
+    else:
+        print(f"Map of {len(cmap)} photos ({how}) written to {args.out}")
     return 0
 
 
@@ -496,7 +597,7 @@ def cmd_import(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
+COMMANDS = {"duplicates": cmd_duplicates, "map": cmd_map, "export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
             "stats": cmd_stats, "reembed": cmd_reembed}
 
 
@@ -510,7 +611,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 # Commands that write nothing to the store; `index` joins them when it found nothing to change.
-READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export")
+READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export", "duplicates", "map")
 _store_untouched = False  # whether the command main() ran last wrote nothing to the store
 
 

@@ -15,6 +15,7 @@ same model).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -73,14 +74,14 @@ class EmbedFiles:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from .images import ImageRejected, SkipReason, decode_image, read_file_bytes
-        from .ingest import content_id
+        from .ingest import content_id, described
 
         rows: dict[str, list] = {name: [] for name in ("path", "id", "size", "mtime", "width", "height",
-                                                        "reason", "detail")}
+                                                        "reason", "detail", "facts")}
         pixels, good = [], []
         for path in batch["path"]:
             row = {"path": str(path), "id": "", "size": 0, "mtime": 0.0, "width": 0, "height": 0,
-                   "reason": "", "detail": ""}
+                   "reason": "", "detail": "", "facts": "{}"}
             try:
                 stat = os.stat(path)
                 data = read_file_bytes(Path(path), self.settings.max_file_bytes)
@@ -88,9 +89,11 @@ class EmbedFiles:
                 if not data:
                     raise ImageRejected(SkipReason.EMPTY)
                 row["id"] = content_id(data)
-                decoded = decode_image(data, self.settings.max_image_pixels, draft=self.embedder.draft_size)
+                decoded = decode_image(data, self.settings.max_image_pixels, draft=self.embedder.draft_size,
+                                       name=str(path))
                 pixels.append(self.embedder.preprocess_image(decoded.image))
                 row["width"], row["height"] = decoded.width, decoded.height
+                row["facts"] = json.dumps(described(decoded))
                 good.append(len(rows["path"]))
             except OSError as exc:
                 row["reason"], row["detail"] = SkipReason.UNREADABLE.value, exc.strerror or str(exc)
@@ -150,7 +153,8 @@ class RayPreparer:
             for i, path in enumerate(batch["path"]):
                 item = _Prepared(path=Path(str(path)), size=int(batch["size"][i]),
                                  mtime=float(batch["mtime"][i]), id=str(batch["id"][i]),
-                                 width=int(batch["width"][i]), height=int(batch["height"][i]))
+                                 width=int(batch["width"][i]), height=int(batch["height"][i]),
+                                 facts=json.loads(str(batch["facts"][i])))
                 if batch["reason"][i]:
                     item.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
                 else:

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -118,6 +118,7 @@ class Engine:
         progress: ProgressCallback | None = None,
         ray: str | None = None,
         ray_workers: int | None = None,
+        exclude: Sequence[str] = (),
     ) -> IndexReport:
         """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
         ``cluster_index.py``); this process still decides what is new and writes the store."""
@@ -143,7 +144,7 @@ class Engine:
             prepare_elsewhere=preparer,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
-                             prune=prune, progress=progress)
+                             prune=prune, progress=progress, exclude=exclude)
         if table is not None:
             report.metadata_warnings = table.warnings()
         return report
@@ -276,6 +277,14 @@ class Engine:
             "store": self.store.location,
             "collection": self.store.collection_name,
         }
+
+    def collection_map(self, method: str = "auto"):
+        """Every photo placed in 2-D by similarity (``collection_map.py``), kept in the media
+        folder and reused while the collection does not change."""
+        from .collection_map import build_map
+
+        cache = self.settings.media_folder / f"map-{self.store.collection_name}.npz"
+        return build_map(self.store, cache, method)
 
     def facets(self, records: Iterable[StoredRecord] | None = None,
                fields: tuple[str, ...] = ("tags", "photographer", "source")) -> dict[str, Counter]:

@@ -64,7 +64,24 @@ class TagRule:
         return cls(tuple(tags), 1)
 
 
-Condition = Union[Compare, OneOf]
+@dataclass(frozen=True)
+class AllOf:
+    """The field meets every one of ``comparisons`` (a range: ``>= a`` and ``< b``)."""
+
+    comparisons: tuple[Compare, ...]
+
+    def __post_init__(self):
+        if not self.comparisons or not all(isinstance(c, Compare) for c in self.comparisons):
+            raise RetrievalError("A range filter needs at least one comparison.")
+
+    @classmethod
+    def between(cls, low: float | None = None, high: float | None = None) -> "AllOf":
+        """``low <= field < high``; either end may be open."""
+        parts = ([Compare(">=", low)] if low is not None else []) + ([Compare("<", high)] if high is not None else [])
+        return cls(tuple(parts))
+
+
+Condition = Union[Compare, OneOf, AllOf]
 
 
 def _check_value(value: Any) -> None:
@@ -78,7 +95,7 @@ def _check_value(value: Any) -> None:
 
 def condition(value: Any) -> Condition:
     """A filter's condition from what a caller gave: a condition, a value or a list of values."""
-    if isinstance(value, (Compare, OneOf)):
+    if isinstance(value, (Compare, OneOf, AllOf)):
         return value
     if isinstance(value, (list, tuple, set, frozenset)):
         return OneOf(tuple(value))

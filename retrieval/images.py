@@ -11,13 +11,14 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .formats import (DEFAULT_MAX_FILE_MB, IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, UNSUPPORTED_IMAGE_EXTENSIONS,
-                      SkipReason)
+from .formats import (DEFAULT_MAX_FILE_MB, IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, RAW_EXTENSIONS,
+                      UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason)
+from .photo_facts import read_facts
 
 __all__ = ["IMAGE_EXTENSIONS", "UNSUPPORTED_IMAGE_EXTENSIONS", "SkipReason", "ImageRejected", "decode_image"]
 
@@ -35,6 +36,16 @@ _SIGNATURES = (
     b"\x00\x00\x00\x20ftypavif",
 )
 
+
+try:  # HEIC / HEIF (phones): Pillow reads them once pillow-heif registers its opener
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # then HEIC files are reported as not decodable, with the package to install
+    pass
+
+# RAW containers that do not start like a TIFF (those that do need their file name to be told apart).
+_RAW_SIGNATURES = (b"FUJIFILMCCD-RAW", b"IIRO", b"IIRS", b"MMOR", b"IIU\x00")
 
 _EXIF_ORIENTATION_SWAPS_SIDES = {5, 6, 7, 8}  # the transposing and 90-degree rotations
 
@@ -54,6 +65,7 @@ class DecodedImage:
     width: int  # the full size, upright
     height: int
     format: str | None
+    facts: dict = field(default_factory=dict)  # when, where and with what (photo_facts.py)
 
 
 def _looks_like_image(data: bytes) -> bool:
@@ -91,14 +103,23 @@ def upright_rgb(image: Image.Image) -> Image.Image:
     return to_rgb(ImageOps.exif_transpose(image))
 
 
-def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = None) -> DecodedImage:
+def is_raw(data: bytes, name: str = "") -> bool:
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in RAW_EXTENSIONS or data[4:12] == b"ftypcrx " or data.startswith(_RAW_SIGNATURES)
+
+
+def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = None,
+                 name: str = "") -> DecodedImage:
     """Decode image bytes into RGB, raising :class:`ImageRejected` with a reason.
 
     ``draft`` lets a JPEG decode at a reduced scale that is still at least that
-    size (much faster for thumbnails); other formats ignore it.
+    size (much faster for thumbnails); other formats ignore it. ``name``, the
+    file's name, tells a camera RAW file from a TIFF.
     """
     if not data:
         raise ImageRejected(SkipReason.EMPTY)
+    if is_raw(data, name):
+        return _decode_raw(data, max_pixels)
     try:
         with warnings.catch_warnings():
             # Our own pixel cap below replaces Pillow's decompression-bomb warning.
@@ -122,6 +143,7 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
     check_proportions(width, height)
 
     image_format = image.format
+    facts = read_facts(image)
     try:
         if _EXIF_ORIENTATION_SWAPS_SIDES.intersection({image.getexif().get(0x0112)}):
             width, height = height, width  # as shown upright
@@ -134,7 +156,17 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
         raise ImageRejected(SkipReason.TRUNCATED if truncated else SkipReason.CORRUPT, str(exc)) from None
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageRejected(SkipReason.CORRUPT, str(exc)) from None
-    return DecodedImage(image=rgb, width=width, height=height, format=image_format)
+    return DecodedImage(image=rgb, width=width, height=height, format=image_format, facts=facts)
+
+
+def _decode_raw(data: bytes, max_pixels: int) -> DecodedImage:
+    from .raw_images import decode_raw
+
+    image, facts, (width, height) = decode_raw(data, ImageRejected)
+    if width * height > max_pixels:
+        raise ImageRejected(SkipReason.TOO_LARGE, f"{width}x{height} is over the cap of {max_pixels:,} pixels")
+    check_proportions(width, height)
+    return DecodedImage(image=image, width=width, height=height, format="RAW", facts=facts)
 
 
 def check_proportions(width: int, height: int) -> None:
@@ -181,5 +213,5 @@ DEFAULT_MAX_FILE_BYTES = DEFAULT_MAX_FILE_MB * 1_000_000
 def open_image_file(path, max_pixels: int, draft: tuple[int, int] | None = None,
                     max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> DecodedImage:
     """Read and decode a file; I/O problems become :class:`ImageRejected` too."""
-    return decode_image(read_file_bytes(path, max_bytes), max_pixels, draft)
+    return decode_image(read_file_bytes(path, max_bytes), max_pixels, draft, name=str(path))
 

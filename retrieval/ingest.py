@@ -23,8 +23,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .files import is_under, scan_folders
+from .files import Exclusions, is_under, scan_folders
 from .images import DEFAULT_MAX_FILE_BYTES, ImageRejected, SkipReason, decode_image, read_file_bytes
+from .near_duplicates import HASH_FIELD, perceptual_hash
+from .photo_facts import MARKER as FACTS_MARKER
+from .photo_facts import with_file_time
 from .store import PhotoStore, StoredRecord
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MetadataLookup = Callable[[Path], dict[str, Any]]
+BACKFILL_DRAFT = (224, 224)  # the decode size of the models' own reads, so hashes agree
 
 
 @dataclass
@@ -54,8 +58,10 @@ class IndexReport:
     added: list[str] = field(default_factory=list)  # ids of newly embedded photos
     unchanged: int = 0
     updated: int = 0  # metadata refreshed or file moved, no new embedding
+    facts_read: int = 0  # photos indexed before facts were read, given them now (no new embedding)
     replaced: int = 0  # records of files edited in place, superseded by their new bytes
     pruned: int = 0
+    excluded: int = 0  # files and folders left out by --exclude or an ignore file
     duplicates: list[DuplicateFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     metadata_warnings: list[str] = field(default_factory=list)  # rows of the table that were not used
@@ -78,8 +84,10 @@ class IndexReport:
             "added": len(self.added),
             "unchanged": self.unchanged,
             "updated": self.updated,
+            "facts_read": self.facts_read,
             "replaced": self.replaced,
             "pruned": self.pruned,
+            "excluded": self.excluded,
             "duplicates": [asdict(d) for d in self.duplicates],
             "skipped": {"counts": self.skipped_counts, "files": [asdict(s) for s in self.skipped]},
             "metadata_warnings": self.metadata_warnings,
@@ -115,6 +123,12 @@ class _Prepared:
     duplicate_of: str | None = None  # a path, when the bytes are already claimed
     rejected: ImageRejected | None = None
     vector: np.ndarray | None = None  # embedded already (by a cluster worker)
+    facts: dict = field(default_factory=dict)  # EXIF facts and perceptual hash (``described``)
+
+
+def described(decoded) -> dict[str, Any]:
+    """What indexing stores about a decoded photo besides its vector: EXIF facts and its hash."""
+    return {**decoded.facts, HASH_FIELD: perceptual_hash(decoded.image)}
 
 
 def content_id(data: bytes) -> str:
@@ -180,16 +194,20 @@ class Indexer:
         source: str = "local",
         prune: bool = False,
         progress: ProgressCallback | None = None,
+        exclude: Sequence[str] = (),
     ) -> IndexReport:
+        """``exclude``: gitignore-style patterns, relative to each folder, never indexed (and,
+        with ``prune``, removed from the store if they were)."""
         started = time.perf_counter()
         roots = [Path(r).expanduser().resolve() for r in roots]
-        scan = scan_folders(roots)
+        scan = scan_folders(roots, exclude)
         run = _IndexRun(self, metadata or (lambda _path: {}), source, progress, len(scan.images))
         run.report.skipped += [SkippedFile(str(p.path), p.reason.value, p.detail) for p in scan.passed_over]
+        run.report.excluded = scan.excluded
         run.index(scan.images)
         run.forget_displaced()
         if prune:
-            run.prune(roots)
+            run.prune(roots, exclude)
         run.report.seconds = time.perf_counter() - started
         return run.report
 
@@ -270,10 +288,24 @@ class _IndexRun:
         stored = record.metadata
         if stored.get("size") != stat.st_size or abs(float(stored.get("mtime", -1)) - stat.st_mtime) > 1e-3:
             return False
-        self._refresh_metadata(record, self.metadata(path))
+        fields = self.metadata(path)
+        if FACTS_MARKER not in stored or HASH_FIELD not in stored:  # indexed before these were kept: embed nothing
+            fields = {**self._facts_of(path, stat.st_mtime), **fields}
+            self.report.facts_read += 1
+        self._refresh_metadata(record, fields)
         self.report.unchanged += 1
         self._tick(path)
         return True
+
+    def _facts_of(self, path: Path, mtime: float) -> dict[str, Any]:
+        """Facts and hash of a photo stored before they were kept ("" for a hash that can't be had)."""
+        try:
+            decoded = decode_image(read_file_bytes(path, self.indexer.max_file_bytes),
+                                   self.indexer.max_image_pixels, draft=BACKFILL_DRAFT, name=path.name)
+            facts = described(decoded)
+        except (OSError, ImageRejected):
+            facts = {HASH_FIELD: ""}
+        return with_file_time(facts, mtime)
 
     def _prepare(self, path: Path) -> _Prepared:
         prepared = _Prepared(path=path)
@@ -294,9 +326,11 @@ class _IndexRun:
         if self.claim(prepared):
             return prepared
         try:
-            decoded = decode_image(data, self.indexer.max_image_pixels, draft=self.indexer.embedder.draft_size)
+            decoded = decode_image(data, self.indexer.max_image_pixels, draft=self.indexer.embedder.draft_size,
+                                   name=path.name)
             prepared.pixels = self.indexer.embedder.preprocess_image(decoded.image)
             prepared.width, prepared.height = decoded.width, decoded.height
+            prepared.facts = described(decoded)
         except ImageRejected as exc:
             prepared.rejected = exc
         except Exception as exc:  # a decoder bug on one odd file must not stop the run
@@ -413,6 +447,7 @@ class _IndexRun:
             "mtime": item.mtime,
             "source": self.source,
             "added_at": added_at,
+            **with_file_time(item.facts, item.mtime),
             **self.metadata(item.path),
         }
 
@@ -424,13 +459,18 @@ class _IndexRun:
 
     # -- pruning ----------------------------------------------------------------
 
-    def prune(self, roots: list[Path]) -> None:
-        """Delete records whose file, under one of the indexed roots, is gone."""
+    def prune(self, roots: list[Path], exclude: Sequence[str] = ()) -> None:
+        """Delete records whose file, under one of the indexed roots, is gone or now excluded."""
         self._flush_updates()
+        rules = [Exclusions(root, exclude) for root in roots if root.is_dir()]
+
+        def left_out(path: Path) -> bool:  # a file in an excluded folder matches that folder's pattern
+            return any(rule.leaves_out(path) for rule in rules if rule and is_under(path, [rule.root]))
+
         gone = [
             record.id
             for path, record in self.by_path.items()
-            if is_under(Path(path), roots) and not Path(path).exists()
+            if is_under(Path(path), roots) and (not Path(path).exists() or left_out(Path(path)))
         ]
         self.store.delete(gone)
         self.report.pruned = len(gone)

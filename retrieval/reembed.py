@@ -123,7 +123,8 @@ class Reembedder:
         prepared = _Prepared(record)
         try:
             data = self._bytes_of(record)
-            decoded = decode_image(data, self.max_image_pixels, draft=self.embedder.draft_size)
+            decoded = decode_image(data, self.max_image_pixels, draft=self.embedder.draft_size,
+                                   name=record.metadata.get("path") or "")
             prepared.pixels = self.embedder.preprocess_image(decoded.image)
         except (ImageRejected, _Gone) as exc:
             prepared.problem = str(exc)

@@ -12,12 +12,18 @@ from typing import Any, Callable, Literal
 import numpy as np
 
 from .errors import RetrievalError
+from .fact_filters import Place
 from .filters import TagRule, normalise
 from .metadata_table import parse_tags
 from .store import Match, PhotoStore
 
 MAX_K = 1000
 MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clauses grow too fast)
+# Sorted by date, a search orders its best matches by when they were taken: the best
+# DATE_SORT_POOL (or as many as the page reaches, if more), so pages never overlap.
+DATE_SORT_POOL = 200
+SORTS = ("score", "date", "-date")  # best first; oldest first; newest first
+MAX_PLACE_READ = 16384  # matches read to find those within a distance (the box is a little wider)
 TermKind = Literal["text", "image", "record"]
 
 
@@ -41,6 +47,8 @@ class SearchRequest:
     offset: int = 0
     min_score: float | None = None
     exclude_ids: set[str] = field(default_factory=set)
+    place: Place | None = None  # only photos taken within this distance of a point
+    sort: str = "score"
 
 
 @dataclass
@@ -98,6 +106,14 @@ def select_page(results: list[SearchResult], request: SearchRequest) -> list[Sea
     return kept[request.offset : request.offset + request.k]
 
 
+def order_by_date(results: list[SearchResult], newest_first: bool) -> list[SearchResult]:
+    """By capture time (``taken_at``); photos without one last, in the order they came."""
+    dated = [r for r in results if isinstance(r.metadata.get("taken_at"), (int, float))]
+    undated = [r for r in results if not isinstance(r.metadata.get("taken_at"), (int, float))]
+    dated.sort(key=lambda r: (-r.metadata["taken_at"] if newest_first else r.metadata["taken_at"], r.id))
+    return dated + undated
+
+
 def validate(request: SearchRequest) -> None:
     if not 1 <= request.k <= MAX_K:
         raise RetrievalError(f"The number of results must be between 1 and {MAX_K}, got {request.k}.")
@@ -105,8 +121,10 @@ def validate(request: SearchRequest) -> None:
         raise RetrievalError(f"The offset can't be negative, got {request.offset}.")
     if request.min_score is not None and not -1.0 <= request.min_score <= 1.0:
         raise RetrievalError(f"The minimum score is a cosine similarity between -1 and 1, got {request.min_score}.")
-    if not request.terms and not request.tags:
-        raise RetrievalError("Nothing to search for: give some text, an image, or tags.")
+    if not request.terms and not request.tags and not request.filters and request.place is None:
+        raise RetrievalError("Nothing to search for: give some text, an image, tags or a filter.")
+    if request.sort not in SORTS:
+        raise RetrievalError(f"Unknown order '{request.sort}': use score, date (oldest first) or -date (newest first).")
     normalise(request.filters)  # filter values are values, never engine syntax
 
 
@@ -121,17 +139,42 @@ class Searcher:
     def search(self, request: SearchRequest) -> list[SearchResult]:
         request = replace(request, tags=parse_tags(request.tags))  # the caller's request stays as given
         validate(request)
+        wanted = request.offset + request.k + len(request.exclude_ids)
+        if request.sort != "score":
+            wanted = max(wanted, DATE_SORT_POOL)
+        if request.place is not None:
+            request = replace(request, filters={**request.filters, **request.place.box()})
         try:
             if request.terms:
-                results = self._by_vector(self.query_vector(request.terms), request)
-            else:
-                results = self._by_tags(request)
+                vector = self.query_vector(request.terms)
+                results = self._within_place(lambda n: self._by_vector(vector, request, n), wanted, request.place)
+            elif request.tags:
+                results = self._within_place(lambda n: self._by_tags(request, n), wanted, request.place)
+            else:  # a filter alone: every photo it keeps, by date
+                results = self._browse(request)
+                wanted = len(results)
         except ValueError as exc:  # Chroma's answer to a malformed filter
             raise RetrievalError(f"The filter could not be used: {exc}") from None
+        if request.sort != "score":
+            results = order_by_date(results[:wanted], newest_first=request.sort == "-date")
         return select_page(results, request)
 
-    def _by_vector(self, vector: np.ndarray, request: SearchRequest) -> list[SearchResult]:
-        wanted = request.offset + request.k + len(request.exclude_ids)
+    @staticmethod
+    def _within_place(fetch: Callable[[int], list[SearchResult]], wanted: int,
+                      place: Place | None) -> list[SearchResult]:
+        """``fetch(wanted)``; with a place, the matches truly within its distance, reading
+        further while the box's corners (outside the circle) took places on the page."""
+        if place is None:
+            return fetch(wanted)
+        ask = min(wanted * 2, MAX_PLACE_READ)
+        while True:
+            results = fetch(ask)
+            kept = [r for r in results if place.holds(r.metadata)]
+            if len(kept) >= wanted or len(results) < ask or ask >= MAX_PLACE_READ:
+                return kept
+            ask = min(ask * 4, MAX_PLACE_READ)
+
+    def _by_vector(self, vector: np.ndarray, request: SearchRequest, wanted: int) -> list[SearchResult]:
         tags = None
         if request.tags:
             tags = TagRule.all_of(request.tags) if request.match_all_tags else TagRule.any_of(request.tags)
@@ -140,7 +183,7 @@ class Searcher:
         matches.sort(key=lambda m: (-round(m.score, 6), m.id))
         return [SearchResult(m.id, m.score, m.metadata) for m in matches]
 
-    def _by_tags(self, request: SearchRequest) -> list[SearchResult]:
+    def _by_tags(self, request: SearchRequest, wanted: int) -> list[SearchResult]:
         """Photos with the most of the wanted tags first, reading only as many as the page needs.
 
         Level by level: first the photos with all n tags, then those with at least
@@ -155,7 +198,6 @@ class Searcher:
             levels = list(range(len(tags), 0, -1))
         if levels is None:  # many tags: read every match once and rank them here
             return self._rank_by_tags(self.store.iter_all(request.filters, TagRule.any_of(tags)), tags)
-        wanted = request.offset + request.k + len(request.exclude_ids)
         results: list[SearchResult] = []
         seen: set[str] = set()
         for level in levels:
@@ -167,6 +209,12 @@ class Searcher:
             if len(results) >= wanted:
                 break
         return results
+
+    def _browse(self, request: SearchRequest) -> list[SearchResult]:
+        records = self.store.iter_all(request.filters)
+        results = [SearchResult(r.id, 0.0, r.metadata) for r in records
+                   if request.place is None or request.place.holds(r.metadata)]
+        return results if request.sort != "score" else order_by_date(results, newest_first=True)
 
     @staticmethod
     def _rank_by_tags(records, tags: list[str]) -> list[SearchResult]:

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 
 def random_photo(seed: int, size=(64, 48)) -> Image.Image:
@@ -19,6 +19,20 @@ def random_photo(seed: int, size=(64, 48)) -> Image.Image:
         for _ in range(3)
     ]
     return Image.fromarray(np.stack(channels, axis=-1).clip(0, 255).astype("uint8"), "RGB")
+
+
+def scene_photo(seed: int, size=(320, 240)) -> Image.Image:
+    """Shapes of many colours on a background: broad structure, as a photo has, for perceptual hashes."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    image = Image.new("RGB", size, tuple(int(x) for x in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(14):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        box = (x0, y0, x0 + rng.integers(w // 10, w // 2), y0 + rng.integers(h // 10, h // 2))
+        colour = tuple(int(x) for x in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    return image
 
 
 def write_photos(folder: Path, count: int, start: int = 0, size=(64, 48), ext: str = ".jpg") -> list[Path]:

@@ -148,7 +148,7 @@ def test_voice_search_transcribes_then_searches(running_app, tmp_path):
     client, _, _ = running_app
     clip = speak("a dog running on the beach", tmp_path / "query.wav")
     transcript, gallery, status, results, spoken = client.predict(
-        handle_file(str(clip)), *OPTIONS, api_name="/search_voice")
+        handle_file(str(clip)), "auto", *OPTIONS, api_name="/search_voice")
     assert "beach" in transcript.lower()
     assert len(results) == len(gallery) == 6 and status.startswith("Heard “")
     # the same results as typing what was heard
@@ -159,7 +159,7 @@ def test_voice_search_transcribes_then_searches(running_app, tmp_path):
     assert len(edited) == 6
 
     silence = write_wav(tmp_path / "silence.wav", [0.0] * 16_000)
-    transcript, gallery, status, results, _ = client.predict(handle_file(str(silence)), *OPTIONS,
+    transcript, gallery, status, results, _ = client.predict(handle_file(str(silence)), "auto", *OPTIONS,
                                                              api_name="/search_voice")
     assert transcript == "" and results == [] and "No speech detected" in status
 
@@ -168,7 +168,7 @@ def test_errors_are_messages_not_tracebacks(running_app):
     client, _, _ = running_app
     for call, args in [("/search_text", ("   ", "", *OPTIONS)), ("/search_tags", ([], "any", *OPTIONS)),
                        ("/search_image", (None, *OPTIONS)), ("/more_like_this", ("", *OPTIONS)),
-                       ("/add_photos", (None, None)), ("/search_voice", (None, *OPTIONS))]:
+                       ("/add_photos", (None, None)), ("/search_voice", (None, "auto", *OPTIONS))]:
         with pytest.raises(Exception) as caught:
             client.predict(*args, api_name=call)
         message = str(caught.value)

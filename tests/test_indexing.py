@@ -282,8 +282,10 @@ def test_every_file_found_is_accounted_for(engine, tmp_path):
         (folder / name).write_bytes(b"\0" * 10)
     report = engine.index([folder])
     reasons = {os.path.basename(s.path): (s.reason, s.detail) for s in report.skipped}
-    assert reasons["phone.heic"] == ("unsupported format", "HEIC can't be read yet")
-    assert {reasons[n][0] for n in ("drawing.svg", "scan.pdf", "raw.CR2")} == {"unsupported format"}
+    assert reasons["drawing.svg"] == ("unsupported format", "SVG can't be read yet")
+    assert reasons["scan.pdf"][0] == "unsupported format"
+    assert reasons["phone.heic"][0] == "not an image"  # read (HEIC is supported), and not one
+    assert reasons["raw.CR2"][0] == "corrupt image" and "camera RAW" in reasons["raw.CR2"][1]
 
 
 def test_unreadable_folders_are_reported(tmp_path):

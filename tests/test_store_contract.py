@@ -10,7 +10,7 @@ import pytest
 
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
-from retrieval.filters import Compare, OneOf, TagRule
+from retrieval.filters import AllOf, Compare, OneOf, TagRule
 from retrieval.model_signature import ModelSignature
 from retrieval.store import SCHEMA_VERSION, open_store
 from retrieval.store.contract import bind_facts
@@ -101,6 +101,8 @@ def test_query_is_cosine_best_first_and_filtered(store):
     ({"width": Compare(">=", 960)}, None, lambda m: m["width"] >= 960),
     ({"width": Compare("<", 700), "portrait": True}, None, lambda m: m["width"] < 700 and m["portrait"]),
     ({"width": OneOf((320, 1280))}, None, lambda m: m["width"] in (320, 1280)),
+    ({"width": AllOf.between(640, 1280)}, None, lambda m: 640 <= m["width"] < 1280),  # a date range's shape
+    ({"width": AllOf.between(high=960), "portrait": False}, None, lambda m: m["width"] < 960 and not m["portrait"]),
     ({"title": "Photo número 7"}, None, lambda m: m["title"] == "Photo número 7"),
     ({}, TagRule.all_of(["dog", "beach"]), lambda m: {"dog", "beach"} <= set(m["tags"] or [])),
     ({}, TagRule.any_of(["sun", "sky"]), lambda m: bool({"sun", "sky"} & set(m["tags"] or []))),

@@ -30,7 +30,7 @@ import numpy as np
 from chromadb.errors import ChromaError, NotFoundError
 
 from ..errors import RetrievalError, first_line
-from ..filters import Condition, OneOf, TagRule, normalise
+from ..filters import AllOf, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import Settings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
@@ -64,6 +64,8 @@ def _any(clauses: list[dict]) -> dict:
 
 
 def _condition_clause(field: str, condition: Condition) -> dict:
+    if isinstance(condition, AllOf):
+        return _all([_condition_clause(field, c) for c in condition.comparisons])
     if isinstance(condition, OneOf):
         by_type: dict[type, list] = {}
         for value in condition.values:  # Chroma's $in takes values of one type

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import RetrievalError, first_line
-from ..filters import Compare, Condition, OneOf, TagRule, normalise
+from ..filters import AllOf, Compare, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import Settings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
@@ -72,6 +72,8 @@ def _all(parts: list[str]) -> str:
 
 def _condition(name: str, condition: Condition) -> str:
     field = _field(name)
+    if isinstance(condition, AllOf):
+        return _all([_condition(name, c) for c in condition.comparisons])
     if isinstance(condition, OneOf):
         return _any([f"{field} == {_literal(v)}" for v in condition.values])
     assert isinstance(condition, Compare)

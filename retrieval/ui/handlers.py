@@ -16,14 +16,18 @@ import gradio as gr
 
 from ..engine import Engine
 from ..errors import RetrievalError
+from ..fact_filters import date_range
 from ..images import ImageRejected
 from ..metadata_table import MetadataTable
 from ..search import QueryTerm, SearchRequest
 from . import present
+from .map_view import MapLayout
 from .media import MediaFolder
 
 log = logging.getLogger("retrieval.app")
 
+ORDERS = {"best match": "score", "newest first": "-date", "oldest first": "date"}
+FACET_FIELDS = ("tags", "photographer", "source", "camera")  # the dropdowns filled with counted values
 MAX_FACET_CHOICES = 1000  # the rest can still be typed: the dropdowns accept custom values
 
 
@@ -70,7 +74,7 @@ class FacetCounts:
 
     def _count_everything(self) -> None:
         try:
-            counts = self.engine.facets()
+            counts = self.engine.facets(fields=FACET_FIELDS)
         except Exception:  # the dropdowns stay empty; typing a value still works
             log.exception("could not count tags and photographers")
             counts = {}
@@ -80,7 +84,7 @@ class FacetCounts:
 
     def add(self, record_ids: list[str]) -> None:
         self._ready.wait()
-        added = self.engine.facets(self.engine.store.get(record_ids))
+        added = self.engine.facets(self.engine.store.get(record_ids), fields=FACET_FIELDS)
         with self._lock:
             for field, counts in added.items():
                 self._counts.setdefault(field, Counter()).update(counts)
@@ -100,17 +104,27 @@ class SearchPage:
         self.media = media
         self.model_problem = model_problem
         self.facets = FacetCounts(engine)
+        self.map = MapLayout(engine, media)
 
     # -- shared result controls ----------------------------------------------
 
     @staticmethod
-    def _options(k: float, min_score: float, photographer: str | None, source: str | None) -> dict[str, Any]:
-        filters = {}
+    def _options(k: float, min_score: float, photographer: str | None, source: str | None,
+                 camera: str | None = None, after: str | None = None, before: str | None = None,
+                 order: str | None = None) -> dict[str, Any]:
+        """The result controls (``OPTIONS`` in app.py, in this order) as search request fields."""
+        filters: dict[str, Any] = {}
         if photographer:
             filters["photographer"] = photographer
         if source:
             filters["source"] = source
-        return {"k": int(k), "min_score": float(min_score) or None, "filters": filters}
+        if camera:
+            filters["camera"] = camera
+        taken = date_range(after, before)
+        if taken is not None:
+            filters["taken_at"] = taken
+        return {"k": int(k), "min_score": float(min_score) or None, "filters": filters,
+                "sort": ORDERS.get(order or "", "score")}
 
     def _pictures(self, record_ids: list[str], kind: str) -> list[str]:
         """One picture per result, so gallery positions always match the results: a served copy
@@ -144,18 +158,19 @@ class SearchPage:
 
     # -- one handler per tab ---------------------------------------------------
 
-    def by_text(self, text: str, without: str, k, min_score, photographer, source):
+    def by_text(self, text: str, without: str, *options):
         text = (text or "").strip()
         terms = [QueryTerm("text", text)]
         if (without or "").strip():
             terms.append(QueryTerm("text", without.strip(), -1.0))
-        request = SearchRequest(terms=terms, **self._options(k, min_score, photographer, source))
+        request = SearchRequest(terms=terms, **self._options(*options))
         what = f"“{present.shorten(text)}”"
         if text and not self.engine.embedder.reads_whole(text):
             what += f" (shortened: the model reads the first {self.engine.embedder.context_length} tokens)"
         return self._run(request, what)
 
-    def from_link(self, without: str, k, min_score, photographer, source, request: gr.Request):
+    def from_link(self, without: str, k, min_score, photographer, source, camera, after, before, order,
+                  request: gr.Request):
         """The search a shared link (``?q=...&k=...``) asks for: the query box, the number of
         results and the search's outputs; nothing at all when the link has no query."""
         params = request.query_params if request is not None else {}
@@ -166,40 +181,40 @@ class SearchPage:
             k = min(max(int(params.get("k") or k), 1), 100)
         except ValueError:
             pass
-        return (text, k, *self.by_text(text, without, k, min_score, photographer, source))
+        return (text, k, *self.by_text(text, without, k, min_score, photographer, source, camera, after, before,
+                                       order))
 
-    def rerun(self, last, k, min_score, photographer, source):
+    def rerun(self, last, *options):
         """The last search again with the result controls as they are now."""
         if not last:
             return tuple(gr.skip() for _ in range(5))
         request, what, _shown = last
-        return self._run(replace(request, offset=0, **self._options(k, min_score, photographer, source)), what)
+        return self._run(replace(request, offset=0, **self._options(*options)), what)
 
-    def by_image(self, image, k, min_score, photographer, source):
+    def by_image(self, image, *options):
         if image is None:
             raise RetrievalError("Upload, paste or take a photo to search with.")
-        request = SearchRequest(terms=[QueryTerm("image", image)], **self._options(k, min_score, photographer, source))
+        request = SearchRequest(terms=[QueryTerm("image", image)], **self._options(*options))
         return self._run(request, "the example image")
 
-    def by_tags(self, tags: list[str] | None, match: str, k, min_score, photographer, source):
+    def by_tags(self, tags: list[str] | None, match: str, *options):
         tags = [t for t in (tags or []) if str(t).strip()]
         if not tags:
             raise RetrievalError("Pick at least one tag.")
-        request = SearchRequest(tags=tags, match_all_tags=(match == "all"),
-                                **self._options(k, min_score, photographer, source))
+        request = SearchRequest(tags=tags, match_all_tags=(match == "all"), **self._options(*options))
         return self._run(request, f"tags {present.shorten(', '.join(tags))} ({match})")
 
-    def by_image_and_text(self, image, text: str, text_weight: float, k, min_score, photographer, source):
+    def by_image_and_text(self, image, text: str, text_weight: float, *options):
         if image is None:
             raise RetrievalError("Add a photo as well as the text (or use the Text tab).")
         if not (text or "").strip():
             raise RetrievalError("Add some text as well as the photo (or use the Image tab).")
         text_weight = float(text_weight)
         terms = [QueryTerm("image", image, 1.0 - text_weight), QueryTerm("text", text, text_weight)]
-        request = SearchRequest(terms=terms, **self._options(k, min_score, photographer, source))
+        request = SearchRequest(terms=terms, **self._options(*options))
         return self._run(request, f"the image + “{present.shorten(text)}”")
 
-    def by_voice(self, audio_path: str | None, k, min_score, photographer, source, language: str | None = None):
+    def by_voice(self, audio_path: str | None, language: str | None, *options):
         """Transcribe, then search with the transcript; nothing is searched when no one spoke
         or what was heard is not trusted. ``language``: a code, or "auto"/None to detect."""
         if not audio_path:
@@ -209,16 +224,15 @@ class SearchPage:
         description = self.engine.speech.describe(heard)
         if not heard.speech_detected:
             return "", [], description, [], None, description
-        request = SearchRequest(terms=[QueryTerm("text", heard.text)],
-                                **self._options(k, min_score, photographer, source))
+        request = SearchRequest(terms=[QueryTerm("text", heard.text)], **self._options(*options))
         gallery, status, results, last, spoken = self._run(request, f"“{present.shorten(heard.text)}”")
         return heard.text, gallery, f"{present.escape(description)}\n\n{status}", results, last, spoken
 
-    def more_like_this(self, record_id: str, k, min_score, photographer, source):
+    def more_like_this(self, record_id: str, *options):
         if not (record_id or "").strip():
             raise RetrievalError("Select a result first.")
         request = SearchRequest(terms=[QueryTerm("record", record_id.strip())],
-                                exclude_ids={record_id.strip()}, **self._options(k, min_score, photographer, source))
+                                exclude_ids={record_id.strip()}, **self._options(*options))
         return self._run(request, "photos like the selected one")
 
     def more_results(self, last):
@@ -237,13 +251,28 @@ class SearchPage:
     def show(self, results: list[dict] | None, index, step: int = 0):
         """The viewer on result ``index + step`` (kept within the results): picture, details,
         its id, its position, and the viewer shown."""
-        if not results or index is None:
+        if index is None:  # a photo opened from the map: it has no neighbours to step to
+            return tuple(gr.skip() for _ in range(5))
+        if not results:
             return None, "", "", None, gr.Column(visible=False)
         index = min(max(int(index) + step, 0), len(results) - 1)
         result = results[index]
         position = f'<p class="viewer-position">{index + 1} of {len(results)}</p>'
         return (self._pictures([result["id"]], "preview")[0], position + present.details_html(result),
                 result["id"], index, gr.Column(visible=True))
+
+    def map_html(self, colour_field: str | None, results: list[dict] | None) -> str:
+        """The map of the collection, coloured by ``colour_field``, the current results ringed."""
+        return self.map.html(colour_field or "tags", {r["id"] for r in results or []})
+
+    def open_from_map(self, record_id: str):
+        """The viewer on a photo picked on the map."""
+        records = self.engine.store.get([record_id.strip()]) if (record_id or "").strip() else []
+        if not records:
+            raise RetrievalError("That photo is no longer in the collection; the map is being redrawn.")
+        result = present.public({"id": records[0].id, **records[0].metadata})
+        return (self._pictures([result["id"]], "preview")[0], present.details_html(result), result["id"], None,
+                gr.Column(visible=True))
 
     @staticmethod
     def close_viewer():
@@ -286,6 +315,8 @@ class SearchPage:
                                        metadata=metadata_for, source="upload", progress=report_progress)
             rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
             self.facets.add(report.added)
+            if report.changed_the_store:
+                self.map.refresh()
             added = len(report.added)
             already = report.unchanged + report.updated + len(report.duplicates)
         else:
@@ -320,6 +351,6 @@ class SearchPage:
             return f"Voice search is unavailable: {present.escape(str(exc))}"
 
     def facet_updates(self):
-        return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in ("tags", "photographer", "source"))
+        return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in FACET_FIELDS)
 
 

@@ -22,8 +22,10 @@ from ..ingest import content_id
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = (320, 320)
+MAP_THUMBNAIL_SIZE = (96, 96)  # a map draws many: a few kB each
 PREVIEW_SIZE = (1024, 1024)
-_SAVE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+_SAVE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
+                 "HEIF": ".heic", "AVIF": ".avif"}
 
 
 SourceLookup = Callable[[], "str | None"]
@@ -50,6 +52,9 @@ class MediaFolder:
 
     def thumbnail(self, record_id: str, source: SourceLookup) -> Path | None:
         return self._scaled(record_id, source, "thumbs", THUMBNAIL_SIZE)
+
+    def map_thumbnail(self, record_id: str, source: SourceLookup) -> Path | None:
+        return self._scaled(record_id, source, "map", MAP_THUMBNAIL_SIZE)
 
     def preview(self, record_id: str, source: SourceLookup) -> Path | None:
         return self._scaled(record_id, source, "previews", PREVIEW_SIZE)
@@ -114,7 +119,7 @@ class MediaFolder:
         except OSError as exc:
             raise ImageRejected(SkipReason.UNREADABLE, exc.strerror or str(exc)) from None
         data = read_file_bytes(source, max_bytes)
-        decoded = decode_image(data, self.max_image_pixels)
+        decoded = decode_image(data, self.max_image_pixels, name=original_name)
         suffix = _SAVE_FORMATS.get(decoded.format or "", ".img")
         target = self.uploads / f"{content_id(data)}{suffix}"  # the record id the indexer will give it
         if not target.exists():

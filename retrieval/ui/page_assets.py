@@ -34,6 +34,19 @@ CSS = """
 #status { overflow-wrap: anywhere; }
 #model-note { font-size: 0.85em; opacity: 0.75; overflow-wrap: anywhere; }
 
+/* The map: thumbnails framed in their colour; the results ringed, the others faded. */
+.offscreen { position: absolute !important; left: -10000px !important; width: 1px !important; height: 1px !important; overflow: hidden !important; }
+.collection-map { width: 100%; max-width: 1000px; height: auto; background: #fafafa; border-radius: 8px; }
+.collection-map .map-photo { cursor: pointer; }
+.collection-map .map-photo:hover image, .collection-map .map-photo:focus image { opacity: 1; }
+.collection-map .map-dim { opacity: 0.35; }
+.collection-map .map-hit rect { stroke: #111; stroke-width: 5; }
+.collection-map .map-photo:hover { opacity: 1; }
+.map-legend { font-size: 0.85em; margin: 0.25em 0 0.5em; }
+.map-key { margin-right: 0.8em; white-space: nowrap; }
+.map-key i { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.25em; vertical-align: middle; }
+.map-note { font-size: 0.85em; opacity: 0.8; }
+
 /* Add photos: a count and size instead of one row per chosen file. */
 #uploads table, #uploads .file-preview-holder { display: none !important; }
 """
@@ -50,6 +63,17 @@ document.addEventListener("keydown", (event) => {
   if (button) { event.preventDefault(); button.click(); }
 });
 window.addEventListener("popstate", () => window.location.reload());
+// A photo picked on the map opens in the viewer (the map is drawn as HTML, outside Gradio's events).
+document.addEventListener("click", (event) => {
+  const photo = event.target.closest && event.target.closest("[data-map-id]");
+  if (!photo) return;
+  const box = document.querySelector("#map-pick textarea, #map-pick input");
+  const open = document.getElementById("map-open");
+  if (!box || !open) return;
+  box.value = photo.dataset.mapId;
+  box.dispatchEvent(new Event("input", {bubbles: true}));
+  setTimeout(() => open.click(), 50);
+});
 </script>
 """
 

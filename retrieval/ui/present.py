@@ -12,9 +12,12 @@ from typing import Any
 escape = html.escape
 
 # Shown in the details panel in this order; other fields follow alphabetically.
-_DETAIL_ORDER = ("description", "photographer", "tags", "location", "source", "url",
-                 "width", "height", "filename", "added_at", "id", "score")
-_HIDDEN = {"path", "mtime", "size", "image_url"}
+_DETAIL_ORDER = ("description", "photographer", "tags", "location", "taken", "camera", "lens", "focal_length_mm",
+                 "source", "url", "width", "height", "filename", "added_at", "id", "score")
+_HIDDEN = {"path", "mtime", "size", "image_url"}  # file-system details: never leave the server
+# In the details panel in a friendlier form (taken, camera, the place) or not at all.
+_NOT_LISTED = _HIDDEN | {"taken_at", "taken_utc", "taken_from", "camera_make", "camera_model", "gps_lat", "gps_lon", "gps_alt",
+                         "phash"}
 
 
 def title(result: dict[str, Any]) -> str:
@@ -73,7 +76,7 @@ def _safe_link(url: Any) -> str | None:
 def details_html(result: dict[str, Any]) -> str:
     """All metadata of one result as an escaped HTML table, with its source link."""
     keys = [k for k in _DETAIL_ORDER if k in result]
-    keys += sorted(k for k in result if k not in _DETAIL_ORDER and k not in _HIDDEN)
+    keys += sorted(k for k in result if k not in _DETAIL_ORDER and k not in _NOT_LISTED)
     rows = []
     for key in keys:
         value = result[key]
@@ -81,12 +84,35 @@ def details_html(result: dict[str, Any]) -> str:
             value = ", ".join(str(v) for v in value)
         if key == "score":
             value = f"{float(value):.4f}"
-        rows.append(f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>")
+        if key == "taken" and result.get("taken_from") == "file time":
+            value = f"{value} (the file's time: no date in the photo)"
+        rows.append(f"<tr><th>{html.escape(_LABELS.get(key, key))}</th><td>{html.escape(str(value))}</td></tr>")
+    place = map_link(result)
+    if place:
+        rows.append(f'<tr><th>place</th><td><a href="{html.escape(place, quote=True)}" target="_blank" '
+                    f'rel="noopener noreferrer" class="map-link">{result["gps_lat"]:.5f}, {result["gps_lon"]:.5f}'
+                    f'</a>{_altitude(result)}</td></tr>')
     link = _safe_link(result.get("url"))
     heading = f"<h3>{html.escape(title(result))}</h3>"
     source = (f'<p><a href="{html.escape(link, quote=True)}" target="_blank" rel="noopener noreferrer">'
               "Open the source page</a></p>") if link else ""
     return f'<div class="photo-details">{heading}{source}<table>{"".join(rows)}</table></div>'
+
+
+_LABELS = {"focal_length_mm": "focal length (mm)"}
+
+
+def map_link(result: dict[str, Any]) -> str | None:
+    """Where the photo was taken, on OpenStreetMap (when it has GPS)."""
+    lat, lon = result.get("gps_lat"), result.get("gps_lon")
+    if not isinstance(lat, (int, float)) or not isinstance(lon, (int, float)):
+        return None
+    return f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=16/{lat:.6f}/{lon:.6f}"
+
+
+def _altitude(result: dict[str, Any]) -> str:
+    altitude = result.get("gps_alt")
+    return f" · {altitude:.0f} m" if isinstance(altitude, (int, float)) else ""
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
