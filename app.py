@@ -127,8 +127,10 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 after = gr.Textbox(label="Taken from", placeholder="2024-06 or 2024-06-01", elem_id="taken-after",
                                    max_lines=1)
                 before = gr.Textbox(label="Taken before", placeholder="2024-07", elem_id="taken-before", max_lines=1)
-                camera = gr.Dropdown(choices=[], value=None, filterable=True, allow_custom_value=True,
+                camera = gr.Dropdown(choices=[], value="", filterable=True, allow_custom_value=True,
                                      label="Camera", elem_id="camera")
+                collapse = gr.Checkbox(False, label="Near-identical photos as one result",
+                                       info="The copies are counted under it (+2 similar)", elem_id="collapse")
 
         # -- results ---------------------------------------------------------------
         status = gr.Markdown(elem_id="status")
@@ -160,7 +162,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         last_request = gr.State(None)
 
         # -- wiring -----------------------------------------------------------------
-        shared = [k, min_score, photographer, source, camera, after, before, order]  # SearchPage._options
+        shared = [k, min_score, photographer, source, camera, after, before, order, collapse]  # SearchPage._options
         outputs = [gallery, status, results, last_request, spoken]
         after_search = {"fn": page.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
@@ -190,7 +192,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         more_button.click(guarded(page.more_results), [last_request], outputs, api_name="more_results")
         # Changing a result control re-runs the current search.
         gr.on([k.release, min_score.release, photographer.input, source.input, camera.input, order.input,
-               after.submit, before.submit], guarded(page.rerun),
+               after.submit, before.submit, collapse.input], guarded(page.rerun),
               [last_request, *shared], outputs, trigger_mode="always_last", **PRIVATE).success(**after_search)
 
         viewer_outputs = [viewer_image, details_info, selected_id, viewer_index, viewer]

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(\"Canon EOS R5\")")
     search.add_argument("--near", metavar="LAT,LON", help="only photos taken near this place, in degrees (south and west negative: --near=-33.86,151.21)")
     search.add_argument("--within", type=float, metavar="KM", help="distance for --near (default 1 km)")
+    search.add_argument("--collapse", action="store_true",
+                        help="show near-identical photos as one result (the others listed under it)")
     search.add_argument("--sort", choices=["score", "date", "-date", "oldest", "newest"], default=None,
                         help="order: score (best first, the default with a query), date or oldest (oldest "
                              "first), --sort=-date or newest (newest first, the default without a query)")
@@ -384,7 +386,8 @@ def _search_request(args, spoken: str | None = None):
     tags = [t for t in (args.tags or "").split(",") if t.strip()]
     return SearchRequest(terms=terms, tags=tags, match_all_tags=args.match_all, filters=filters,
                          k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude,
-                         place=place, sort=_SORT_ALIASES.get(args.sort, args.sort) or ("score" if terms or tags else "-date"))
+                         place=place, sort=_SORT_ALIASES.get(args.sort, args.sort) or ("score" if terms or tags else "-date"),
+                         collapse_duplicates=args.collapse)
 
 
 def _spoken_query(engine, args) -> str | None:
@@ -433,7 +436,8 @@ def _print_results(engine, request, results, as_json: bool) -> None:
         details = [result.metadata.get("description"), result.metadata.get("photographer"),
                    str(result.metadata.get("taken", ""))[:16], result.metadata.get("camera")]
         details = [d for d in details if d]
-        print(line + (f"  — {' · '.join(details)}"[:160] if details else ""))
+        print(line + (f"  — {' · '.join(details)}"[:160] if details else "")
+              + (f"  (+{len(result.similar)} similar)" if result.similar else ""))
 
 
 def cmd_stats(engine, args) -> int:

@@ -15,6 +15,7 @@ from .errors import RetrievalError
 from .fact_filters import Place
 from .filters import TagRule, normalise
 from .metadata_table import parse_tags
+from .near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices
 from .store import Match, PhotoStore
 
 MAX_K = 1000
@@ -23,6 +24,7 @@ MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clau
 # DATE_SORT_POOL (or as many as the page reaches, if more), so pages never overlap.
 DATE_SORT_POOL = 200
 SORTS = ("score", "date", "-date")  # best first; oldest first; newest first
+COLLAPSE_READ_FACTOR = 3  # grouping near-duplicates reads this many times the page's matches
 MAX_PLACE_READ = 16384  # matches read to find those within a distance (the box is a little wider)
 TermKind = Literal["text", "image", "record"]
 
@@ -49,6 +51,7 @@ class SearchRequest:
     exclude_ids: set[str] = field(default_factory=set)
     place: Place | None = None  # only photos taken within this distance of a point
     sort: str = "score"
+    collapse_duplicates: bool = False  # near-identical photos as one result, the others under "similar"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class SearchResult:
     id: str
     score: float
     metadata: dict[str, Any]
+    similar: list[str] = field(default_factory=list)  # near-identical photos folded into this one
 
     @property
     def path(self) -> str | None:
@@ -66,7 +70,8 @@ class SearchResult:
         return self.metadata.get("url") or self.metadata.get("image_url")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": round(self.score, 6), **self.metadata}
+        folded = {"similar": list(self.similar)} if self.similar else {}
+        return {"id": self.id, "score": round(self.score, 6), **self.metadata, **folded}
 
 
 def combine_vectors(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -114,6 +119,23 @@ def order_by_date(results: list[SearchResult], newest_first: bool) -> list[Searc
     return dated + undated
 
 
+def collapse_near_duplicates(results: list[SearchResult], threshold: int = DEFAULT_THRESHOLD) -> list[SearchResult]:
+    """Each group of near-identical results as its best-placed member, the others in its ``similar``."""
+    hashed = [n for n, r in enumerate(results) if r.metadata.get(HASH_FIELD)]
+    leader_of: dict[int, int] = {}
+    for members in group_indices([results[n].metadata[HASH_FIELD] for n in hashed], threshold):
+        positions = sorted(hashed[m] for m in members)
+        for position in positions[1:]:
+            leader_of[position] = positions[0]
+    kept = []
+    for n, result in enumerate(results):
+        if n in leader_of:
+            results[leader_of[n]].similar.append(result.id)
+        else:
+            kept.append(result)
+    return kept
+
+
 def validate(request: SearchRequest) -> None:
     if not 1 <= request.k <= MAX_K:
         raise RetrievalError(f"The number of results must be between 1 and {MAX_K}, got {request.k}.")
@@ -142,6 +164,8 @@ class Searcher:
         wanted = request.offset + request.k + len(request.exclude_ids)
         if request.sort != "score":
             wanted = max(wanted, DATE_SORT_POOL)
+        if request.collapse_duplicates:  # room for the copies that fold into the page's photos
+            wanted = max(wanted * COLLAPSE_READ_FACTOR, wanted + 50)
         if request.place is not None:
             request = replace(request, filters={**request.filters, **request.place.box()})
         try:
@@ -155,6 +179,8 @@ class Searcher:
                 wanted = len(results)
         except ValueError as exc:  # Chroma's answer to a malformed filter
             raise RetrievalError(f"The filter could not be used: {exc}") from None
+        if request.collapse_duplicates:
+            results = collapse_near_duplicates(results)
         if request.sort != "score":
             results = order_by_date(results[:wanted], newest_first=request.sort == "-date")
         return select_page(results, request)

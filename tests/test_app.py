@@ -50,12 +50,13 @@ def running_app(engine, tmp_path):
         app.close()
 
 
-OPTIONS = (12, 0, None, None)  # k, min_score, photographer, source
+UNSET = ("", "", "", "best match", False)  # camera, taken from, taken before, order, near-identical as one
+OPTIONS = (12, 0, None, None, *UNSET)  # k, min_score, photographer, source, then those
 
 
 def test_text_search_shows_caption_photographer_and_score(running_app):
     client, _, _ = running_app
-    gallery, status, results, spoken = client.predict("a red barn", "", 4, 0, None, None, api_name="/search_text")
+    gallery, status, results, spoken = client.predict("a red barn", "", 4, 0, None, None, *UNSET, api_name="/search_text")
     assert len(gallery) == len(results) == 4
     first = results[0]
     assert gallery[0]["caption"] == f"{first['score']:.3f} · by {first['photographer']} · {first['description']}"
@@ -68,8 +69,8 @@ def test_text_search_shows_caption_photographer_and_score(running_app):
 
 def test_negative_text_changes_the_ranking(running_app):
     client, _, _ = running_app
-    _, _, plain, _ = client.predict("sky", "", 6, 0, None, None, api_name="/search_text")
-    _, _, steered, _ = client.predict("sky", "sea", 6, 0, None, None, api_name="/search_text")
+    _, _, plain, _ = client.predict("sky", "", 6, 0, None, None, *UNSET, api_name="/search_text")
+    _, _, steered, _ = client.predict("sky", "sea", 6, 0, None, None, *UNSET, api_name="/search_text")
     assert [r["score"] for r in plain] != [r["score"] for r in steered]
 
 
@@ -92,9 +93,9 @@ def test_tag_search_all_and_any(running_app):
 
 def test_filters_and_min_score_apply_to_every_tab(running_app):
     client, _, _ = running_app
-    _, _, results, _ = client.predict("photo", "", 12, 0, "Bo Chen", None, api_name="/search_text")
+    _, _, results, _ = client.predict("photo", "", 12, 0, "Bo Chen", None, *UNSET, api_name="/search_text")
     assert len(results) == 3 and {r["photographer"] for r in results} == {"Bo Chen"}
-    _, status, results, _ = client.predict("photo", "", 12, 0.999, None, None, api_name="/search_text")
+    _, status, results, _ = client.predict("photo", "", 12, 0.999, None, None, *UNSET, api_name="/search_text")
     assert results == [] and "No photos matched" in status
 
 
@@ -110,13 +111,13 @@ def test_composed_search_weights_image_against_text(running_app):
 
 def test_more_like_this_and_paging(running_app):
     client, _, _ = running_app
-    _, _, first_page, _ = client.predict("photo", "", 2, 0, None, None, api_name="/search_text")
+    _, _, first_page, _ = client.predict("photo", "", 2, 0, None, None, *UNSET, api_name="/search_text")
     _, _, both_pages, _ = client.predict(api_name="/more_results")
     assert both_pages[:2] == first_page and len(both_pages) == 4
     assert len({r["id"] for r in both_pages}) == 4  # no photo twice
 
     chosen = first_page[0]["id"]
-    _, status, similar, _ = client.predict(chosen, 5, 0, None, None, api_name="/more_like_this")
+    _, status, similar, _ = client.predict(chosen, 5, 0, None, None, *UNSET, api_name="/more_like_this")
     assert chosen not in {r["id"] for r in similar} and len(similar) == 5
     assert "like the selected one" in status
 
@@ -179,7 +180,7 @@ def test_errors_are_messages_not_tracebacks(running_app):
 
 def test_only_the_media_folder_is_served(running_app, engine, tmp_path):
     client, paths, app = running_app
-    client.predict("photo", "", 1, 0, None, None, api_name="/search_text")  # makes a thumbnail
+    client.predict("photo", "", 1, 0, None, None, *UNSET, api_name="/search_text")  # makes a thumbnail
     base = app.local_url.rstrip("/") + "/gradio_api/file="
     with httpx.Client() as http:
         thumbs = engine.settings.media_folder / "thumbs"
@@ -445,3 +446,37 @@ def test_the_page_says_what_the_model_reads_and_where_its_good_scores_start(engi
     assert Path(engine.settings.model).name in note
     expected = "own match probability passes 50%" if model_family.startswith("siglip") else "typical for CLIP"
     assert expected in slider.info
+
+
+def test_dates_order_and_camera_through_the_api(clip_settings, tmp_path):
+    from app import build_app, launch
+    from exif_photos import write_exif_photo
+    from retrieval.engine import Engine
+
+    folder = tmp_path / "trip"
+    taken = {"a.jpg": ("2023:05:01 10:00:00", "Canon EOS R5"), "b.jpg": ("2024:06:15 10:00:00", "NIKON Z 6"),
+             "c.jpg": ("2024:06:20 10:00:00", "Canon EOS R5"), "d.jpg": ("2024:08:01 10:00:00", "Canon EOS R5")}
+    for n, (name, (when, model)) in enumerate(taken.items()):
+        write_exif_photo(folder / name, n, taken=when, make=model.split()[0], model=model)
+    engine = Engine(clip_settings.with_overrides(starter_gallery=False))
+    engine.index([folder])
+    app = launch(build_app(engine), engine, server_name="127.0.0.1", server_port=None,
+                 prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+
+        def names(*options):
+            _, _, results, _ = client.predict("a photo", "", 12, 0, None, None, *options, api_name="/search_text")
+            return [r["filename"] for r in results]
+
+        assert names("", "", "", "oldest first", False) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+        assert names("", "", "", "newest first", False) == ["d.jpg", "c.jpg", "b.jpg", "a.jpg"]
+        assert sorted(names("", "2024-06", "2024-07", "best match", False)) == ["b.jpg", "c.jpg"]
+        assert names("Canon EOS R5", "2024", "", "oldest first", False) == ["c.jpg", "d.jpg"]
+        with pytest.raises(Exception) as caught:
+            names("", "June", "", "best match", False)
+        assert "not a date" in str(caught.value) and "Traceback" not in str(caught.value)
+        _, _, results, _ = client.predict("a photo", "", 1, 0, None, None, *UNSET, api_name="/search_text")
+        assert results[0]["taken"].startswith("20") and "camera" in results[0] and "path" not in results[0]
+    finally:
+        app.close()

@@ -260,3 +260,35 @@ def test_the_peer_section_without_rclip_says_how_to_install_it(monkeypatch, tmp_
         peer.find_rclip(None)
     with pytest.raises(RetrievalError, match="is not a file"):
         peer.find_rclip(str(tmp_path / "nowhere"))
+
+
+def test_the_map_section_times_both_layouts(tmp_path, clip_model):
+    from retrieval.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--model", str(clip_model), "--sections", "map", "--map-photos", "2500",
+                 "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    measures = {r["measure"]: r for r in json.loads(out.read_text())["rows"] if r["section"] == "map of 2,500 photos"}
+    assert {"PCA layout", "UMAP layout (what the map uses)", "peak memory, UMAP"} <= measures.keys()
+    assert measures["UMAP layout (what the map uses)"]["ratio"] > 0
+
+
+def test_duplicate_evaluation_smoke_run(tmp_path, capsys):
+    from photos import scene_photo
+    from retrieval.duplicates_eval import main, pair_scores
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(6):
+        scene_photo(seed).save(folder / f"p{seed}.jpg", quality=95)
+    out = tmp_path / "dups.json"
+    assert main([str(folder), "--out", str(out)]) == 0
+    assert "phash (DCT)" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["photos"] == 6 and report["pictures"] == 6 * 9  # each photo, 6 copies, 2 other shots
+    for row in report["signals"].values():
+        assert 0 <= row["held_out"]["precision"] <= 1 and 0 <= row["held_out"]["recall"] <= 1
+        assert len(row["sweep"]) == 25
+    # The arithmetic, on hand-made groups: one true pair found, one false pair found, one true pair missed.
+    assert pair_scores([[0, 1], [2, 3]], truth=[0, 0, 1, 2, 3, 3]) == (0.5, 0.5)
+    assert main([str(tmp_path / "nothing-here")]) == 1

@@ -8,6 +8,7 @@ Screenshots go to ``artifacts/browser/`` (not committed).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -38,6 +39,8 @@ def page_url(engine, tmp_path):
     rows = [{"filename": p.name, "description": f"photo number {i}", "photographer": "Ana Lima",
              "url": f"https://example.org/photos/{i}"} for i, p in enumerate(paths)]
     (tmp_path / "photos.json").write_text(json.dumps(rows))
+    for i, path in enumerate(paths):  # taken (by the file's time) a day apart, photo 0 first
+        os.utime(path, (1_699_963_200 + i * 86_400,) * 2)  # noon (UTC) on 14 November 2023, and on
     engine.index([tmp_path / "photos"], metadata_file=tmp_path / "photos.json")
     app = launch(build_app(engine, notice="Welcome notice"), engine, server_name="127.0.0.1",
                  server_port=None, prevent_thread_lock=True, quiet=True)
@@ -247,3 +250,47 @@ def test_adding_photos_grows_the_collection(page, tmp_path):
 def _artifact(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / name
+
+
+def test_dates_order_and_the_map(page):
+    from playwright.sync_api import expect
+
+    search(page, "a photo")
+    expect(page.locator("#status")).to_contain_text("Showing 6 photos")
+    page.locator("#options").get_by_text("Options").first.click()
+    page.locator("#order").get_by_text("oldest first", exact=True).click()
+    expect(page.locator("#results .caption-label").first).to_contain_text("photo number 0")
+    assert [text.split(" · ")[-1] for text in captions(page)] == [f"photo number {i}" for i in range(6)]
+    page.locator("#order").get_by_text("newest first", exact=True).click()
+    expect(page.locator("#results .caption-label").first).to_contain_text("photo number 5")
+    before = page.locator("#taken-before input, #taken-before textarea").first
+    before.fill("2023-11-16")  # photos 0 and 1 were taken on 14 and 15 November 2023
+    before.press("Enter")
+    expect(gallery_images(page)).to_have_count(2)
+    assert [text.split(" · ")[-1] for text in captions(page)] == ["photo number 1", "photo number 0"]
+    shot(page, "dates")
+    before.fill("November")
+    before.press("Enter")
+    expect(page.locator(".toast-body, .error").first).to_contain_text("not a date")
+    before.fill("")
+    before.press("Enter")
+    expect(gallery_images(page)).to_have_count(6)
+
+    open_tab(page, "Map")
+    photos = page.locator(".collection-map [data-map-id]")
+    expect(photos).to_have_count(6)
+    expect(page.locator(".map-note")).to_contain_text("6 photos laid out by PCA")
+    expect(page.locator(".collection-map .map-hit")).to_have_count(6)  # the search's results are ringed
+    page.locator("#map-colour input").click()
+    page.get_by_role("option", name="photographer").click()
+    expect(page.locator(".map-legend")).to_contain_text("Ana Lima")
+    picked = photos.last.get_attribute("data-map-id")
+    photos.last.click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator("#viewer-details")).to_contain_text(picked)
+    expect(viewer.locator("#viewer-details")).to_contain_text("taken")
+    shot(page, "map-viewer")
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    shot(page, "map")

@@ -156,7 +156,7 @@ def test_the_app_starts_from_an_export_and_shows_photos_by_their_urls(clip_setti
         try:
             # As the browser sees it: the pictures are the photos' URLs, fetched from there.
             client = Client(app.local_url, verbose=False, download_files=False)
-            gallery, status, found, _ = client.predict("photo", "", 5, 0, None, None, api_name="/search_text")
+            gallery, status, found, _ = client.predict("photo", "", 5, 0, None, None, "", "", "", "best match", False, api_name="/search_text")
             assert len(found) == 5 and "Showing 5 photos" in status
             by_description = {r["description"]: i for i, r in enumerate(found)}
             for i in range(5):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from exif_photos import write_exif_photo
-from photos import random_photo, write_photos
+from photos import write_photos
 from retrieval.cli import main
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError

@@ -133,6 +133,22 @@ def test_near_duplicates_are_grouped_biggest_first(clip_settings, tmp_path):
     assert code == 0
     assert cli(clip_settings, "duplicates", "--threshold", "65")[0] != 0
 
+    # Searching with --collapse folds each group into its best-placed photo.
+    code, out = cli(clip_settings, "search", "a picture", "-k", "20", "--json")
+    spread = json.loads(out)
+    assert len(spread) == 13 and not any("similar" in r for r in spread)
+    code, out = cli(clip_settings, "search", "a picture", "-k", "20", "--collapse", "--json")
+    folded = json.loads(out)
+    assert len(folded) == 13 - 4 - 1  # one result for the five copies, one for the two
+    by_name = {r["id"]: os.path.basename(r["path"]) for r in spread}
+    groups = sorted(sorted([by_name[r["id"]], *(by_name[i] for i in r["similar"])]) for r in folded if "similar" in r)
+    assert groups == sorted([sorted(two), sorted(five)])
+    leader = next(r for r in folded if len(r.get("similar", [])) == 4)
+    assert [r["id"] for r in spread].index(leader["id"]) < min(
+        [r["id"] for r in spread].index(i) for i in leader["similar"])  # the best placed of its group shows
+    code, text = cli(clip_settings, "search", "a picture", "-k", "20", "--collapse")
+    assert "(+4 similar)" in text and "(+1 similar)" in text
+
 
 def test_exclusions_from_flags_and_the_ignore_file_also_prune(clip_settings, tmp_path):
     folder = tmp_path / "library"

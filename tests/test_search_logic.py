@@ -11,7 +11,6 @@ from retrieval.query_syntax import parse_filter, parse_query
 from retrieval.filters import Compare, OneOf, TagRule
 from retrieval.search import (QueryTerm, Searcher, SearchRequest, combine_vectors,
                               select_page, SearchResult, tag_score)
-from retrieval.settings import Settings
 from retrieval.store import open_store
 from retrieval.store.chroma import chroma_where
 from retrieval.store.milvus import milvus_filter
@@ -277,3 +276,26 @@ def test_tag_pages_cover_every_match_once_best_first(store_settings, match_all):
         scores = [r.score for r in paged]
         assert scores == sorted(scores, reverse=True)
         assert all(r.score == pytest.approx(have[r.id] / 3) for r in paged)
+
+
+def test_date_order_puts_undated_photos_last_and_keeps_ties_stable():
+    from retrieval.search import order_by_date
+
+    results = [SearchResult("c", 0.9, {"taken_at": 30.0}), SearchResult("x", 0.8, {}),
+               SearchResult("a", 0.7, {"taken_at": 10.0}), SearchResult("b", 0.6, {"taken_at": 10.0}),
+               SearchResult("y", 0.5, {"taken_at": "2024"})]  # not a number: undated
+    assert [r.id for r in order_by_date(results, newest_first=False)] == ["a", "b", "c", "x", "y"]
+    assert [r.id for r in order_by_date(results, newest_first=True)] == ["c", "a", "b", "x", "y"]
+
+
+def test_near_identical_results_fold_into_the_best_placed():
+    from retrieval.search import collapse_near_duplicates
+
+    def result(rid, phash):
+        return SearchResult(rid, 0.5, {"phash": phash} if phash else {})
+
+    results = [result("a", "ffff0000ffff0000"), result("b", "0000ffff0000ffff"), result("a2", "ffff0000ffff0001"),
+               result("n", None), result("a3", "ffff0000ffff0003"), result("b2", "0000ffff0000fffe")]
+    kept = collapse_near_duplicates(results, threshold=2)
+    assert [(r.id, r.similar) for r in kept] == [("a", ["a2", "a3"]), ("b", ["b2"]), ("n", [])]
+    assert kept[0].to_dict()["similar"] == ["a2", "a3"] and "similar" not in kept[2].to_dict()

@@ -16,8 +16,9 @@ from ..settings import Settings
 from .report import Report
 
 SECTIONS = ("indexing", "queries", "startup", "concurrency", "speech")
-# Run only when asked for: peer needs rclip installed; ray starts a local Ray cluster (a minute).
-OPTIONAL_SECTIONS = ("peer", "ray")
+# Run only when asked for: peer needs rclip installed; ray starts a local Ray cluster (a minute);
+# map lays out a big synthetic collection (minutes).
+OPTIONAL_SECTIONS = ("peer", "ray", "map")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default chroma)")
     parser.add_argument("--ray-photos", type=int, default=96,
                         help="ray section: photos indexed by each pipeline (default 96)")
+    parser.add_argument("--map-photos", type=int, default=25000,
+                        help="map section: photos laid out (default 25000)")
     parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="indexing: rounds of ceiling, product, ceiling; the median round is reported (default 3)")
@@ -97,7 +100,7 @@ def run(args, sections: list[str], work: Path) -> Report:
     report = Report()
     report.details["models"] = [label for _, label in models]
     photos = _photos(args.photos, args.photo_count)
-    model_sections = [s for s in sections if s not in ("speech", "peer", "ray")]
+    model_sections = [s for s in sections if s not in ("speech", "peer", "ray", "map")]
     per_model = report.details["per_model"] = {}
     for model, label in models:
         first_row, known = len(report.rows), set(report.details)
@@ -116,6 +119,10 @@ def run(args, sections: list[str], work: Path) -> Report:
         from . import cluster
 
         cluster.run(report, settings.with_overrides(model=models[0][0]), photos, args.ray_photos, work)
+    if "map" in sections:
+        from . import map_layout
+
+        map_layout.run(report, args.map_photos)
     return report
 
 

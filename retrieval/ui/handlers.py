@@ -111,7 +111,7 @@ class SearchPage:
     @staticmethod
     def _options(k: float, min_score: float, photographer: str | None, source: str | None,
                  camera: str | None = None, after: str | None = None, before: str | None = None,
-                 order: str | None = None) -> dict[str, Any]:
+                 order: str | None = None, collapse: bool = False) -> dict[str, Any]:
         """The result controls (``OPTIONS`` in app.py, in this order) as search request fields."""
         filters: dict[str, Any] = {}
         if photographer:
@@ -124,7 +124,7 @@ class SearchPage:
         if taken is not None:
             filters["taken_at"] = taken
         return {"k": int(k), "min_score": float(min_score) or None, "filters": filters,
-                "sort": ORDERS.get(order or "", "score")}
+                "sort": ORDERS.get(order or "", "score"), "collapse_duplicates": bool(collapse)}
 
     def _pictures(self, record_ids: list[str], kind: str) -> list[str]:
         """One picture per result, so gallery positions always match the results: a served copy
@@ -169,7 +169,7 @@ class SearchPage:
             what += f" (shortened: the model reads the first {self.engine.embedder.context_length} tokens)"
         return self._run(request, what)
 
-    def from_link(self, without: str, k, min_score, photographer, source, camera, after, before, order,
+    def from_link(self, without: str, k, min_score, photographer, source, camera, after, before, order, collapse,
                   request: gr.Request):
         """The search a shared link (``?q=...&k=...``) asks for: the query box, the number of
         results and the search's outputs; nothing at all when the link has no query."""
@@ -182,7 +182,7 @@ class SearchPage:
         except ValueError:
             pass
         return (text, k, *self.by_text(text, without, k, min_score, photographer, source, camera, after, before,
-                                       order))
+                                       order, collapse))
 
     def rerun(self, last, *options):
         """The last search again with the result controls as they are now."""

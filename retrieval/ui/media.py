@@ -43,7 +43,7 @@ class MediaFolder:
         self.max_image_pixels = max_image_pixels
         self.uploads = self.root / "uploads"
         self.starter = self.root / "starter"
-        for folder in (self.uploads, self.starter, self.root / "thumbs", self.root / "previews"):
+        for folder in (self.uploads, self.starter, self.root / "thumbs", self.root / "previews", self.root / "map-thumbs"):
             folder.mkdir(parents=True, exist_ok=True)
         try:
             self.placeholder()  # made now, while there is room: later a full disk can't stop a search
@@ -54,7 +54,7 @@ class MediaFolder:
         return self._scaled(record_id, source, "thumbs", THUMBNAIL_SIZE)
 
     def map_thumbnail(self, record_id: str, source: SourceLookup) -> Path | None:
-        return self._scaled(record_id, source, "map", MAP_THUMBNAIL_SIZE)
+        return self._scaled(record_id, source, "map-thumbs", MAP_THUMBNAIL_SIZE)
 
     def preview(self, record_id: str, source: SourceLookup) -> Path | None:
         return self._scaled(record_id, source, "previews", PREVIEW_SIZE)

@@ -44,6 +44,8 @@ def caption(result: dict[str, Any], wanted_tags: int = 0) -> str:
     if result.get("photographer"):
         parts.append(f"by {result['photographer']}")
     parts.append(title(result))
+    if result.get("similar"):
+        parts.append(f"+{len(result['similar'])} similar")
     return " · ".join(parts)
 
 
