@@ -167,6 +167,30 @@ def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metadata.items() if value not in (None, "", [])}
 
 
+def merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several rows about one photo (a COCO-style caption table has five) as one record: the
+    first row's value of each field, every tag of every row, and, when the rows describe the
+    photo differently, all those descriptions as ``captions`` (the first stays ``description``)."""
+    if len(rows) == 1:
+        return rows[0]
+    merged: dict[str, Any] = {}
+    descriptions: list[str] = []
+    for row in rows:
+        for key, value in row.items():
+            if key == "tags":
+                merged["tags"] = list(dict.fromkeys([*merged.get("tags", []), *value]))
+            elif key == "description":
+                if value not in descriptions:
+                    descriptions.append(value)
+            else:
+                merged.setdefault(key, value)
+    if descriptions:
+        merged["description"] = descriptions[0]
+    if len(descriptions) > 1:
+        merged["captions"] = descriptions
+    return merged
+
+
 class MetadataTable:
     """Look up a file's metadata by its name, its stem or its photo id.
 
@@ -176,10 +200,10 @@ class MetadataTable:
 
     def __init__(self, rows: Iterable[dict[str, Any]], problems: list[str] | None = None):
         self.problems = list(problems or [])
-        self._by_key: dict[str, int] = {}
+        self._by_key: dict[str, list[int]] = {}  # a photo's rows: all of them are merged
         self._rows: list[dict[str, Any]] = []
         self._keys: list[set[str]] = []  # each row's keys
-        self.repeated = 0  # rows naming a photo an earlier row already named (the first row is used)
+        self.repeated = 0  # rows naming a photo an earlier row already named (merged into it)
         for row in rows:
             number = len(self._rows)
             self._rows.append(normalise_row(row))
@@ -191,7 +215,7 @@ class MetadataTable:
                     keys.update((name, Path(name).stem))
             self.repeated += bool(keys) and all(key in self._by_key for key in keys)
             for key in keys:
-                self._by_key.setdefault(key, number)
+                self._by_key.setdefault(key, []).append(number)
             self._keys.append(keys)
         self._matched: set[str] = set()  # keys that found a photo
 
@@ -217,7 +241,7 @@ class MetadataTable:
         for key in (path.name.lower(), Path(path.name.lower()).stem):
             if key in self._by_key:
                 self._matched.add(key)
-                return self._rows[self._by_key[key]]
+                return merge_rows([self._rows[n] for n in self._by_key[key]])
         return {}
 
     def warnings(self) -> list[str]:
@@ -227,5 +251,5 @@ class MetadataTable:
             notes.append(f"{unmatched} of {len(self._rows)} rows matched no photo (by file name, stem or photo id)")
         if self.repeated:
             notes.append(f"{self.repeated} rows name a photo that an earlier row already named; "
-                         "the first row of each photo is used")
+                         "they were merged (every description kept in captions, every tag kept)")
         return notes

@@ -93,7 +93,7 @@ def test_a_table_that_is_a_folder_or_missing_is_a_clear_error(tmp_path):
         MetadataTable.from_file(tmp_path / "nope.csv")
 
 
-def test_several_rows_for_one_photo_are_not_counted_as_unmatched(engine, tmp_path):
+def test_several_rows_for_one_photo_are_merged(engine, tmp_path):
     paths = write_photos(tmp_path / "photos", 2)
     table = tmp_path / "captions.tsv"
     table.write_text("image_path\tcaption\n" + "".join(
@@ -101,5 +101,20 @@ def test_several_rows_for_one_photo_are_not_counted_as_unmatched(engine, tmp_pat
     report = engine.index([tmp_path / "photos"], metadata_file=table)
     assert report.metadata_warnings == [
         "1 of 7 rows matched no photo (by file name, stem or photo id)",
-        "4 rows name a photo that an earlier row already named; the first row of each photo is used"]
-    assert {r.metadata["description"] for r in engine.store.iter_all()} == {f"caption 0 of {p.stem}" for p in paths}
+        "4 rows name a photo that an earlier row already named; they were merged (every description kept in "
+        "captions, every tag kept)"]
+    records = {r.metadata["filename"]: r.metadata for r in engine.store.iter_all()}
+    for p in paths:
+        assert records[p.name]["description"] == f"caption 0 of {p.stem}"
+        assert records[p.name]["captions"] == [f"caption {i} of {p.stem}" for i in range(3)]
+
+
+def test_merged_rows_keep_the_first_value_of_each_field_and_every_tag():
+    from retrieval.metadata_table import merge_rows
+
+    rows = [{"description": "a dog", "tags": ["dog"], "photographer": "Ana"},
+            {"description": "a dog", "tags": ["dog", "grass"], "photographer": "Bo", "url": "https://x"},
+            {"description": "a puppy on grass", "tags": ["puppy"]}]
+    assert merge_rows(rows) == {"description": "a dog", "captions": ["a dog", "a puppy on grass"],
+                                "tags": ["dog", "grass", "puppy"], "photographer": "Ana", "url": "https://x"}
+    assert merge_rows(rows[:1]) == rows[0]
