@@ -1,10 +1,13 @@
 """Indexing on a Ray cluster: the read -> decode -> embed stage as a Ray Data pipeline.
 
 The indexer (``ingest.py``) still runs here: it scans the folders, skips what is
-stored already (so a run resumes where the last one stopped), tells moves and
-duplicates apart and is the store's one writer. What costs time, reading and
-decoding every photo and running the model, happens in a pool of Ray actors, each
-holding the model once. A killed actor is restarted by Ray and its batch is run
+stored already (so a run resumes where the last one stopped) and tells moves and
+duplicates apart. What costs time, reading and decoding every photo and running
+the model, happens in a pool of Ray actors, each holding the model once. With a
+store every worker can reach (a Milvus server or cluster) each worker also stores
+the photos it embeds, so no vector passes through this process and the writes
+spread over the cluster; with an embedded store (Chroma, Milvus Lite) this
+process is its one writer. A killed actor is restarted by Ray and its batch is run
 again; the vectors are the ones a single process would make (same preprocessing,
 same model).
 
@@ -65,12 +68,19 @@ def connect(address: str, num_cpus: int | None = None) -> None:
 class EmbedFiles:
     """One Ray actor: the model loaded once; each call reads, decodes and embeds a batch of files."""
 
-    def __init__(self, settings: Settings, threads: int):
+    def __init__(self, settings: Settings, threads: int, writes=None):
+        """``writes``: an ``ingest.WorkerWrites`` when this worker stores what it embeds."""
         from .embedder import load_embedder
 
         self.settings = settings
         self.embedder = load_embedder(settings.model, threads, settings.precision, settings.device,
                                       text_export=False)
+        self.writes, self.store = writes, None
+        if writes is not None:
+            from .store import open_store
+
+            self.store = open_store(settings)
+            self.store.bind(self.embedder.signature)  # the model guard holds on every worker too
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from .images import ImageRejected, SkipReason, decode_image, read_file_bytes
@@ -106,7 +116,36 @@ class EmbedFiles:
         vectors = np.zeros((len(rows["path"]), self.embedder.dim), dtype=np.float32)
         if pixels:
             vectors[good] = self.embedder.embed_pixels(pixels)
+        if self.writes is not None:
+            return self._store_batch(rows, vectors, good)
         return {**{name: np.asarray(values) for name, values in rows.items()}, "vector": vectors}
+
+    def _store_batch(self, rows: dict[str, list], vectors: np.ndarray, good: list[int]) -> dict[str, Any]:
+        """Store the batch's new photos here; send back what the indexer needs, without vectors."""
+        from .ingest import new_record_metadata
+
+        writes = self.writes
+        new, seen = [], set()
+        for n in good:
+            record_id = rows["id"][n]
+            if record_id not in writes.stored_ids and record_id not in seen:  # a copy is the indexer's to judge
+                seen.add(record_id)
+                new.append(n)
+        metadata = ["" for _ in rows["path"]]
+        if new:
+            records = []
+            for n in new:
+                path = Path(rows["path"][n])
+                records.append(new_record_metadata(path, rows["width"][n], rows["height"][n], rows["size"][n],
+                                                   rows["mtime"][n], json.loads(rows["facts"][n]), writes.source,
+                                                   writes.added_at, writes.metadata(path)))
+            self.store.upsert([rows["id"][n] for n in new], vectors[new], records)
+            for n, record in zip(new, records):
+                metadata[n] = json.dumps(record)
+        written = np.zeros(len(rows["path"]), dtype=bool)
+        written[new] = True
+        return {**{name: np.asarray(values) for name, values in rows.items()}, "written": written,
+                "metadata": np.asarray(metadata)}
 
 
 class RayPreparer:
@@ -117,7 +156,13 @@ class RayPreparer:
                  num_cpus: int | None = None):
         self.settings, self.address, self.workers, self.num_cpus = settings, address, workers, num_cpus
 
-    def __call__(self, paths: list[Path]) -> Iterator:
+    def workers_can_write(self) -> bool:
+        """Whether every worker can reach the store: a Milvus server or cluster (an embedded
+        store lives in one process)."""
+        return self.settings.store_backend == "milvus" and self.settings.milvus_lite_path is None
+
+    def __call__(self, paths: list[Path], writes=None) -> Iterator:
+        """``writes`` (``ingest.WorkerWrites``): let the workers store what they embed, when they can."""
         if not paths:
             return
         import ray
@@ -138,12 +183,15 @@ class RayPreparer:
         workers = self.workers or (gpus or cpus)
         threads = 1 if gpus else max(1, cpus // workers)
         settings = self.settings if gpus else self.settings.with_overrides(device="cpu")
-        log.info("embedding %d files on Ray: %d workers, %s", len(paths), workers,
-                 f"{gpus} GPUs" if gpus else f"{threads} CPU threads each")
+        if not self.workers_can_write():
+            writes = None
+        log.info("embedding %d files on Ray: %d workers, %s%s", len(paths), workers,
+                 f"{gpus} GPUs" if gpus else f"{threads} CPU threads each",
+                 ", each storing what it embeds" if writes is not None else "")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray's notice that these remote arguments will be renamed
             dataset = ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
-                EmbedFiles, fn_constructor_kwargs={"settings": settings, "threads": threads},
+                EmbedFiles, fn_constructor_kwargs={"settings": settings, "threads": threads, "writes": writes},
                 batch_size=self.settings.batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=0 if gpus else threads, num_gpus=1 if gpus else 0,
                 # A worker that dies is started again and its batch run again.
@@ -157,6 +205,9 @@ class RayPreparer:
                                  facts=json.loads(str(batch["facts"][i])))
                 if batch["reason"][i]:
                     item.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
+                elif "written" in batch:
+                    item.written = bool(batch["written"][i])
+                    item.metadata = json.loads(str(batch["metadata"][i])) if item.written else {}
                 else:
                     item.vector = np.asarray(batch["vector"][i], dtype=np.float32)
                 yield item

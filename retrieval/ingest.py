@@ -59,6 +59,7 @@ class IndexReport:
     unchanged: int = 0
     updated: int = 0  # metadata refreshed or file moved, no new embedding
     facts_read: int = 0  # photos indexed before facts were read, given them now (no new embedding)
+    written_by_workers: int = 0  # of ``added``: stored by the cluster workers themselves
     replaced: int = 0  # records of files edited in place, superseded by their new bytes
     pruned: int = 0
     excluded: int = 0  # files and folders left out by --exclude or an ignore file
@@ -85,6 +86,7 @@ class IndexReport:
             "unchanged": self.unchanged,
             "updated": self.updated,
             "facts_read": self.facts_read,
+            "written_by_workers": self.written_by_workers,
             "replaced": self.replaced,
             "pruned": self.pruned,
             "excluded": self.excluded,
@@ -123,12 +125,33 @@ class _Prepared:
     duplicate_of: str | None = None  # a path, when the bytes are already claimed
     rejected: ImageRejected | None = None
     vector: np.ndarray | None = None  # embedded already (by a cluster worker)
+    written: bool = False  # stored already, by the cluster worker that embedded it
+    metadata: dict = field(default_factory=dict)  # what that worker stored with it
     facts: dict = field(default_factory=dict)  # EXIF facts and perceptual hash (``described``)
 
 
 def described(decoded) -> dict[str, Any]:
     """What indexing stores about a decoded photo besides its vector: EXIF facts and its hash."""
     return {**decoded.facts, HASH_FIELD: perceptual_hash(decoded.image)}
+
+
+def new_record_metadata(path: Path, width: int, height: int, size: int, mtime: float, facts: dict[str, Any],
+                        source: str, added_at: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of a newly embedded photo (here, or on the cluster worker that stores it)."""
+    return {"path": str(path), "filename": path.name, "width": width, "height": height, "size": size,
+            "mtime": mtime, "source": source, "added_at": added_at, **with_file_time(facts, mtime), **extra}
+
+
+@dataclass(frozen=True)
+class WorkerWrites:
+    """What a cluster worker needs to store the photos it embeds itself (``prepare_elsewhere``):
+    the ids stored before the run (never written again: moves and copies are this process's
+    business), the metadata table's lookup, and the run's source and time."""
+
+    stored_ids: frozenset
+    metadata: Callable[[Path], dict[str, Any]]
+    source: str
+    added_at: str
 
 
 def content_id(data: bytes) -> str:
@@ -166,12 +189,13 @@ class Indexer:
 
     def __init__(self, store: PhotoStore, embedder: Embedder | Callable[[], Embedder], *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                 prepare_elsewhere: Callable[[list[Path]], Iterable[_Prepared]] | None = None):
+                 prepare_elsewhere: Callable[..., Iterable[_Prepared]] | None = None):
         """``embedder``: the model, or a function that loads it (and binds the store to it). A
         function is called only when a file needs embedding, so a run that finds nothing new
         loads no model. ``prepare_elsewhere``: reads, decodes and embeds the files that need it
         somewhere else (a Ray cluster, ``cluster_index.py``), handing back each file's result
-        with its vector; this process still decides what is new and is the store's one writer."""
+        with its vector, or stored already (``WorkerWrites``: with a store every worker can reach);
+        this process still decides what is new, moved or a duplicate."""
         self.prepare_elsewhere = prepare_elsewhere
         self.store = store
         self._embedder = embedder
@@ -234,6 +258,7 @@ class _IndexRun:
         self.claimed: dict[str, str] = {}  # id -> path, for bytes seen during this run
         self.claim_lock = threading.Lock()
         self.pending_updates: list[tuple[str, dict]] = []
+        self.rewrites: list[str] = []  # records a cluster worker stored under a copy's path
         # Records whose path now holds other bytes, and whose own bytes were not
         # found elsewhere (yet) in this run: they describe nothing at the end.
         self.displaced: dict[str, StoredRecord] = {}
@@ -245,7 +270,9 @@ class _IndexRun:
         if to_read:  # the model (and its guard against another model's store) before any file is read:
             self.indexer.embedder  # noqa: B018 - a failure to load is the run's error, not each file's
         if self.indexer.prepare_elsewhere is not None:  # read, decoded and embedded on a cluster
-            self._consume(self._claimed(self.indexer.prepare_elsewhere(to_read)))
+            writes = WorkerWrites(frozenset(self.by_id), self.metadata, self.source,
+                                  datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            self._consume(self._claimed(self.indexer.prepare_elsewhere(to_read, writes)))
             return
         window = max(self.indexer.batch_size * 2, 4)
         prefetch = ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
@@ -254,7 +281,7 @@ class _IndexRun:
 
     def _claimed(self, prepared: Iterable[_Prepared]) -> Iterator[_Prepared]:
         for item in prepared:
-            if item.rejected is None and item.vector is not None:
+            if item.rejected is None:
                 self.claim(item)
             yield item
 
@@ -267,6 +294,8 @@ class _IndexRun:
                 log.info("skipped %s: %s", prepared.path, prepared.rejected)
                 self._tick(prepared.path)
             elif prepared.duplicate_of is not None:
+                if prepared.written:  # a copy of a photo claimed earlier in this run, stored by its worker:
+                    self.rewrites.append(prepared.id)  # the record describes the first file found
                 self._known_bytes(prepared)
                 self._tick(prepared.path)
             else:
@@ -407,6 +436,10 @@ class _IndexRun:
             self._flush_updates()
 
     def _flush_updates(self) -> None:
+        restore = [record_id for record_id in dict.fromkeys(self.rewrites) if record_id in self.by_id]
+        if restore:
+            self.store.update_metadata(restore, [self.by_id[record_id].metadata for record_id in restore])
+            self.rewrites = [record_id for record_id in self.rewrites if record_id not in self.by_id]
         if self.pending_updates:
             ids, metadatas = zip(*self.pending_updates)
             self.store.update_metadata(list(ids), list(metadatas))
@@ -416,13 +449,15 @@ class _IndexRun:
         self._flush_updates()
         if not batch:
             return
-        if all(item.vector is not None for item in batch):
-            vectors = np.stack([item.vector for item in batch])
-        else:
-            vectors = self.indexer.embedder.embed_pixels([item.pixels for item in batch])
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadatas = [self._new_metadata(item, added_at) for item in batch]
-        self.store.upsert([item.id for item in batch], vectors, metadatas)
+        unwritten = [n for n, item in enumerate(batch) if not item.written]
+        if unwritten:
+            if all(batch[n].vector is not None for n in unwritten):
+                vectors = np.stack([batch[n].vector for n in unwritten])
+            else:
+                vectors = self.indexer.embedder.embed_pixels([batch[n].pixels for n in unwritten])
+            self.store.upsert([batch[n].id for n in unwritten], vectors, [metadatas[n] for n in unwritten])
         # A file edited in place now has new bytes: its old record describes nothing,
         # unless those bytes turn up under another name later in this run (a swap).
         for item in batch:
@@ -435,21 +470,16 @@ class _IndexRun:
             self.by_path[str(item.path)] = record
             self.report.added.append(item.id)
             self._tick(item.path)
+        self.report.written_by_workers += len(batch) - len(unwritten)
+        if self.rewrites:
+            self._flush_updates()
         log.info("committed %d new photos (%d this run)", len(batch), len(self.report.added))
 
     def _new_metadata(self, item: _Prepared, added_at: str) -> dict[str, Any]:
-        return {
-            "path": str(item.path),
-            "filename": item.path.name,
-            "width": item.width,
-            "height": item.height,
-            "size": item.size,
-            "mtime": item.mtime,
-            "source": self.source,
-            "added_at": added_at,
-            **with_file_time(item.facts, item.mtime),
-            **self.metadata(item.path),
-        }
+        if item.written:  # as its worker stored it
+            return dict(item.metadata)
+        return new_record_metadata(item.path, item.width, item.height, item.size, item.mtime, item.facts,
+                                   self.source, added_at, self.metadata(item.path))
 
     def _tick(self, path: Path) -> None:
         self.done += 1

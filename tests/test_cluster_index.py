@@ -94,3 +94,33 @@ def test_a_worker_killed_mid_run_still_finishes_the_job(ray_cluster, clip_settin
     paths = sorted(r.metadata["path"] for r in engine.store.iter_all())
     assert paths == sorted(map(str, good))  # every photo, each once
     assert len(report.added) == len(good) and not report.skipped
+
+
+def test_with_a_milvus_server_every_worker_stores_what_it_embeds(ray_cluster, clip_settings, milvus_server_port,
+                                                                  tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, 20)
+    (folder / "copy.jpg").write_bytes((folder / "photo_0003.jpg").read_bytes())  # found first: it owns the record
+    (folder / "zz_copy.jpg").write_bytes((folder / "photo_0007.jpg").read_bytes())  # found last: a duplicate
+    alone = Engine(clip_settings.with_overrides(chroma_path=tmp_path / "alone"))
+    single = alone.index([folder])
+
+    server = clip_settings.with_overrides(store=f"milvus://127.0.0.1:{milvus_server_port}",
+                                          collection=f"ray_{os.getpid()}_{time.monotonic_ns()}", batch_size=4)
+    clustered = Engine(server)
+    report = clustered.index([folder], ray="local", ray_workers=2)
+    assert report.written_by_workers == len(report.added) == 20
+    assert sorted(report.added) == sorted(single.added)
+    assert [d.path for d in report.duplicates] == [d.path for d in single.duplicates]
+    ours, theirs = embeddings(clustered), embeddings(alone)
+    assert ours.keys() == theirs.keys()
+    for record_id, vector in ours.items():
+        np.testing.assert_allclose(vector, theirs[record_id], atol=1e-5)
+    paths = {r.id: r.metadata for r in clustered.store.iter_all()}
+    for record in alone.store.iter_all():  # the same record, the same first file of each copy
+        assert {k: paths[record.id][k] for k in ("path", "width", "height", "size", "taken_from")} == {
+            k: record.metadata[k] for k in ("path", "width", "height", "size", "taken_from")}
+        assert paths[record.id]["mtime"] == pytest.approx(record.metadata["mtime"], abs=1e-6)  # JSON's last digit
+
+    again = clustered.index([folder], ray="local")
+    assert again.added == [] and again.written_by_workers == 0 and clustered.store.count() == 20
