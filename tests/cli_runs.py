@@ -1,4 +1,4 @@
-"""Running ``python -m retrieval index`` as a real process, to interrupt it part-way."""
+"""Running ``python -m retrieval`` commands: as a real process (to interrupt it part-way) or in this one."""
 
 from __future__ import annotations
 
@@ -27,3 +27,25 @@ def run_until_committed(arguments: list[str], env: dict, batches: int, timeout: 
         if commits >= batches or time.monotonic() > deadline:
             break
     return process
+
+
+def run_in_process(settings, *arguments: str) -> tuple[int, str, str]:
+    """``python -m retrieval ARGUMENTS`` in this process, on ``settings``' model and store:
+    the exit status, what it printed and what it wrote to stderr."""
+    import contextlib
+    import io
+    import os
+
+    from retrieval.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    env = {"MODEL": settings.model, "CHROMA_PATH": str(settings.chroma_path)}
+    old = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(arguments))
+    finally:
+        for key, value in old.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    return code, out.getvalue(), err.getvalue()

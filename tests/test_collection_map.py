@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run_in_process
 from photos import write_photos
-from retrieval.cli import main
 from retrieval.collection_map import build_map, layout
 from retrieval.engine import Engine
 from retrieval.model_signature import ModelSignature
@@ -71,17 +68,8 @@ def test_the_layout_is_kept_until_the_collection_changes(tmp_path):
 
 
 def run(settings, *arguments) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    env = {"MODEL": settings.model, "CHROMA_PATH": str(settings.chroma_path)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(arguments))
-    finally:
-        for key, value in old.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    return code, out.getvalue() + err.getvalue()
+    code, out, err = run_in_process(settings, *arguments)
+    return code, out + err
 
 
 def test_map_command_draws_png_and_html(clip_settings, tmp_path):

@@ -10,9 +10,9 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from cli_runs import run_in_process
 from exif_photos import write_exif_photo
 from photos import write_photos
-from retrieval.cli import main
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from retrieval.fact_filters import Place, date_range, distance_km, parse_date
@@ -107,21 +107,9 @@ def test_date_parsing_and_ranges():
 
 
 def run_cli(settings, *arguments) -> list[dict]:
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    env = {"MODEL": settings.model, "CHROMA_PATH": str(settings.chroma_path)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out):
-            code = main(["search", *arguments, "--json"])
-    finally:
-        for key, value in old.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    assert code == 0, out.getvalue()
-    return json.loads(out.getvalue())
+    code, out, err = run_in_process(settings, "search", *arguments, "--json")
+    assert code == 0, err
+    return json.loads(out)
 
 
 @pytest.mark.parametrize("arguments, expected", [

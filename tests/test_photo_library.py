@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 
@@ -11,24 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import run_in_process
 from exif_photos import exif_block, write_dng
 from photos import random_photo, scene_photo, write_photos
-from retrieval.cli import main
 from retrieval.engine import Engine
 
 
 def cli(settings, *arguments) -> tuple[int, str]:
-    out = io.StringIO()
-    env = {"MODEL": settings.model, "CHROMA_PATH": str(settings.chroma_path)}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out):
-            code = main(list(arguments))
-    finally:
-        for key, value in old.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-    return code, out.getvalue()
+    code, out, _ = run_in_process(settings, *arguments)
+    return code, out
 
 
 def stored_vector(engine: Engine, filename: str) -> np.ndarray:
