@@ -39,8 +39,6 @@ class Exclusions:
     ``2019/**/private``; a pattern without a slash matches at any depth)."""
 
     def __init__(self, root: Path, patterns: Iterable[str] = ()):
-        import pathspec
-
         lines = [p for p in patterns if p.strip()]
         ignore_file = root / IGNORE_FILE
         if ignore_file.is_file():
@@ -49,8 +47,11 @@ class Exclusions:
             except OSError as exc:
                 raise RetrievalError(f"Could not read {ignore_file}: {exc.strerror or exc}.") from None
         self.root = root
-        self.spec = pathspec.GitIgnoreSpec.from_lines(lines) if any(
-            line.strip() and not line.lstrip().startswith("#") for line in lines) else None
+        self.spec = None
+        if any(line.strip() and not line.lstrip().startswith("#") for line in lines):
+            import pathspec  # only when there is something to leave out: a plain walk needs no package
+
+            self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
     def __bool__(self) -> bool:
         return self.spec is not None

@@ -287,8 +287,12 @@ class _IndexRun:
 
     def _consume(self, prefetch: Iterator[_Prepared]) -> None:
         batch: list[_Prepared] = []
+        rejected: dict[str, ImageRejected] = {}  # path -> why, for copies of files that can't be used
         for prepared in prefetch:
+            if prepared.duplicate_of in rejected:  # the same bytes as a file rejected earlier: the same reason
+                prepared.rejected, prepared.duplicate_of = rejected[prepared.duplicate_of], None
             if prepared.rejected is not None:
+                rejected[str(prepared.path)] = prepared.rejected
                 self.report.skipped.append(SkippedFile(
                     str(prepared.path), prepared.rejected.reason.value, prepared.rejected.detail))
                 log.info("skipped %s: %s", prepared.path, prepared.rejected)

@@ -21,7 +21,12 @@ from .collection_map import OTHER, CollectionMap, colour_values, legend
 
 MAX_DRAWN = 1500
 _SIDE = 1000  # the SVG's own coordinates; the page scales it to its width
-_THUMB = 46
+_MIN_THUMB, _MAX_THUMB = 46, 130  # in the SVG's units: about 3% to 13% of its side
+
+
+def thumb_side(count: int) -> int:
+    """Thumbnails as big as the number drawn leaves room for: a few large, many small."""
+    return int(max(_MIN_THUMB, min(_MAX_THUMB, 320 / max(count, 1) ** 0.5)))
 
 
 def drawn(cmap: CollectionMap, highlight: set[str], max_points: int = MAX_DRAWN) -> list[int]:
@@ -48,21 +53,23 @@ def map_svg(cmap: CollectionMap, picture: Callable[[int], str | None], colour_fi
     highlight = highlight or set()
     values = colour_values(cmap.metadata, colour_field)
     colours = legend(values)
-    margin = _THUMB
+    shown = drawn(cmap, highlight, max_points)
+    side = thumb_side(len(shown))
+    margin = side
     parts = []
-    for n in drawn(cmap, highlight, max_points):
-        x = margin + float(cmap.xy[n, 0]) * (_SIDE - 2 * margin) - _THUMB / 2
-        y = margin + (1 - float(cmap.xy[n, 1])) * (_SIDE - 2 * margin) - _THUMB / 2
+    for n in shown:
+        x = margin + float(cmap.xy[n, 0]) * (_SIDE - 2 * margin) - side / 2
+        y = margin + (1 - float(cmap.xy[n, 1])) * (_SIDE - 2 * margin) - side / 2
         colour = colours.get(values[n], OTHER)
         record_id = html.escape(cmap.ids[n], quote=True)
         label = html.escape(cmap.metadata[n].get("description") or cmap.metadata[n].get("filename") or cmap.ids[n])
         classes = "map-photo" + (" map-hit" if cmap.ids[n] in highlight else " map-dim" if highlight else "")
         href = picture(n)
-        inner = (f'<image href="{html.escape(href, quote=True)}" width="{_THUMB}" height="{_THUMB}" '
+        inner = (f'<image href="{html.escape(href, quote=True)}" width="{side}" height="{side}" '
                  'preserveAspectRatio="xMidYMid slice"/>' if href else
-                 f'<circle cx="{_THUMB / 2}" cy="{_THUMB / 2}" r="{_THUMB / 3}" fill="{colour}"/>')
+                 f'<circle cx="{side / 2}" cy="{side / 2}" r="{side / 3}" fill="{colour}"/>')
         parts.append(f'<g class="{classes}" data-map-id="{record_id}" transform="translate({x:.1f},{y:.1f})">'
-                     f'<title>{label}</title>{inner}<rect width="{_THUMB}" height="{_THUMB}" fill="none" '
+                     f'<title>{label}</title>{inner}<rect width="{side}" height="{side}" fill="none" '
                      f'stroke="{colour}" stroke-width="3"/></g>')
     svg = (f'<svg class="collection-map" viewBox="0 0 {_SIDE} {_SIDE}" role="img" '
            f'aria-label="Map of {len(cmap)} photos">{"".join(parts)}</svg>')

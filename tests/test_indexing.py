@@ -278,14 +278,25 @@ def test_files_over_the_size_cap_are_not_read(settings, tmp_path):
 def test_every_file_found_is_accounted_for(engine, tmp_path):
     folder = tmp_path / "photos"
     write_photos(folder, 1)
-    for name in ("phone.heic", "drawing.svg", "scan.pdf", "raw.CR2"):
-        (folder / name).write_bytes(b"\0" * 10)
+    for n, name in enumerate(("phone.heic", "drawing.svg", "scan.pdf", "raw.CR2")):
+        (folder / name).write_bytes(bytes([n]) * 10)
     report = engine.index([folder])
     reasons = {os.path.basename(s.path): (s.reason, s.detail) for s in report.skipped}
     assert reasons["drawing.svg"] == ("unsupported format", "SVG can't be read yet")
     assert reasons["scan.pdf"][0] == "unsupported format"
     assert reasons["phone.heic"][0] == "not an image"  # read (HEIC is supported), and not one
     assert reasons["raw.CR2"][0] == "corrupt image" and "camera RAW" in reasons["raw.CR2"][1]
+
+
+def test_a_copy_of_a_file_that_cant_be_used_is_skipped_for_the_same_reason(engine, tmp_path):
+    folder = tmp_path / "photos"
+    write_photos(folder, 1)
+    for name in ("a_notes.jpg", "b_notes_copy.jpg"):
+        (folder / name).write_text("not a photo\n")
+    report = engine.index([folder])
+    assert len(report.added) == 1 and not report.duplicates
+    assert sorted((os.path.basename(s.path), s.reason) for s in report.skipped) == [
+        ("a_notes.jpg", "not an image"), ("b_notes_copy.jpg", "not an image")]
 
 
 def test_unreadable_folders_are_reported(tmp_path):

@@ -61,9 +61,11 @@ def run(report: Report, model: str, store: Path, queries: int = 20, timeout: flo
 
     import psutil
 
+    from ..ui.handlers import UNSET_OPTIONS
+
     with served_app(model, store, timeout) as (url, ready, process):
         client = Client(url, verbose=False)
-        options = (10, 0, None, None)
+        options = (10, 0, None, None, *UNSET_OPTIONS)
         timings = []
         for number in range(queries + 1):
             began = time.perf_counter()

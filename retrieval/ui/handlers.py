@@ -27,6 +27,9 @@ from .media import MediaFolder
 log = logging.getLogger("retrieval.app")
 
 ORDERS = {"best match": "score", "newest first": "-date", "oldest first": "date"}
+# The result controls after photographer and source as an API client leaves them (no camera, no
+# dates, best match first, near-identical photos apart): ``SearchPage._options``, in its order.
+UNSET_OPTIONS = ("", "", "", "best match", False)
 FACET_FIELDS = ("tags", "photographer", "source", "camera")  # the dropdowns filled with counted values
 MAX_FACET_CHOICES = 1000  # the rest can still be typed: the dropdowns accept custom values
 
