@@ -146,6 +146,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 prev_button = gr.Button("‹ Previous", elem_id="viewer-prev", size="sm")
                 next_button = gr.Button("Next ›", elem_id="viewer-next", size="sm")
                 like_button = gr.Button("More like this", variant="primary", elem_id="more-like-this", size="sm")
+                why_button = gr.Button("Why this matched", elem_id="why-matched", size="sm")
                 close_button = gr.Button("Close (Esc)", elem_id="viewer-close", size="sm")
             with gr.Row():
                 with gr.Column(scale=3):
@@ -199,6 +200,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         gr.on([map_tab.select, colour_by.input, map_button.click], guarded(page.map_html), [colour_by, results],
               collection_map, **PRIVATE)
         map_open.click(guarded(page.open_from_map), map_pick, viewer_outputs, **PRIVATE)
+        why_button.click(guarded(page.why_this_matched), [selected_id, last_request], viewer_image,
+                         api_name="why_this_matched")
         gallery.select(page.details, [results], viewer_outputs, **PRIVATE)
         prev_button.click(lambda r, i: page.show(r, i, -1), [results, viewer_index], viewer_outputs, **PRIVATE)
         next_button.click(lambda r, i: page.show(r, i, +1), [results, viewer_index], viewer_outputs, **PRIVATE)

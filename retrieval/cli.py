@@ -211,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     collection_map.add_argument("--max-points", type=int, default=1500, help="thumbnails drawn (default 1500)")
     _add_settings_flags(collection_map, model=False)
 
+    explain = commands.add_parser(
+        "explain", help="show where a photo matches a query (a heat map over the photo)",
+        description="Draws the model's Grad-CAM heat map of the photo's score for the query over the photo: "
+                    "the warmer, the more that part raised the score. The query is written as for `search` "
+                    "(text, image files, + and -).")
+    explain.add_argument("id", help="the photo's id (as `search --json` gives it)")
+    explain.add_argument("query", nargs="*", help="text and/or image terms, joined by + and -")
+    explain.add_argument("--image", type=Path, action="append", default=[], help="query image (repeatable)")
+    explain.add_argument("--out", type=Path, required=True, help="the picture to write (PNG or JPEG)")
+    _add_settings_flags(explain)
+
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats, model=False)
     return parser
@@ -496,6 +507,27 @@ def cmd_map(engine, args) -> int:
     return 0
 
 
+def cmd_explain(engine, args) -> int:
+    from .query_syntax import parse_query
+    from .search import QueryTerm
+
+    terms = (parse_query(args.query) if args.query else []) + [QueryTerm("image", p) for p in args.image]
+    if not terms:
+        raise RetrievalError("Give the query to explain: some text, an image, or both.")
+    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise RetrievalError(f"--out {args.out}: name a .png or .jpg file.")
+    picture, grid = engine.explain(args.id, terms)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(args.out)
+    if args.json:
+        _print_json({"out": str(args.out), "grid": [[round(float(v), 4) for v in row] for row in grid]})
+    else:
+        row, col = divmod(int(grid.argmax()), grid.shape[1])
+        print(f"Heat map ({grid.shape[0]}x{grid.shape[1]} patches) written to {args.out}; the warmest patch is "
+              f"row {row + 1}, column {col + 1}.")
+    return 0
+
+
 def cmd_transcribe(engine, args) -> int:
     transcript = engine.transcribe(args.audio)
     if args.json:
@@ -601,7 +633,7 @@ def cmd_import(engine, args) -> int:
     return 0
 
 
-COMMANDS = {"duplicates": cmd_duplicates, "map": cmd_map, "export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
+COMMANDS = {"duplicates": cmd_duplicates, "explain": cmd_explain, "map": cmd_map, "export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
             "stats": cmd_stats, "reembed": cmd_reembed}
 
 
@@ -615,7 +647,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 # Commands that write nothing to the store; `index` joins them when it found nothing to change.
-READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export", "duplicates", "map")
+READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export", "duplicates", "map", "explain")
 _store_untouched = False  # whether the command main() ran last wrote nothing to the store
 
 

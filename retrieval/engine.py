@@ -178,6 +178,28 @@ class Engine:
         request.exclude_ids.add(record_id)
         return self.search(request)
 
+    def explain(self, record_id: str, terms: list) -> tuple[Any, np.ndarray]:
+        """Why the photo ``record_id`` matches the query ``terms``: the photo with the model's
+        heat map laid over it (a PIL image), and the map itself (``heat_map.py``)."""
+        from .heat_map import overlay
+        from .images import ImageRejected, open_image_file
+        from .search import Searcher
+
+        found = self.store.get([record_id])
+        if not found:
+            raise RetrievalError(f"No photo with id '{record_id}' is in the collection.")
+        path = found[0].metadata.get("path")
+        if not path:
+            raise RetrievalError("This photo is known only by its web address; its file is needed to show "
+                                 "where it matches.")
+        try:
+            photo = open_image_file(path, self.settings.max_image_pixels, max_bytes=self.settings.max_file_bytes).image
+        except ImageRejected as exc:
+            raise RetrievalError(f"The photo's file {path} can't be read any more ({exc}).") from None
+        vector = Searcher(self.store, self._embed_term).query_vector(terms)
+        grid = self.embedder.explain(photo, vector)
+        return overlay(photo, grid, self.embedder.seen_area(*photo.size)), grid
+
     def _embed_term(self, term) -> np.ndarray:
         if term.kind == "text":
             return self.embedder.embed_text(str(term.value))

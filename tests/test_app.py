@@ -122,6 +122,19 @@ def test_more_like_this_and_paging(running_app):
     assert "like the selected one" in status
 
 
+def test_why_this_matched_draws_the_heat_map_of_the_last_query(running_app):
+    client, paths, _ = running_app
+    with pytest.raises(Exception, match="Search first"):
+        Client(client.src, verbose=False).predict("some-id", api_name="/why_this_matched")  # a fresh session
+    _, _, results, _ = client.predict("a photo", "", 3, 0, None, None, *UNSET, api_name="/search_text")
+    picture = client.predict(results[0]["id"], api_name="/why_this_matched")
+    with Image.open(picture) as heat:
+        assert heat.size == (results[0]["width"], results[0]["height"])
+    client.predict(["beach"], "any", *OPTIONS, api_name="/search_tags")
+    with pytest.raises(Exception, match="tag search"):
+        client.predict(results[0]["id"], api_name="/why_this_matched")
+
+
 def test_adding_photos_reports_added_duplicate_and_rejected(running_app, tmp_path, engine):
     client, paths, _ = running_app
     new = write_photos(tmp_path / "new", 2, start=50)

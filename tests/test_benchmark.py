@@ -138,7 +138,7 @@ def test_benchmark_script_smoke_run(tmp_path, clip_model, monkeypatch, capsys):
     assert result["machine"]["cores"] >= 1 and result["machine"]["cpu"]
     sections = {row["section"] for row in result["rows"]}
     assert {"indexing photos (6 files)", "indexing 12mp (2 files)", "queries at 300 photos", "start-up",
-            "concurrency"} <= sections
+            "concurrency", "why this matched (heat map)"} <= sections
     assert any(s.startswith("speech") for s in sections)
     for row in result["rows"]:
         assert row["value"] >= 0

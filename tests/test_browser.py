@@ -291,6 +291,10 @@ def test_dates_order_and_the_map(page):
     expect(viewer.locator("#viewer-details")).to_contain_text(picked)
     expect(viewer.locator("#viewer-details")).to_contain_text("taken")
     shot(page, "map-viewer")
+    before = viewer.locator("#viewer-image img").get_attribute("src")
+    page.locator("#why-matched").click()  # the heat map of the last search ("a photo") over this photo
+    expect(viewer.locator("#viewer-image img")).not_to_have_attribute("src", before or "")
+    shot(page, "why-this-matched")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
     shot(page, "map")

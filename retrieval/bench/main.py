@@ -15,7 +15,7 @@ from ..files import walk_images
 from ..settings import Settings
 from .report import Report
 
-SECTIONS = ("indexing", "queries", "startup", "concurrency", "speech")
+SECTIONS = ("indexing", "queries", "explain", "startup", "concurrency", "speech")
 # Run only when asked for: peer needs rclip installed; ray starts a local Ray cluster (a minute);
 # map lays out a big synthetic collection (minutes).
 OPTIONAL_SECTIONS = ("peer", "ray", "map")
@@ -145,7 +145,7 @@ def _run_peer(report: Report, args, settings: Settings, photos: list[Path], work
 def run_model(report: Report, args, sections: list[str], settings: Settings, photos: list[Path],
               work: Path) -> None:
     from ..embedder import load_embedder
-    from . import concurrency, indexing, queries, startup
+    from . import concurrency, explain, indexing, queries, startup
 
     if not sections:
         return
@@ -161,6 +161,8 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
         if unknown:
             raise RetrievalError(f"--backends: unknown {', '.join(sorted(unknown))}; use {', '.join(queries.BACKENDS)}")
         queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats, backends=backends)
+    if "explain" in sections:
+        explain.run(report, embedder, photos)
     if "startup" in sections or "concurrency" in sections:
         store = _startup_store(embedder, settings, photos, work)
         if "startup" in sections:

@@ -98,6 +98,16 @@ class Embedder(ABC):
         such an export is there for this model afterwards."""
         return False
 
+    def explain(self, image: Image.Image, query: np.ndarray) -> np.ndarray:
+        """Where in ``image`` its score for the unit vector ``query`` comes from: a grid over the
+        model's patches, 0 to 1 (see ``two_tower.py``)."""
+        raise RetrievalError(f"{self.family} models can't show where a photo matches.")
+
+    def seen_area(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The part of a ``width`` x ``height`` photo the model sees (and ``explain``'s grid
+        covers), as left, top, right, bottom: all of it, unless its processor crops."""
+        return 0, 0, width, height
+
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         chunks = [
             self.embed_pixels([self.preprocess_image(img) for img in images[i : i + batch_size]])

@@ -68,6 +68,12 @@ class TextFirstEmbedder(Embedder):
     def embed_pixels(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
         return self.full.embed_pixels(pixel_batch)
 
+    def explain(self, image: Image.Image, query: np.ndarray) -> np.ndarray:
+        return self.full.explain(image, query)
+
+    def seen_area(self, width: int, height: int) -> tuple[int, int, int, int]:
+        return self.full.seen_area(width, height)
+
     # -- text: the export ---------------------------------------------------------
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

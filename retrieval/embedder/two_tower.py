@@ -95,6 +95,51 @@ class TwoTowerEmbedder(Embedder):
 
     # -- text ---------------------------------------------------------------
 
+    def explain(self, image: Image.Image, query: np.ndarray) -> np.ndarray:
+        """Grad-CAM of the photo's cosine score for ``query``, over the patch grid.
+
+        The activations are the last vision block's input: the last block's attention is what
+        carries a patch's content into the pooled image vector (CLIP's class token, SigLIP's
+        attention head), so the score's gradient reaches every patch there, while the last
+        block's own output reaches the vector only through the pooled position. Each channel
+        is weighted by its mean gradient over the patches; the positive part of the weighted
+        sum, scaled to 0..1, is the map (Selvaraju et al.'s Grad-CAM, as applied to ViTs).
+        """
+        layers = self._model.vision_model.encoder.layers
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep_input(_module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            hidden.retain_grad()
+            captured["hidden"] = hidden
+
+        pixels = torch.from_numpy(self.preprocess_image(image)[None]).to(self.device, self._model.dtype)
+        target = torch.from_numpy(np.asarray(query, dtype=np.float32)).to(self.device, self._model.dtype)
+        handle = layers[-1].register_forward_pre_hook(keep_input, with_kwargs=True)
+        try:
+            with torch.enable_grad():
+                features = _features(self._model.get_image_features(pixel_values=pixels)).float()
+                score = (features[0] / features[0].norm()) @ target.float()
+                score.backward()
+        finally:
+            handle.remove()
+            self._model.zero_grad(set_to_none=True)
+        hidden, grads = captured["hidden"][0].float(), captured["hidden"].grad[0].float()
+        side = math.isqrt(hidden.shape[0])
+        patches = slice(hidden.shape[0] - side * side, None)  # after the class token, when there is one
+        weights = grads[patches].mean(dim=0)
+        cam = torch.relu(hidden[patches] @ weights).reshape(side, side).detach()
+        peak = float(cam.max())
+        return (cam / peak if peak > 0 else cam).cpu().numpy().astype(np.float32)
+
+    def seen_area(self, width: int, height: int) -> tuple[int, int, int, int]:
+        processor = self._processor.image_processor
+        if not getattr(processor, "do_center_crop", False):
+            return 0, 0, width, height  # resized whole (SigLIP): the grid covers the photo
+        side = min(width, height)  # shortest side resized, then the middle square cut out (CLIP)
+        left, top = (width - side) // 2, (height - side) // 2
+        return left, top, left + side, top + side
+
     def _tokens(self, texts: list[str]) -> dict:
         with self._text_lock:
             return self._processor.tokenizer(

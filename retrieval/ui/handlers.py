@@ -264,6 +264,18 @@ class SearchPage:
         return (self._pictures([result["id"]], "preview")[0], position + present.details_html(result),
                 result["id"], index, gr.Column(visible=True))
 
+    def why_this_matched(self, record_id: str, last):
+        """The viewer's photo with the heat map of where it matches the last search's query."""
+        if not (record_id or "").strip():
+            raise RetrievalError("Open a result first.")
+        if not last:
+            raise RetrievalError("Search first: the heat map shows where a photo matches your query.")
+        request = last[0]
+        if not request.terms:
+            raise RetrievalError("A tag search has no query to draw: search by text or with a photo.")
+        picture, _ = self.engine.explain(record_id.strip(), request.terms)
+        return picture
+
     def map_html(self, colour_field: str | None, results: list[dict] | None) -> str:
         """The map of the collection, coloured by ``colour_field``, the current results ringed."""
         return self.map.html(colour_field or "tags", {r["id"] for r in results or []})
