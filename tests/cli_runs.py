@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -18,8 +19,11 @@ def index_until_committed(folder: Path, env: dict, batches: int, timeout: float 
 
 def run_until_committed(arguments: list[str], env: dict, batches: int, timeout: float = 120) -> subprocess.Popen:
     """``python -m retrieval ARGUMENTS -v``, returned once it has logged ``batches`` commits."""
+    # Ctrl-C as from a terminal: a suite started in the background (`pytest &` in a script) ignores
+    # SIGINT, and a child would inherit that.
     process = subprocess.Popen([sys.executable, "-m", "retrieval", *arguments, "-v"], cwd=REPO,
-                               env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                               env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     commits = 0
     deadline = time.monotonic() + timeout
     for line in process.stderr:
