@@ -293,6 +293,7 @@ class _IndexRun:
                 prepared.rejected, prepared.duplicate_of = rejected[prepared.duplicate_of], None
             if prepared.rejected is not None:
                 rejected[str(prepared.path)] = prepared.rejected
+                self._unclaim_copies_of(prepared)
                 self.report.skipped.append(SkippedFile(
                     str(prepared.path), prepared.rejected.reason.value, prepared.rejected.detail))
                 log.info("skipped %s: %s", prepared.path, prepared.rejected)
@@ -308,6 +309,16 @@ class _IndexRun:
                     self._commit(batch)
                     batch = []
         self._commit(batch)
+
+    def _unclaim_copies_of(self, rejected: _Prepared) -> None:
+        """Files reported as copies of one that turned out unusable (decode threads claim bytes in
+        the order they get to them): skipped for the same reason instead."""
+        path = str(rejected.path)
+        copies = [d for d in self.report.duplicates if d.duplicate_of == path]
+        if copies:
+            self.report.duplicates = [d for d in self.report.duplicates if d.duplicate_of != path]
+            self.report.skipped += [SkippedFile(d.path, rejected.rejected.reason.value, rejected.rejected.detail)
+                                    for d in copies]
 
     def _unchanged(self, path: Path) -> bool:
         """Cheap check: same path, size and mtime as the stored record -> no read."""

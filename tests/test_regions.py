@@ -1,0 +1,62 @@
+"""Region proposals and their box recall, on pictures whose objects the test placed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image, ImageDraw
+
+from photos import random_photo
+from retrieval.regions.box_recall import coco_boxes, evaluate, main
+from retrieval.regions.proposals import Box, GridProposer, SegmentProposer, grid_boxes, suppress_overlaps
+
+
+def test_box_arithmetic():
+    a, b = Box(0, 0, 10, 10), Box(5, 0, 15, 10)
+    assert a.area == 100 and a.iou(a) == 1.0
+    assert a.iou(b) == pytest.approx(50 / 150)
+    assert a.iou(Box(20, 20, 30, 30)) == 0.0
+    kept = suppress_overlaps([a, Box(1, 0, 11, 10), b, Box(20, 20, 30, 30)], limit=3, max_iou=0.7)
+    assert kept == [a, b, Box(20, 20, 30, 30)]
+    windows = grid_boxes(640, 480)
+    assert all(0 <= w.left < w.right <= 640 and 0 <= w.top < w.bottom <= 480 for w in windows)
+    assert len(set(windows)) == len(windows) and GridProposer().propose(Image.new("RGB", (640, 480)), 5) == windows[:5]
+
+
+def scene_with_objects(path):
+    """A smooth background with three flat objects at known places (small, medium, large)."""
+    image = random_photo(9, size=(640, 480))
+    draw = ImageDraw.Draw(image)
+    objects = {"small": Box(40, 40, 64, 64), "medium": Box(400, 60, 470, 130), "large": Box(120, 220, 360, 440)}
+    for colour, box in zip(((250, 20, 20), (20, 20, 250), (20, 200, 20)), objects.values()):
+        draw.rectangle((box.left, box.top, box.right - 1, box.bottom - 1), fill=colour)
+    image.save(path)
+    return objects
+
+
+def test_the_segment_proposer_finds_clear_objects(tmp_path):
+    objects = scene_with_objects(tmp_path / "scene.png")
+    with Image.open(tmp_path / "scene.png") as opened:
+        boxes = SegmentProposer().propose(opened.convert("RGB"), 32)
+    assert 0 < len(boxes) <= 32
+    for name in ("medium", "large"):
+        assert max(box.iou(objects[name]) for box in boxes) >= 0.5, name
+
+
+def test_box_recall_on_a_coco_style_file(tmp_path, capsys):
+    objects = scene_with_objects(tmp_path / "scene.png")
+    notes = [{"id": n, "image_id": 1, "bbox": [b.left, b.top, b.right - b.left, b.bottom - b.top],
+              "area": b.area, "iscrowd": 0} for n, b in enumerate(objects.values())]
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps({"images": [{"id": 1, "file_name": "scene.png"}, {"id": 2, "file_name": "gone.png"}],
+                                       "annotations": notes + [{"id": 9, "image_id": 2, "bbox": [0, 0, 9, 9],
+                                                                "area": 81, "iscrowd": 0}]}))
+    photos = coco_boxes(annotations, tmp_path)
+    assert len(photos) == 1 and sorted(size for _, size in photos[0][1]) == ["large", "medium", "small"]
+    report = evaluate(photos, ["segments", "grid"])
+    assert report["objects"] == {"small": 1, "medium": 1, "large": 1}
+    assert report["proposers"]["segments"]["recall"]["32"]["large"] == 1.0
+    assert main([str(annotations), str(tmp_path), "--out", str(tmp_path / "r.json")]) == 0
+    assert "segments" in capsys.readouterr().out and (tmp_path / "r.json").is_file()
+    assert main([str(annotations), str(tmp_path), "--proposers", "sam"]) == 1
