@@ -96,15 +96,20 @@ def collection_key(ids: list[str], model: dict | None) -> str:
 
 def build_map(store, cache_file: Path | None = None, method: str = "auto") -> CollectionMap:
     """The map of everything in ``store``, read from ``cache_file`` when it is still current."""
-    ids, vectors, metadata = [], [], []
-    for record in store.iter_all(with_embeddings=True):
+    ids, metadata = [], []
+    for record in store.iter_all():  # no vectors yet: a kept layout needs none
         ids.append(record.id)
-        vectors.append(record.embedding)
         metadata.append(_kept(record.metadata))
     key = collection_key(ids, store.recorded_model())
     cached = _read(cache_file, key, ids) if cache_file is not None else None
     if cached is not None:
         return CollectionMap(ids, cached[0], metadata, cached[1], 0.0, key, from_cache=True)
+    ids, vectors, metadata = [], [], []  # read again with the vectors (it may have changed meanwhile)
+    for record in store.iter_all(with_embeddings=True):
+        ids.append(record.id)
+        vectors.append(record.embedding)
+        metadata.append(_kept(record.metadata))
+    key = collection_key(ids, store.recorded_model())
     started = time.perf_counter()
     xy, used = layout(np.stack(vectors) if vectors else np.zeros((0, 2)), method)
     seconds = time.perf_counter() - started

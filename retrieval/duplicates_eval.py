@@ -14,7 +14,6 @@ the figures reported on the second (held out).
 from __future__ import annotations
 
 import io
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Callable
 
 from PIL import Image, ImageEnhance
 
+from .bench.report import show_and_keep
 from .errors import RetrievalError
 from .files import walk_images
 from .near_duplicates import group_indices
@@ -222,9 +222,5 @@ def main(argv: list[str] | None = None) -> int:
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(table(report))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
-        print(f"\nwritten to {args.out}")
+    show_and_keep(table(report), report, args.out)
     return 0

@@ -203,9 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RetrievalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(result.table())
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=2))
-        print(f"\nwritten to {args.out}")
+    from .bench.report import show_and_keep
+
+    show_and_keep(result.table(), result.to_dict(), args.out)
     return 0

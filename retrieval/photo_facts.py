@@ -72,17 +72,13 @@ def with_file_time(facts: dict[str, Any], mtime: float) -> dict[str, Any]:
         local = datetime.fromtimestamp(mtime)
     except (OverflowError, OSError, ValueError):
         return {**facts, MARKER: FROM_FILE_TIME}
-    return {**facts, "taken_at": _wall_clock_seconds(local), "taken": local.strftime("%Y-%m-%d %H:%M:%S"),
+    return {**facts, "taken_at": wall_clock_seconds(local), "taken": local.strftime("%Y-%m-%d %H:%M:%S"),
             MARKER: FROM_FILE_TIME}
 
 
 def wall_clock_seconds(moment: datetime) -> float:
-    """The sortable number of a clock time (``taken_at``'s scale)."""
-    return _wall_clock_seconds(moment.replace(tzinfo=None))
-
-
-def _wall_clock_seconds(moment: datetime) -> float:
-    return (moment - _EPOCH) / timedelta(seconds=1)
+    """The sortable number of a clock time (``taken_at``'s scale): its time zone is not counted."""
+    return (moment.replace(tzinfo=None) - _EPOCH) / timedelta(seconds=1)
 
 
 def _text(value: Any) -> str | None:
@@ -112,7 +108,7 @@ def _capture_time(main, exif) -> dict[str, Any]:
             subsec = _text(main.get(_SUBSEC_ORIGINAL))
             if subsec and subsec.isdigit():
                 moment = moment.replace(microsecond=int(subsec[:6].ljust(6, "0")))
-        facts: dict[str, Any] = {"taken_at": _wall_clock_seconds(moment), MARKER: FROM_EXIF}
+        facts: dict[str, Any] = {"taken_at": wall_clock_seconds(moment), MARKER: FROM_EXIF}
         readable = moment.strftime("%Y-%m-%d %H:%M:%S")
         offset = _parse_offset(_text(main.get(offset_tag)))
         if offset is not None:

@@ -73,3 +73,12 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
+
+
+def show_and_keep(table: str, figures: dict[str, Any], out: Path | None) -> None:
+    """An evaluation's table on stdout and, with ``out``, its figures as JSON there."""
+    print(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2))
+        print(f"\nwritten to {out}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..bench.report import show_and_keep
 from ..errors import RetrievalError
 from .proposals import PROPOSERS, Box
 
@@ -98,9 +99,5 @@ def main(argv: list[str] | None = None) -> int:
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(table(report))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
-        print(f"\nwritten to {args.out}")
+    show_and_keep(table(report), report, args.out)
     return 0
