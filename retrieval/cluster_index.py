@@ -23,7 +23,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -153,8 +153,11 @@ class RayPreparer:
     cluster finishes them."""
 
     def __init__(self, settings: Settings, address: str = LOCAL, workers: int | None = None,
-                 num_cpus: int | None = None):
+                 num_cpus: int | None = None, precision: Callable[[], str] | None = None):
+        """``precision``: the arithmetic this process's model settled on (``PRECISION=auto`` times
+        bfloat16 against float32 on a CPU); CPU workers use it rather than each timing its own."""
         self.settings, self.address, self.workers, self.num_cpus = settings, address, workers, num_cpus
+        self.precision = precision
 
     def workers_can_write(self) -> bool:
         """Whether every worker can reach the store: a Milvus server or cluster (an embedded
@@ -183,6 +186,8 @@ class RayPreparer:
         workers = self.workers or (gpus or cpus)
         threads = 1 if gpus else max(1, cpus // workers)
         settings = self.settings if gpus else self.settings.with_overrides(device="cpu")
+        if not gpus and settings.precision == "auto" and self.precision is not None:
+            settings = settings.with_overrides(precision=self.precision())  # the same vectors as here
         if not self.workers_can_write():
             writes = None
         log.info("embedding %d files on Ray: %d workers, %s%s", len(paths), workers,

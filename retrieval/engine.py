@@ -129,7 +129,8 @@ class Engine:
         if ray is not None:
             from .cluster_index import RayPreparer
 
-            preparer = RayPreparer(self.settings, ray, ray_workers)
+            preparer = RayPreparer(self.settings, ray, ray_workers,
+                                   precision=lambda: str(self.embedder.dtype).removeprefix("torch."))
 
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
         if table is not None:

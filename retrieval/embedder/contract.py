@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -69,6 +69,7 @@ class Embedder(ABC):
     scores: ScoreScale
     device: str  # "cpu", "cuda", "mps"
     precision_note: str  # the arithmetic in use and why
+    dtype: Any  # the torch dtype of that arithmetic (cluster workers are given the same)
     context_length: int  # tokens a text may have before it is cut
 
     @property
