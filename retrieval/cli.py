@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="read, decode and embed on a Ray cluster: 'local' (default: a Ray instance on "
                             "this machine), 'auto', HOST:6379 or ray://HOST:10001")
+    index.add_argument("--regions", action="store_true", default=None,
+                       help="also find objects and regions in each photo and embed them, so a search can match "
+                            "part of a photo (photos indexed before get theirs; REGIONS)")
+    index.add_argument("--proposer", metavar="NAME",
+                       help="how --regions finds them: segments (default, no download), grid, or a SAM model "
+                            "by Hugging Face id or folder, e.g. facebook/sam-vit-base (REGION_PROPOSER)")
+    index.add_argument("--regions-per-photo", type=int, metavar="N",
+                       help="at most N regions per photo (default 16; REGIONS_PER_PHOTO)")
     index.add_argument("--ray-workers", type=int, metavar="N",
                        help="model copies on the cluster (default: one per GPU, else one per CPU)")
     _add_settings_flags(index, batching=True)
@@ -115,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(\"Canon EOS R5\")")
     search.add_argument("--near", metavar="LAT,LON", help="only photos taken near this place, in degrees (south and west negative: --near=-33.86,151.21)")
     search.add_argument("--within", type=float, metavar="KM", help="distance for --near (default 1 km)")
+    search.add_argument("--no-regions", dest="regions", action="store_false",
+                        help="score whole photos only, even where the collection has regions")
     search.add_argument("--collapse", action="store_true",
                         help="show near-identical photos as one result (the others listed under it)")
     search.add_argument("--sort", choices=["score", "date", "-date", "oldest", "newest"], default=None,
@@ -227,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _regions_per_photo(value: int | None) -> int | None:
+    from .store.contract import MAX_REGIONS_PER_PHOTO
+
+    if value is not None and not 1 <= value <= MAX_REGIONS_PER_PHOTO:
+        raise RetrievalError(f"--regions-per-photo must be between 1 and {MAX_REGIONS_PER_PHOTO}, got {value}.")
+    return value
+
+
 def _store_flag(value: str | None) -> str | None:
     return parse_store(value) if value is not None else None
 
@@ -245,6 +263,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         device=flag("device"),
         batch_size=flag("batch_size"),
         max_image_pixels=flag("max_pixels"),
+        region_proposer=flag("proposer"),
+        regions_per_photo=_regions_per_photo(flag("regions_per_photo")),
         asr_backend=flag("asr_backend"),
         asr_model=flag("asr_model"),
         asr_max_seconds=flag("max_seconds"),
@@ -263,11 +283,16 @@ class _ProgressBar:
     """A tqdm bar made at the first update, so its clock and rate leave out loading the model."""
 
     def __init__(self, desc: str):
-        self.desc, self.bar = desc, None
+        self.desc, self.bar, self.stage = desc, None, None
 
     def __call__(self, update) -> None:
         from tqdm import tqdm
 
+        stage = getattr(update, "stage", None)
+        if self.bar is not None and stage != self.stage:  # the next stage (regions) counts afresh
+            self.close()
+            self.bar, self.desc = None, stage or self.desc
+        self.stage = stage
         if self.bar is None:
             self.bar = tqdm(total=update.total, unit="img", desc=self.desc, disable=None, file=sys.stderr,
                             dynamic_ncols=True)
@@ -292,7 +317,7 @@ def cmd_index(engine, args) -> int:
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers,
-                              exclude=args.exclude)
+                              exclude=args.exclude, regions=args.regions)
     finally:
         progress.close()
     _print_index_report(engine, report, args.json)
@@ -314,6 +339,10 @@ def _print_index_report(engine, report, as_json: bool) -> None:
         f"skipped {len(report.skipped)}, pruned {report.pruned}"
         + (f", left out by exclusions {report.excluded}." if report.excluded else ".")
     )
+    if report.photos_given_regions or report.region_failures:
+        print(f"  regions: {report.regions_added} embedded for {report.photos_given_regions} photos"
+              + (f"; {len(report.region_failures)} photos left without (run again to retry)"
+                 if report.region_failures else ""))
     if report.facts_read:
         print(f"  read the dates, cameras and places of {report.facts_read} photos indexed before (nothing re-embedded)")
     for reason, count in sorted(report.skipped_counts.items()):
@@ -398,7 +427,7 @@ def _search_request(args, spoken: str | None = None):
     return SearchRequest(terms=terms, tags=tags, match_all_tags=args.match_all, filters=filters,
                          k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude,
                          place=place, sort=_SORT_ALIASES.get(args.sort, args.sort) or ("score" if terms or tags else "-date"),
-                         collapse_duplicates=args.collapse)
+                         collapse_duplicates=args.collapse, regions=args.regions)
 
 
 def _spoken_query(engine, args) -> str | None:
@@ -448,7 +477,9 @@ def _print_results(engine, request, results, as_json: bool) -> None:
                    str(result.metadata.get("taken", ""))[:16], result.metadata.get("camera")]
         details = [d for d in details if d]
         print(line + (f"  — {' · '.join(details)}"[:160] if details else "")
-              + (f"  (+{len(result.similar)} similar)" if result.similar else ""))
+              + (f"  (+{len(result.similar)} similar)" if result.similar else "")
+              + (f"  [matched region {','.join(map(str, result.matched_box))}; whole photo {result.photo_score:.3f}]"
+                 if result.matched_box else ""))
 
 
 def cmd_stats(engine, args) -> int:

@@ -119,9 +119,11 @@ class Engine:
         ray: str | None = None,
         ray_workers: int | None = None,
         exclude: Sequence[str] = (),
+        regions: bool | None = None,
     ) -> IndexReport:
         """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
-        ``cluster_index.py``); this process still decides what is new and writes the store."""
+        ``cluster_index.py``); this process still decides what is new and writes the store.
+        ``regions``: give the photos their regions too (``None``: the REGIONS setting)."""
         from .ingest import Indexer
         from .metadata_table import MetadataTable
 
@@ -143,12 +145,23 @@ class Engine:
             max_image_pixels=self.settings.max_image_pixels,
             max_file_bytes=self.settings.max_file_bytes,
             prepare_elsewhere=preparer,
+            regions=self._region_indexer if (self.settings.regions if regions is None else regions) else None,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
                              prune=prune, progress=progress, exclude=exclude)
         if table is not None:
             report.metadata_warnings = table.warnings()
         return report
+
+    def _region_indexer(self):
+        from .regions.choice import load_proposer
+        from .regions.indexing import RegionIndexer
+
+        settings = self.settings
+        return RegionIndexer(self.store, self.embedder, load_proposer(settings.region_proposer, self.embedder.device),
+                             per_photo=settings.regions_per_photo, batch_size=settings.batch_size,
+                             decode_workers=settings.decode_workers, max_image_pixels=settings.max_image_pixels,
+                             max_file_bytes=settings.max_file_bytes)
 
     # -- searching --------------------------------------------------------------
 
@@ -294,6 +307,7 @@ class Engine:
         model = recorded.get("model", self.settings.model)
         return {
             "count": self.store.count(),
+            "regions": self.store.regions.count(),
             "model": model,
             "dim": recorded.get("dim"),
             "languages": languages_of(model).description,

@@ -32,6 +32,7 @@ from .store import PhotoStore, StoredRecord
 
 if TYPE_CHECKING:
     from .embedder import Embedder
+    from .regions.indexing import RegionIndexer
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class IndexReport:
     updated: int = 0  # metadata refreshed or file moved, no new embedding
     facts_read: int = 0  # photos indexed before facts were read, given them now (no new embedding)
     written_by_workers: int = 0  # of ``added``: stored by the cluster workers themselves
+    photos_given_regions: int = 0  # photos whose regions were embedded in this run (--regions)
+    regions_added: int = 0  # region vectors embedded
+    region_failures: list[SkippedFile] = field(default_factory=list)  # photos indexed, left without regions
     replaced: int = 0  # records of files edited in place, superseded by their new bytes
     pruned: int = 0
     excluded: int = 0  # files and folders left out by --exclude or an ignore file
@@ -74,7 +78,7 @@ class IndexReport:
 
     @property
     def changed_the_store(self) -> bool:
-        return bool(self.added or self.updated or self.replaced or self.pruned)
+        return bool(self.added or self.updated or self.replaced or self.pruned or self.photos_given_regions)
 
     @property
     def images_per_second(self) -> float:
@@ -87,6 +91,9 @@ class IndexReport:
             "updated": self.updated,
             "facts_read": self.facts_read,
             "written_by_workers": self.written_by_workers,
+            "photos_given_regions": self.photos_given_regions,
+            "regions_added": self.regions_added,
+            "region_failures": [asdict(f) for f in self.region_failures],
             "replaced": self.replaced,
             "pruned": self.pruned,
             "excluded": self.excluded,
@@ -106,6 +113,7 @@ class IndexProgress:
     added: int
     skipped: int
     path: str
+    stage: str = "photos"  # then "regions", when photos are given their regions
 
 
 ProgressCallback = Callable[[IndexProgress], None]
@@ -189,14 +197,18 @@ class Indexer:
 
     def __init__(self, store: PhotoStore, embedder: Embedder | Callable[[], Embedder], *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-                 prepare_elsewhere: Callable[..., Iterable[_Prepared]] | None = None):
+                 prepare_elsewhere: Callable[..., Iterable[_Prepared]] | None = None,
+                 regions: Callable[[], "RegionIndexer"] | None = None):
         """``embedder``: the model, or a function that loads it (and binds the store to it). A
         function is called only when a file needs embedding, so a run that finds nothing new
         loads no model. ``prepare_elsewhere``: reads, decodes and embeds the files that need it
         somewhere else (a Ray cluster, ``cluster_index.py``), handing back each file's result
         with its vector, or stored already (``WorkerWrites``: with a store every worker can reach);
-        this process still decides what is new, moved or a duplicate."""
+        this process still decides what is new, moved or a duplicate. ``regions``: makes the
+        indexer that gives every photo of the run its regions, once the photos are stored (also
+        photos indexed before, and those a cluster embedded)."""
         self.prepare_elsewhere = prepare_elsewhere
+        self.regions = regions
         self.store = store
         self._embedder = embedder
         self.batch_size = batch_size
@@ -232,6 +244,8 @@ class Indexer:
         run.forget_displaced()
         if prune:
             run.prune(roots, exclude)
+        if self.regions is not None:
+            run.add_regions(scan.images, self.regions)
         run.report.seconds = time.perf_counter() - started
         return run.report
 
@@ -501,6 +515,28 @@ class _IndexRun:
         if self.progress is not None:
             self.progress(IndexProgress(self.done, self.total, len(self.report.added),
                                         len(self.report.skipped), str(path)))
+
+    # -- regions ----------------------------------------------------------------
+
+    def add_regions(self, files: list[Path], make_indexer: Callable[[], "RegionIndexer"]) -> None:
+        """Give the run's photos that have none their regions (after every photo is stored)."""
+        from .regions.indexing import needs_regions
+
+        self._flush_updates()
+        records = list({r.id: r for p in files if (r := self.by_path.get(str(p))) is not None}.values())
+        records = [r for r in records if needs_regions(r)]
+        if not records:
+            return
+
+        def tick(done: int, total: int, path: str) -> None:
+            if self.progress is not None:
+                self.progress(IndexProgress(done, total, len(self.report.added), len(self.report.skipped),
+                                            path, stage="regions"))
+
+        result = make_indexer().run(records, tick)
+        self.report.photos_given_regions = result.photos
+        self.report.regions_added = result.regions
+        self.report.region_failures = [SkippedFile(path, "no regions", why) for path, why in result.failed]
 
     # -- pruning ----------------------------------------------------------------
 

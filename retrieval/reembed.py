@@ -11,6 +11,8 @@ the old one is kept under another name.
 
 from __future__ import annotations
 
+from .regions.records import REGION_COUNT_FIELD
+
 import logging
 import re
 import time
@@ -157,7 +159,9 @@ class Reembedder:
             return 0
         vectors = self.embedder.embed_pixels([item.pixels for item in batch])
         moved_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        metadatas = [{**item.record.metadata, "reembedded_at": moved_at} for item in batch]
+        # Regions stay with the old model's collection: the new one gives them again (index --regions).
+        metadatas = [{**{k: v for k, v in item.record.metadata.items() if k != REGION_COUNT_FIELD},
+                      "reembedded_at": moved_at} for item in batch]
         self.target.upsert([item.record.id for item in batch], vectors, metadatas)
         log.info("committed %d re-embedded photos", len(batch))
         return len(batch)

@@ -16,6 +16,7 @@ from .fact_filters import Place
 from .filters import TagRule, normalise
 from .metadata_table import parse_tags
 from .near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices
+from .regions.ranking import MAX_REGION_READ, REGION_READ_FACTOR, best_region_per_photo, region_wins
 from .store import Match, PhotoStore
 
 MAX_K = 1000
@@ -52,6 +53,7 @@ class SearchRequest:
     place: Place | None = None  # only photos taken within this distance of a point
     sort: str = "score"
     collapse_duplicates: bool = False  # near-identical photos as one result, the others under "similar"
+    regions: bool = True  # a photo's regions count too, where the collection has them
 
 
 @dataclass
@@ -60,6 +62,8 @@ class SearchResult:
     score: float
     metadata: dict[str, Any]
     similar: list[str] = field(default_factory=list)  # near-identical photos folded into this one
+    matched_box: list[int] | None = None  # the region that matched (left, top, right, bottom), if one did
+    photo_score: float | None = None  # the whole photo's own score, when a region's is the result's
 
     @property
     def path(self) -> str | None:
@@ -70,8 +74,10 @@ class SearchResult:
         return self.metadata.get("url") or self.metadata.get("image_url")
 
     def to_dict(self) -> dict[str, Any]:
-        folded = {"similar": list(self.similar)} if self.similar else {}
-        return {"id": self.id, "score": round(self.score, 6), **self.metadata, **folded}
+        extra: dict[str, Any] = {"similar": list(self.similar)} if self.similar else {}
+        if self.matched_box is not None:
+            extra.update(matched_box=list(self.matched_box), photo_score=round(float(self.photo_score), 6))
+        return {"id": self.id, "score": round(self.score, 6), **self.metadata, **extra}
 
 
 def combine_vectors(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -205,9 +211,32 @@ class Searcher:
         if request.tags:
             tags = TagRule.all_of(request.tags) if request.match_all_tags else TagRule.any_of(request.tags)
         matches: list[Match] = self.store.query(vector, wanted, request.filters, tags)
+        results = [SearchResult(m.id, m.score, m.metadata) for m in matches]
+        if request.regions and self.store.regions.count():
+            results = self._with_regions(vector, request, tags, wanted, results)
         # Equal scores in a stable order, so that pages never repeat or skip a photo.
-        matches.sort(key=lambda m: (-round(m.score, 6), m.id))
-        return [SearchResult(m.id, m.score, m.metadata) for m in matches]
+        results.sort(key=lambda r: (-round(r.score, 6), r.id))
+        return results
+
+    def _with_regions(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, wanted: int,
+                      results: list[SearchResult]) -> list[SearchResult]:
+        """The photos' own matches and those whose regions match best, each scored by the better
+        of the two. Photos found by a region alone pass the filters and tags in the store."""
+        read = min(wanted * REGION_READ_FACTOR, MAX_REGION_READ)
+        hits = best_region_per_photo(self.store.regions.query(vector, read))
+        by_id = {result.id: result for result in results}
+        others = [photo for photo in hits if photo not in by_id]
+        if others:
+            unit = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+            for record in self.store.get(others, with_embeddings=True, filters=request.filters, tags=tags):
+                embedding = np.asarray(record.embedding, dtype=np.float64)
+                whole = float(embedding @ unit / max(np.linalg.norm(embedding), 1e-12))
+                by_id[record.id] = SearchResult(record.id, whole, record.metadata)
+        for photo, hit in hits.items():
+            result = by_id.get(photo)  # None: a photo the filters leave out
+            if result is not None and region_wins(result.score, hit.score):
+                result.photo_score, result.score, result.matched_box = result.score, hit.score, hit.box
+        return list(by_id.values())
 
     def _by_tags(self, request: SearchRequest, wanted: int) -> list[SearchResult]:
         """Photos with the most of the wanted tags first, reading only as many as the page needs.

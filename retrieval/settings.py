@@ -66,6 +66,14 @@ def _language(raw: str) -> str | None:
     return code
 
 
+def _regions_per_photo(value: int) -> int:
+    from .store.contract import MAX_REGIONS_PER_PHOTO
+
+    if value > MAX_REGIONS_PER_PHOTO:
+        raise RetrievalError(f"REGIONS_PER_PHOTO can be at most {MAX_REGIONS_PER_PHOTO}, got {value}.")
+    return value
+
+
 def parse_store(raw: str) -> str:
     """``STORE``: ``chroma`` (default; CHROMA_PATH or CHROMA_HOST say where), ``milvus:PATH``
     (Milvus Lite in a local folder) or ``milvus://HOST:PORT`` (a Milvus server or cluster)."""
@@ -113,6 +121,9 @@ class Settings:
     asr_language: str | None = None  # None: detect; else a Whisper language code ("en", "de"...)
     asr_temperature: float = 0.0  # 0: deterministic decoding; higher values sample (not reproducible)
     app_concurrency: int = 4  # searches the app runs at once
+    regions: bool = False  # index objects and regions of each photo too (index --regions)
+    region_proposer: str = "segments"  # segments, grid, or a SAM model (Hugging Face id or folder)
+    regions_per_photo: int = 16
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -144,6 +155,9 @@ class Settings:
             asr_language=_language(env.get("ASR_LANGUAGE", "")),
             asr_temperature=_float("ASR_TEMPERATURE", 0.0),
             app_concurrency=_int("APP_CONCURRENCY", 4),
+            regions=_flag("REGIONS", False),
+            region_proposer=env.get("REGION_PROPOSER", "").strip() or "segments",
+            regions_per_photo=_regions_per_photo(_int("REGIONS_PER_PHOTO", 16)),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -203,3 +203,31 @@ def test_no_module_outside_the_store_package_writes_backend_filter_syntax():
                  for path in package.rglob("*.py") if "store" not in path.relative_to(package).parts
                  for word in syntax if word in path.read_text()]
     assert offenders == []
+
+
+def test_get_keeps_only_the_ids_that_match_the_filters(store):
+    fill(store)
+    got = store.get(["p00", "p01", "p03", "p04", "nope"], filters={"photographer": "Ben"})
+    assert sorted(r.id for r in got) == ["p01", "p04"]
+    got = store.get(["p00", "p01", "p03"], with_embeddings=True, tags=TagRule.any_of(["dog"]))
+    assert sorted(r.id for r in got) == ["p01", "p03"] and all(r.embedding is not None for r in got)
+
+
+def test_regions_live_beside_their_photos_and_go_with_them(store):
+    from retrieval.store.contract import REGION_PHOTO_FIELD
+
+    fill(store, 4)
+    regions = store.regions
+    assert regions.count() == 0 and regions.holds_regions and store.regions is regions
+    regions.bind(MODEL)
+    ids = [f"p{i:02d}:r{n}" for i in range(4) for n in range(3)]
+    regions.upsert(ids, vectors(len(ids), seed=5), [{REGION_PHOTO_FIELD: i.split(":")[0]} for i in ids])
+    assert store.count() == 4 and regions.count() == 12  # regions are no photos
+
+    store.delete(["p01", "p02"])  # a photo's regions go first, then the photo
+    assert sorted(r.id for r in store.iter_all()) == ["p00", "p03"]
+    assert sorted({r.metadata[REGION_PHOTO_FIELD] for r in regions.iter_all()}) == ["p00", "p03"]
+    assert regions.count() == 6
+
+    store.rename(store.collection_name + "-old")  # switching models: the regions follow their collection
+    assert store.regions.count() == 6 and store.regions.collection_name == store.collection_name + "-regions"

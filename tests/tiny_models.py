@@ -139,3 +139,30 @@ def build_tiny_metaclip2(folder: Path, seed: int = 0, image_size: int = 32) -> P
 
 BUILDERS = {"clip": build_tiny_clip, "siglip": build_tiny_siglip, "siglip2": build_tiny_siglip2,
             "metaclip2": build_tiny_metaclip2}
+
+
+def build_tiny_sam(folder: Path, seed: int = 0) -> Path:
+    """A Segment Anything model a few kilobytes big, reading photos at 64 px. Random weights give
+    mask logits near 0 and middling quality predictions, which SAM's own filters would drop;
+    the mask and quality heads' last layers are scaled so that masks come out crisp and
+    confident, and the proposer's whole path (filters, boxes, suppression) runs."""
+    from transformers import SamConfig, SamImageProcessorPil, SamModel
+
+    folder = Path(folder)
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=64, patch_size=8, output_channels=16, window_size=2, global_attn_indexes=[1],
+                           mlp_dim=64, num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=16),
+    )
+    torch.manual_seed(seed)
+    model = SamModel(config)
+    with torch.no_grad():
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.proj_out.weight.mul_(5e7)
+        model.mask_decoder.iou_prediction_head.proj_out.bias.fill_(4.0)
+    model.save_pretrained(folder)
+    SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64}).save_pretrained(folder)
+    return folder

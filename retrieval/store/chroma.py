@@ -315,6 +315,7 @@ def _open_local(folder: Path, database: Path, settings: Settings, failures: _Fai
 
 class ChromaStore(PhotoStore):
     def __init__(self, settings: Settings):
+        self._settings = settings
         self.location = settings.store_location
         self.collection_name = settings.collection
         self._failures = _Failures(settings)
@@ -383,15 +384,17 @@ class ChromaStore(PhotoStore):
         with self._reading() as collection:
             return collection.count() if collection is not None else 0
 
-    def get(self, ids: Sequence[str], with_embeddings: bool = False) -> list[StoredRecord]:
+    def get(self, ids: Sequence[str], with_embeddings: bool = False, filters: dict[str, Any] | None = None,
+            tags: TagRule | None = None) -> list[StoredRecord]:
         ids = list(ids)
         include = ["metadatas", "embeddings"] if with_embeddings else ["metadatas"]
+        where = chroma_where(filters, tags)
         records: list[StoredRecord] = []
         with self._reading() as collection:
             if collection is None:
                 return []
             for start in range(0, len(ids), self._max_batch):
-                got = collection.get(ids=ids[start : start + self._max_batch], include=include)
+                got = collection.get(ids=ids[start : start + self._max_batch], where=where, include=include)
                 records.extend(_records(got, with_embeddings))
         return records
 
@@ -473,8 +476,10 @@ class ChromaStore(PhotoStore):
                     ids=list(ids[start:end]), metadatas=[clean_metadata(m) for m in metadatas[start:end]]
                 )
 
-    def rename(self, new_name: str) -> None:
-        """Give the collection another name (switching a collection to a new model)."""
+    def companion(self, collection_name: str) -> "ChromaStore":
+        return ChromaStore(self._settings.with_overrides(collection=collection_name))
+
+    def rename_collection(self, new_name: str) -> None:
         with self._failures.guard("written"), self._connection.writing():
             collection = self._existing()
             if collection is None:
@@ -482,7 +487,7 @@ class ChromaStore(PhotoStore):
             collection.modify(name=new_name)
             self.collection_name, self._collection = new_name, None
 
-    def delete(self, ids: Sequence[str]) -> None:
+    def delete_records(self, ids: Sequence[str]) -> None:
         ids = list(ids)
         if not ids:
             return

@@ -23,8 +23,12 @@ from ..errors import RetrievalError
 from ..filters import TagRule
 from ..model_signature import ModelSignature
 
-# 1: one record per photo, its metadata flat (str/int/float/bool or lists of text).
+# 1: one record per photo, its metadata flat (str/int/float/bool or lists of text); a photo's
+#    regions, when it has any, in a second collection beside it (``REGIONS_SUFFIX``).
 SCHEMA_VERSION = 1
+REGIONS_SUFFIX = "-regions"
+REGION_PHOTO_FIELD = "photo_id"  # a region record's photo
+MAX_REGIONS_PER_PHOTO = 64
 
 
 @dataclass
@@ -46,6 +50,8 @@ class PhotoStore(ABC):
 
     location: str  # where the store is, in words a person can act on
     collection_name: str
+    holds_regions: bool = False  # this is a photo collection's companion of regions
+    _regions: "PhotoStore | None" = None
 
     # -- the collection and its model --------------------------------------
     @abstractmethod
@@ -61,8 +67,9 @@ class PhotoStore(ABC):
     def count(self) -> int: ...
 
     @abstractmethod
-    def get(self, ids: Sequence[str], with_embeddings: bool = False) -> list[StoredRecord]:
-        """The records with these ids that exist (in no particular order)."""
+    def get(self, ids: Sequence[str], with_embeddings: bool = False, filters: dict[str, Any] | None = None,
+            tags: TagRule | None = None) -> list[StoredRecord]:
+        """The records with these ids that exist (and match the filters), in no particular order."""
 
     @abstractmethod
     def find(self, filters: dict[str, Any] | None, tags: TagRule | None, limit: int) -> list[StoredRecord]:
@@ -91,11 +98,56 @@ class PhotoStore(ABC):
         """Replace the metadata of existing records, keeping their vectors."""
 
     @abstractmethod
-    def delete(self, ids: Sequence[str]) -> None: ...
+    def delete_records(self, ids: Sequence[str]) -> None:
+        """Delete these records of this collection only (``delete`` takes their regions too)."""
 
     @abstractmethod
+    def rename_collection(self, new_name: str) -> None:
+        """Give this collection another name (``rename`` moves its regions with it)."""
+
+    @abstractmethod
+    def companion(self, collection_name: str) -> "PhotoStore":
+        """A store for another collection at the same place, with the same backend."""
+
+    # -- photos and their regions: rules every backend shares ---------------------
+
+    @property
+    def regions(self) -> "PhotoStore":
+        """The regions of this collection's photos: records in a collection beside it, each with
+        its photo's id (``REGION_PHOTO_FIELD``) and box, never results of their own."""
+        if self.holds_regions:
+            raise RuntimeError("a collection of regions has no regions of its own")
+        wanted = self.collection_name + REGIONS_SUFFIX
+        if self._regions is None or self._regions.collection_name != wanted:
+            self._regions = self.companion(wanted)
+            self._regions.holds_regions = True
+        return self._regions
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete photos and their regions; the regions first, so that a crash in between never
+        leaves a region whose photo is gone (the photo goes on the next run)."""
+        ids = list(ids)
+        if ids and not self.holds_regions:
+            self.regions.delete_regions_of(ids)
+        self.delete_records(ids)
+
+    def delete_regions_of(self, photo_ids: Sequence[str]) -> int:
+        """(On a collection of regions) delete every region of these photos; how many there were."""
+        photo_ids, deleted = list(dict.fromkeys(photo_ids)), 0
+        for start in range(0, len(photo_ids), 500):
+            chunk = photo_ids[start:start + 500]
+            found = self.find({REGION_PHOTO_FIELD: chunk}, None, len(chunk) * MAX_REGIONS_PER_PHOTO)
+            self.delete_records([record.id for record in found])
+            deleted += len(found)
+        return deleted
+
     def rename(self, new_name: str) -> None:
-        """Give the collection another name (switching a collection to a new model)."""
+        """Give the collection another name (switching a collection to a new model); its regions
+        follow it."""
+        if not self.holds_regions and self.regions.count():
+            self.regions.rename_collection(new_name + REGIONS_SUFFIX)
+        self.rename_collection(new_name)
+        self._regions = None
 
 
 # -- rules every backend applies ------------------------------------------------

@@ -297,8 +297,14 @@ class MilvusStore(PhotoStore):
                                      consistency_level="Strong")
         return int(got[0]["count(*)"]) if got else 0
 
-    def get(self, ids: Sequence[str], with_embeddings: bool = False) -> list[StoredRecord]:
+    def get(self, ids: Sequence[str], with_embeddings: bool = False, filters: dict[str, Any] | None = None,
+            tags: TagRule | None = None) -> list[StoredRecord]:
         ids = list(ids)
+        expression = milvus_filter(filters, tags)
+        if expression and ids:  # only those of the ids that match
+            return [record for start in range(0, len(ids), _READ_PAGE)
+                    for record in self._paged(f"{ID_FIELD} in {json.dumps(ids[start:start + _READ_PAGE])} "
+                                              f"and {expression}", with_embeddings)]
         records: list[StoredRecord] = []
         with self._guard("read"):
             if not ids or not self._exists():
@@ -388,7 +394,7 @@ class MilvusStore(PhotoStore):
                 if rows:
                     self._client.upsert(self._name, rows)
 
-    def delete(self, ids: Sequence[str]) -> None:
+    def delete_records(self, ids: Sequence[str]) -> None:
         ids = list(ids)
         for start in range(0, len(ids), _WRITE_BATCH):
             with self._lock, self._guard("written"):
@@ -396,7 +402,10 @@ class MilvusStore(PhotoStore):
                     return
                 self._client.delete(self._name, ids=ids[start:start + _WRITE_BATCH])
 
-    def rename(self, new_name: str) -> None:
+    def companion(self, collection_name: str) -> "MilvusStore":
+        return MilvusStore(self.settings.with_overrides(collection=collection_name))
+
+    def rename_collection(self, new_name: str) -> None:
         with self._lock, self._guard("written"):
             if not self._exists():
                 raise RetrievalError(f"The collection '{self.collection_name}' does not exist at {self.location}.")
