@@ -97,6 +97,10 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 metadata_file = gr.File(file_count="single", file_types=[".csv", ".tsv", ".json", ".jsonl"],
                                         label="Metadata table (optional): description, photographer, tags… "
                                               "by file name or photo_id", height=120)
+                find_regions = gr.Checkbox(engine.settings.regions, elem_id="find-regions",
+                                           label="Also find objects and regions in each photo",
+                                           info="A search can then match part of a photo and shows the box; "
+                                                "about 17 times the work per photo")
                 add_button = gr.Button("Add to the collection", variant="primary", elem_id="add-button")
                 add_summary = gr.Markdown(elem_id="add-summary")
                 collection = gr.Markdown(collection_text(engine), elem_id="collection-info")
@@ -210,7 +214,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
 
         # One progress bar, over the summary; the small updates around it show none.
         uploads.change(page.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
-        add_button.click(guarded(page.add_photos), [uploads, metadata_file],
+        add_button.click(guarded(page.add_photos), [uploads, metadata_file, find_regions],
                          [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
             lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)

@@ -156,6 +156,34 @@ def test_adding_photos_reports_added_duplicate_and_rejected(running_app, tmp_pat
     assert stored.startswith(str(engine.settings.media_folder / "uploads")) and found[0]["id"] in stored
 
 
+def test_photos_added_with_regions_show_the_box_that_matched(running_app, tmp_path, engine):
+    from test_region_search import PASTED, small_picture, write_collection as write_scenes
+
+    from retrieval.regions.proposals import Box
+
+    client, _, _ = running_app
+    scenes = write_scenes(tmp_path / "scenes")
+    small_picture().save(tmp_path / "query.png")
+    summary, *_ = client.predict([handle_file(str(p)) for p in scenes.values()], None, True, api_name="/add_photos")
+    assert "**Added 6**" in summary and "regions found" in summary
+    gallery, _, results, _ = client.predict(handle_file(str(tmp_path / "query.png")), *OPTIONS,
+                                            api_name="/search_image")
+    first = results[0]
+    assert first["filename"] == "scene.png" and Box(*first["matched_box"]).iou(PASTED) >= 0.5
+    assert first["score"] > first["photo_score"] and gallery[0]["caption"].endswith("matched in the box")
+    drawn = Image.open(gallery[0]["image"]).convert("RGB")  # the thumbnail (320 wide) with the box on it
+    scale = drawn.width / 640
+    edge = drawn.getpixel((int(PASTED.left * scale), int((PASTED.top + PASTED.bottom) / 2 * scale)))
+    assert edge[0] > 200 and edge[1] > 150 and edge[2] < 80  # the box's amber line
+    plain = [r for r in results if not r.get("matched_box")]
+    assert all(not g["caption"].endswith("matched in the box") for g, r in zip(gallery, results) if r in plain)
+    # Photos added without the box checked get no regions.
+    before = engine.store.regions.count()
+    client.predict([handle_file(str(p)) for p in write_photos(tmp_path / "more", 2, start=70)], None,
+                   api_name="/add_photos")
+    assert engine.store.regions.count() == before
+
+
 def test_voice_search_transcribes_then_searches(running_app, tmp_path):
     from speech_clips import speak, write_wav
 

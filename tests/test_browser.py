@@ -298,3 +298,33 @@ def test_dates_order_and_the_map(page):
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()
     shot(page, "map")
+
+
+def test_a_region_match_is_boxed_in_the_gallery_and_the_viewer(page, tmp_path):
+    from playwright.sync_api import expect
+
+    from test_region_search import small_picture, write_collection
+
+    scenes = write_collection(tmp_path / "scenes")
+    small_picture().save(tmp_path / "query.png")
+    open_tab(page, "Add photos")
+    page.locator("#uploads input[type=file]").set_input_files([str(p) for p in scenes.values()])
+    page.locator("#find-regions input").check()
+    page.locator("#add-button").click()
+    expect(page.locator("#add-summary")).to_contain_text("regions found", timeout=120_000)
+    open_tab(page, "Image")
+    page.locator("#image-query input[type=file]").set_input_files(str(tmp_path / "query.png"))
+    page.locator("#image-search").click()
+    expect(page.locator("#results .caption-label").first).to_contain_text("matched in the box")
+    first = gallery_images(page).first
+    first.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+    assert "/boxed/" in (first.get_attribute("src") or "")
+    shot(page, "region-results")
+    gallery_images(page).first.click()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    expect(viewer.locator("#viewer-details")).to_contain_text("matched region")
+    expect(viewer.locator("#viewer-details")).to_contain_text("whole photo's score")
+    assert "/boxed/" in (viewer.locator("#viewer-image img").get_attribute("src") or "")
+    shot(page, "region-viewer")

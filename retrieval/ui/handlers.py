@@ -144,9 +144,18 @@ class SearchPage:
                             metadata.get("image_url") or str(self.media.placeholder()))
         return pictures
 
+    def _boxed(self, picture: str, result: dict[str, Any]) -> str:
+        """The picture with the region that matched drawn on it, when a region did."""
+        box = result.get("matched_box")
+        if not box or not Path(picture).is_file():
+            return picture
+        return str(self.media.with_box(Path(picture), box, int(result.get("width") or 0),
+                                       int(result.get("height") or 0)))
+
     def _gallery(self, results: list[dict[str, Any]], wanted_tags: int = 0) -> list[tuple[str, str]]:
         pictures = self._pictures([result["id"] for result in results], "thumbnail")
-        return [(picture, present.caption(result, wanted_tags)) for picture, result in zip(pictures, results)]
+        return [(self._boxed(picture, result), present.caption(result, wanted_tags))
+                for picture, result in zip(pictures, results)]
 
     def _run(self, request: SearchRequest, what: str, shown: list[dict] | None = None):
         """Run one page of ``request``; with ``shown`` the page is added after those results."""
@@ -261,8 +270,8 @@ class SearchPage:
         index = min(max(int(index) + step, 0), len(results) - 1)
         result = results[index]
         position = f'<p class="viewer-position">{index + 1} of {len(results)}</p>'
-        return (self._pictures([result["id"]], "preview")[0], position + present.details_html(result),
-                result["id"], index, gr.Column(visible=True))
+        picture = self._boxed(self._pictures([result["id"]], "preview")[0], result)
+        return (picture, position + present.details_html(result), result["id"], index, gr.Column(visible=True))
 
     def why_this_matched(self, record_id: str, last):
         """The viewer's photo with the heat map of where it matches the last search's query."""
@@ -302,7 +311,8 @@ class SearchPage:
         size = sum(Path(f).stat().st_size for f in files if Path(f).is_file())
         return f"{present.count(len(files), 'file')} chosen ({size / 1e6:.1f} MB)"
 
-    def add_photos(self, files: list[str] | None, metadata_file: str | None, progress=gr.Progress()):
+    def add_photos(self, files: list[str] | None, metadata_file: str | None, find_regions: bool = False,
+                   progress=gr.Progress()):
         if not files:
             raise RetrievalError("Choose or drop some photos first.")
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file else None
@@ -323,11 +333,13 @@ class SearchPage:
             return {"filename": original, **(table.lookup(Path(original)) if table else {})}
 
         def report_progress(step) -> None:
-            progress((step.done, step.total), desc=f"Indexing {step.done}/{step.total}")
+            doing = "Finding objects and regions" if step.stage == "regions" else "Indexing"
+            progress((step.done, step.total), desc=f"{doing} {step.done}/{step.total}")
 
         if originals:
             report = self.engine.index([self.media.uploads / name for name in originals],
-                                       metadata=metadata_for, source="upload", progress=report_progress)
+                                       metadata=metadata_for, source="upload", progress=report_progress,
+                                       regions=bool(find_regions))
             rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
             self.facets.add(report.added)
             if report.changed_the_store:
@@ -337,6 +349,8 @@ class SearchPage:
         else:
             added = already = 0
         summary = f"**Added {added}** · already in the collection {already} · rejected {len(rejected)}"
+        if originals and report.regions_added:
+            summary += f" · {present.count(report.regions_added, 'region')} found"
         if rejected:
             summary += "\n\n" + "\n".join(f"- {present.escape(line)}" for line in rejected)
         if table is not None and table.warnings():

@@ -43,7 +43,8 @@ class MediaFolder:
         self.max_image_pixels = max_image_pixels
         self.uploads = self.root / "uploads"
         self.starter = self.root / "starter"
-        for folder in (self.uploads, self.starter, self.root / "thumbs", self.root / "previews", self.root / "map-thumbs"):
+        for folder in (self.uploads, self.starter, self.root / "thumbs", self.root / "previews", self.root / "map-thumbs",
+                       self.root / "boxed"):
             folder.mkdir(parents=True, exist_ok=True)
         try:
             self.placeholder()  # made now, while there is room: later a full disk can't stop a search
@@ -91,6 +92,35 @@ class MediaFolder:
             with contextlib.suppress(OSError):
                 partial.unlink()
             return None
+        return target
+
+    def with_box(self, picture: Path, box: list[int], photo_width: int, photo_height: int) -> Path:
+        """A copy of a thumbnail or preview with the matched region drawn on it (``box`` in the
+        photo's pixels; the picture is the photo scaled down). The picture itself on failure."""
+        from PIL import Image, ImageDraw
+
+        picture = Path(picture)
+        if not picture.is_relative_to(self.root) or photo_width <= 0 or photo_height <= 0:
+            return picture
+        target = self.root / "boxed" / f"{picture.stem}-{'-'.join(str(int(v)) for v in box)}{picture.suffix}"
+        if target.is_file():
+            return target
+        try:
+            with Image.open(picture) as opened:
+                image = opened.convert("RGB")
+            sx, sy = image.width / photo_width, image.height / photo_height
+            left, top, right, bottom = box[0] * sx, box[1] * sy, box[2] * sx - 1, box[3] * sy - 1
+            line = max(2, round(min(image.size) / 100))
+            draw = ImageDraw.Draw(image)
+            # A dark edge around a bright one: visible on light and dark photos alike.
+            draw.rectangle((left - line, top - line, right + line, bottom + line), outline=(20, 20, 20), width=line)
+            draw.rectangle((left, top, right, bottom), outline=(255, 196, 0), width=line)
+            partial = target.with_name(f"{target.stem}.{threading.get_ident()}.part")
+            image.save(partial, "JPEG", quality=88)
+            partial.replace(target)
+        except OSError as exc:
+            log.warning("could not draw the matched region on %s (%s)", picture.name, exc)
+            return picture
         return target
 
     def placeholder(self) -> Path:

@@ -13,7 +13,7 @@ escape = html.escape
 
 # Shown in the details panel in this order; other fields follow alphabetically.
 _DETAIL_ORDER = ("description", "photographer", "tags", "location", "taken", "camera", "lens", "focal_length_mm",
-                 "source", "url", "width", "height", "filename", "added_at", "id", "score")
+                 "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_box", "photo_score")
 _HIDDEN = {"path", "mtime", "size", "image_url"}  # file-system details: never leave the server
 # In the details panel in a friendlier form (taken, camera, the place) or not at all.
 _NOT_LISTED = _HIDDEN | {"taken_at", "taken_utc", "taken_from", "camera_make", "camera_model", "gps_lat", "gps_lon", "gps_alt",
@@ -46,6 +46,8 @@ def caption(result: dict[str, Any], wanted_tags: int = 0) -> str:
     parts.append(title(result))
     if result.get("similar"):
         parts.append(f"+{len(result['similar'])} similar")
+    if result.get("matched_box"):
+        parts.append("matched in the box")
     return " · ".join(parts)
 
 
@@ -84,7 +86,7 @@ def details_html(result: dict[str, Any]) -> str:
         value = result[key]
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value)
-        if key == "score":
+        if key in ("score", "photo_score"):
             value = f"{float(value):.4f}"
         if key == "taken" and result.get("taken_from") == "file time":
             value = f"{value} (the file's time: no date in the photo)"
@@ -101,7 +103,8 @@ def details_html(result: dict[str, Any]) -> str:
     return f'<div class="photo-details">{heading}{source}<table>{"".join(rows)}</table></div>'
 
 
-_LABELS = {"focal_length_mm": "focal length (mm)"}
+_LABELS = {"focal_length_mm": "focal length (mm)", "matched_box": "matched region (left, top, right, bottom)",
+           "photo_score": "whole photo's score", "regions": "regions indexed"}
 
 
 def map_link(result: dict[str, Any]) -> str | None:
