@@ -273,6 +273,23 @@ def test_the_map_section_times_both_layouts(tmp_path, clip_model):
     assert measures["UMAP layout (what the map uses)"]["ratio"] > 0
 
 
+def test_the_regions_section_compares_with_whole_photos_only(tmp_path, clip_model):
+    from retrieval.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--model", str(clip_model), "--sections", "regions", "--region-sizes", "300",
+                 "--regions-per-photo", "4", "--no-sam", "--repeats", "3", "--work", str(tmp_path / "work"),
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {(r["section"], r["measure"]): r for r in result["rows"]}
+    assert rows[("text queries at 300 photos with 4 regions each", "text p50, photos and regions")]["ratio"] > 0
+    details = next(iter(result["details"]["per_model"].values()))
+    assert details["region_queries_300"]["regions_stored"] == 1200
+    indexing = next(r for (section, measure), r in rows.items() if measure == "with regions")
+    assert 0 < indexing["ratio"] < 1  # the crops are embedded too
+    assert {"segments", "grid"} <= {measure for section, measure in rows if section.startswith("region proposals")}
+
+
 def test_duplicate_evaluation_smoke_run(tmp_path, capsys):
     from photos import scene_photo
     from retrieval.duplicates_eval import main, pair_scores

@@ -58,5 +58,11 @@ def test_box_recall_on_a_coco_style_file(tmp_path, capsys):
     assert report["objects"] == {"small": 1, "medium": 1, "large": 1}
     assert report["proposers"]["segments"]["recall"]["32"]["large"] == 1.0
     assert main([str(annotations), str(tmp_path), "--out", str(tmp_path / "r.json")]) == 0
+    from tiny_models import build_tiny_sam
+
+    sam = build_tiny_sam(tmp_path / "tiny-sam")  # a SAM model's recall is measured the same way
+    assert main([str(annotations), str(tmp_path), "--proposers", f"segments,{sam}", "--out", str(tmp_path / "s.json")]) == 0
+    assert set(json.loads((tmp_path / "s.json").read_text())["proposers"]) == {"segments", "tiny-sam"}
+    assert main([str(annotations), str(tmp_path), "--proposers", str(tmp_path / "no-sam")]) == 1
     assert "segments" in capsys.readouterr().out and (tmp_path / "r.json").is_file()
     assert main([str(annotations), str(tmp_path), "--proposers", "sam"]) == 1

@@ -17,8 +17,9 @@ from .report import Report
 
 SECTIONS = ("indexing", "queries", "explain", "startup", "concurrency", "speech")
 # Run only when asked for: peer needs rclip installed; ray starts a local Ray cluster (a minute);
-# map lays out a big synthetic collection (minutes).
-OPTIONAL_SECTIONS = ("peer", "ray", "map")
+# map lays out a big synthetic collection (minutes); regions fills photos and their regions (many
+# minutes at 100,000 photos).
+OPTIONAL_SECTIONS = ("peer", "ray", "map", "regions")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ray section: photos indexed by each pipeline (default 96)")
     parser.add_argument("--map-photos", type=int, default=25000,
                         help="map section: photos laid out (default 25000)")
+    parser.add_argument("--region-sizes", default="10000",
+                        help="regions section: photo counts for the query comparison, each photo with "
+                             "--regions-per-photo regions (default 10000; the issue's figure is 100000)")
+    parser.add_argument("--regions-per-photo", type=int, default=16, help="regions section (default 16)")
+    parser.add_argument("--no-sam", action="store_true", help="regions section: leave out SAM's cost")
     parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="indexing: rounds of ceiling, product, ceiling; the median round is reported (default 3)")
@@ -163,6 +169,12 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
         queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats, backends=backends)
     if "explain" in sections:
         explain.run(report, embedder, photos)
+    if "regions" in sections:
+        from . import regions
+
+        sizes = [int(float(s)) for s in args.region_sizes.split(",") if s.strip()]
+        regions.run(report, embedder, settings.with_overrides(regions_per_photo=args.regions_per_photo), photos,
+                    work, sizes, per_photo=args.regions_per_photo, repeats=args.repeats, sam=not args.no_sam)
     if "startup" in sections or "concurrency" in sections:
         store = _startup_store(embedder, settings, photos, work)
         if "startup" in sections:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..bench.report import show_and_keep
 from ..errors import RetrievalError
+from .choice import load_proposer
 from .proposals import PROPOSERS, Box
 
 SIZES = (("small", 0, 32 ** 2), ("medium", 32 ** 2, 96 ** 2), ("large", 96 ** 2, float("inf")))
@@ -48,7 +49,7 @@ def evaluate(photos: list[tuple[Path, list[tuple[Box, str]]]], proposers: list[s
     report = {"photos": len(photos), "objects": {name: sum(1 for _, boxes in photos for _, s in boxes if s == name)
                                                 for name, _, _ in SIZES}, "proposers": {}}
     for name in proposers:
-        proposer = PROPOSERS[name]()
+        proposer = load_proposer(name)
         hits = {n: {size: 0 for size, _, _ in SIZES} for n in ns}
         seconds = 0.0
         for path, objects in photos:
@@ -61,7 +62,7 @@ def evaluate(photos: list[tuple[Path, list[tuple[Box, str]]]], proposers: list[s
                 for target, size in objects:
                     if any(box.iou(target) >= 0.5 for box in boxes[:n]):
                         hits[n][size] += 1
-        report["proposers"][name] = {
+        report["proposers"][Path(name).name if Path(name).is_dir() else name] = {
             "ms_per_photo": 1000 * seconds / len(photos),
             "recall": {str(n): {size: (hits[n][size] / report["objects"][size] if report["objects"][size] else None)
                                 for size, _, _ in SIZES} for n in ns}}
@@ -74,7 +75,7 @@ def table(report: dict) -> str:
     for name, row in report["proposers"].items():
         for n, recall in row["recall"].items():
             cells = " | ".join(f"{recall[s]:.3f}" if recall[s] is not None else "  -  " for s, _, _ in SIZES)
-            lines.append(f"{name:<8} | {n:>2} | {cells} | {row['ms_per_photo']:.0f}")
+            lines.append(f"{name[:24]:<8} | {n:>2} | {cells} | {row['ms_per_photo']:.0f}")
     return "\n".join(lines)
 
 
@@ -85,14 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Box recall of region proposers on COCO's object boxes.")
     parser.add_argument("annotations", type=Path, help="COCO instances_*.json")
     parser.add_argument("images", type=Path, help="the folder of its photos")
-    parser.add_argument("--proposers", default=",".join(PROPOSERS), help=f"any of {','.join(PROPOSERS)}")
+    parser.add_argument("--proposers", default=",".join(PROPOSERS),
+                        help=f"any of {','.join(PROPOSERS)}, or a SAM model by Hugging Face id or folder")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
         names = [n.strip() for n in args.proposers.split(",") if n.strip()]
-        unknown = set(names) - set(PROPOSERS)
-        if unknown:
-            raise RetrievalError(f"Unknown proposer {', '.join(sorted(unknown))}: use {', '.join(PROPOSERS)}.")
         if not args.annotations.is_file():
             raise RetrievalError(f"{args.annotations} is not a COCO annotations file.")
         report = evaluate(coco_boxes(args.annotations, args.images), names)
