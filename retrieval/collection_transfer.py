@@ -11,6 +11,8 @@ or ``OWNER/NAME``), binds the target collection to the export's model (a store
 built with another model refuses it) and upserts the records, so it can be run
 again after an interruption. No photo file travels: records point at their files
 or their image URLs, which is how a Space can serve a collection built elsewhere.
+Regions (``index --regions``) are not part of an export: an imported photo carries
+no region count, so ``index --regions`` on the importing side gives it its own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from .errors import RetrievalError
 from .model_signature import ModelSignature
+from .regions.records import REGION_COUNT_FIELD
 from .store import PhotoStore
 
 FORMAT = "photo-search-collection"
@@ -172,7 +175,10 @@ def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | N
             if vectors.ndim != 2 or vectors.shape[1] != signature.dim:
                 raise RetrievalError(f"The shard {name} holds vectors of another size than its manifest says "
                                      f"({signature.dim}). Export the collection again.")
-            store.upsert(ids, vectors, [json.loads(m) for m in batch.column("metadata").to_pylist()])
+            metadatas = [json.loads(m) for m in batch.column("metadata").to_pylist()]
+            for metadata in metadatas:
+                metadata.pop(REGION_COUNT_FIELD, None)  # its regions stayed behind
+            store.upsert(ids, vectors, metadatas)
             done += len(ids)
             if progress:
                 progress(done, total)

@@ -151,6 +151,19 @@ def test_a_reembedded_collection_gives_its_regions_again(tiny_model, other_tiny_
     region_invariants(moved)
 
 
+def test_an_imported_collection_gives_its_regions_again(tiny_model, tmp_path):
+    engine = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4))
+    write_collection(tmp_path / "photos", with_scene=False)
+    engine.index([tmp_path / "photos"], regions=True)
+    engine.export_collection(tmp_path / "export")
+    elsewhere = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "elsewhere", batch_size=4))
+    elsewhere.import_collection(tmp_path / "export")
+    assert elsewhere.store.count() == 5 and elsewhere.store.regions.count() == 0
+    assert all(REGION_COUNT_FIELD not in r.metadata for r in elsewhere.store.iter_all())
+    assert elsewhere.index([tmp_path / "photos"], regions=True).photos_given_regions == 5
+    region_invariants(elsewhere)
+
+
 def test_a_photo_whose_regions_fail_is_still_indexed(tiny_model, tmp_path):
     class Failing(SegmentProposer):
         def propose(self, image, limit):
