@@ -66,7 +66,7 @@ def test_index_and_search_through_a_chroma_server(chroma_server, tiny_model, oth
     paths = write_photos(tmp_path / "photos", 9)
     report = engine.index([tmp_path / "photos"])
     assert len(report.added) == 9
-    assert engine.stats() == {"count": 9, "model": str(tiny_model), "dim": engine.embedder.dim,
+    assert engine.stats() == {"count": 9, "regions": 0, "model": str(tiny_model), "dim": engine.embedder.dim,
                               "languages": engine.embedder.languages.description,
                               "store": f"http://127.0.0.1:{chroma_server}", "collection": "photos"}
     top = engine.search_image(paths[4], k=2)
