@@ -234,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats, model=False)
+
+    repair = commands.add_parser(
+        "repair", help="mend a store that a record it could not take has blocked",
+        description="Embedded Chroma applies its writes after committing them; a record it can't apply "
+                    "(from an older version without field limits) blocks every later read. This cuts each "
+                    "waiting record to the limits every store accepts, so the store reads again. Nothing "
+                    "else changes. Run it when an error tells you to.")
+    _add_settings_flags(repair, model=False)
     return parser
 
 
@@ -492,6 +500,24 @@ def cmd_stats(engine, args) -> int:
     return 0
 
 
+def cmd_repair(engine, args) -> int:
+    from .store import repair_store
+
+    report = repair_store(engine.settings)
+    if args.json:
+        _print_json(report.__dict__)
+        return 0
+    if report.mended:
+        print(f"Mended {len(report.mended)} waiting records of the store at {report.location} "
+              "(cut to the field limits):")
+        for note in report.notes[:SKIPPED_LISTED]:
+            print(f"  {note}")
+    else:
+        print(f"Nothing to mend at {report.location}: none of {report.checked} waiting records exceeds the limits.")
+    print(f"The store reads: {report.count} records.")
+    return 0
+
+
 def cmd_duplicates(engine, args) -> int:
     from .near_duplicates import DEFAULT_THRESHOLD, find_groups
 
@@ -665,7 +691,7 @@ def cmd_import(engine, args) -> int:
 
 
 COMMANDS = {"duplicates": cmd_duplicates, "explain": cmd_explain, "map": cmd_map, "export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
-            "stats": cmd_stats, "reembed": cmd_reembed}
+            "stats": cmd_stats, "reembed": cmd_reembed, "repair": cmd_repair}
 
 
 def _configure_logging(verbose: bool) -> None:

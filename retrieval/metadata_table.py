@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import RetrievalError
+from .store.field_limits import fit_to_limits
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,11 @@ class MetadataTable:
         self.repeated = 0  # rows naming a photo an earlier row already named (merged into it)
         for row in rows:
             number = len(self._rows)
-            self._rows.append(normalise_row(row))
+            fitted, cut = fit_to_limits(normalise_row(row))
+            if cut:
+                name = next((str(row[c]) for c in _KEY_COLUMNS if row.get(c) not in (None, "")), "?")
+                self.problems.append(f"row {number + 1} ({name[:80]}): {'; '.join(cut)}")
+            self._rows.append(fitted)
             keys = set()
             for column in _KEY_COLUMNS:
                 key = row.get(column)

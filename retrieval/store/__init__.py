@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..settings import Settings
 from .contract import SCHEMA_VERSION, Match, PhotoStore, StoredRecord, clean_metadata
 
-__all__ = ["SCHEMA_VERSION", "Match", "PhotoStore", "StoredRecord", "clean_metadata", "open_store"]
+__all__ = ["SCHEMA_VERSION", "Match", "PhotoStore", "StoredRecord", "clean_metadata", "open_store", "repair_store"]
 
 
 def open_store(settings: Settings) -> PhotoStore:
@@ -28,3 +28,16 @@ def open_store(settings: Settings) -> PhotoStore:
     from .chroma import ChromaStore
 
     return ChromaStore(settings)
+
+
+def repair_store(settings: Settings):
+    """Mend a store that a record it could not apply has blocked; a ``RepairReport``. Only embedded
+    Chroma applies its writes after committing them: a Milvus store refuses such a record at once."""
+    if settings.store_backend == "milvus":
+        from ..errors import RetrievalError
+
+        raise RetrievalError(f"A Milvus store ({settings.store_location}) refuses a record it can't take "
+                             "when it is written, so it needs no repair: its error says what was refused.")
+    from .chroma import repair_local
+
+    return repair_local(settings)

@@ -253,8 +253,9 @@ class _Failures:
     def _hint(self) -> str:
         if self.settings.chroma_host:
             return " Check the Chroma server's log."
-        return (" If this keeps happening the store may be damaged: move the folder aside and index "
-                "your photos again.")
+        return (" If this keeps happening, run `python -m retrieval repair`, which mends a store that a "
+                "write it could not apply has blocked; if that does not help, the store is damaged: move "
+                "the folder aside and index your photos again.")
 
     @contextlib.contextmanager
     def guard(self, doing: str):
@@ -509,3 +510,30 @@ def _records(got: dict, with_embeddings: bool) -> list[StoredRecord]:
         )
         for i, record_id in enumerate(got["ids"])
     ]
+
+
+def repair_local(settings: Settings):
+    """Mend an embedded store whose log a record it could not apply has blocked (see
+    ``chroma_repair``), then check that it reads again. Returns the ``RepairReport``."""
+    from .chroma_repair import mend_log
+
+    if settings.chroma_host:
+        raise RetrievalError(
+            f"`repair` mends a store folder on this machine; the store at {settings.store_location} is a "
+            "Chroma server. Stop the server and run the repair with CHROMA_PATH set to its --path folder."
+        )
+    folder = settings.chroma_path
+    database = folder / _SQLITE_FILE
+    if not database.is_file():
+        raise RetrievalError(f"There is no store at {folder.resolve()} (no {_SQLITE_FILE}): nothing to repair. "
+                             "Set CHROMA_PATH to the store's folder.")
+    with _exclusive(folder):
+        report = mend_log(database)
+    opened = _LocalConnection._open.get(str(folder.resolve()))
+    if opened is not None:  # a client opened before the repair holds the old view: reopen it
+        with opened.lock:
+            opened._stamp = object()
+            opened._refresh()
+    store = ChromaStore(settings)
+    report.count = store.count()  # raises, in words, when the store still can't be read
+    return report

@@ -13,6 +13,7 @@ is migrated, one from a newer layout is refused.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -22,9 +23,12 @@ import numpy as np
 from ..errors import RetrievalError
 from ..filters import TagRule
 from ..model_signature import ModelSignature
+from .field_limits import fit_to_limits
 
 # 1: one record per photo, its metadata flat (str/int/float/bool or lists of text); a photo's
 #    regions, when it has any, in a second collection beside it (``REGIONS_SUFFIX``).
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 REGIONS_SUFFIX = "-regions"
 REGION_PHOTO_FIELD = "photo_id"  # a region record's photo
@@ -153,7 +157,8 @@ class PhotoStore(ABC):
 # -- rules every backend applies ------------------------------------------------
 
 def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """What every backend stores: str/int/float/bool and non-empty lists of text; the rest dropped."""
+    """What every backend stores: str/int/float/bool and non-empty lists of text, the rest dropped,
+    cut to the limits every backend can apply (``field_limits``)."""
     cleaned: dict[str, Any] = {}
     for key, value in metadata.items():
         if value is None or value == "" or value == []:
@@ -164,7 +169,11 @@ def clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
             cleaned[key] = value
         else:
             cleaned[key] = str(value)
-    return cleaned
+    fitted, notes = fit_to_limits(cleaned)
+    if notes:
+        log.warning("record %s cut to the store's limits: %s", cleaned.get("path") or cleaned.get("filename", ""),
+                    "; ".join(notes))
+    return fitted
 
 
 def model_facts(signature: ModelSignature) -> dict[str, Any]:
