@@ -18,6 +18,7 @@ from typing import Callable
 from PIL import Image, ImageDraw
 
 from .collection_map import OTHER, CollectionMap, colour_values, legend
+from .web_urls import web_url
 
 MAX_DRAWN = 1500
 _SIDE = 1000  # the SVG's own coordinates; the page scales it to its width
@@ -95,7 +96,7 @@ def data_uri(path: str | None, size: int = 96) -> str | None:
 def write_html(cmap: CollectionMap, out: Path, colour_field: str, max_points: int = MAX_DRAWN) -> None:
     def picture(n: int) -> str | None:
         metadata = cmap.metadata[n]
-        return data_uri(metadata.get("path")) or metadata.get("image_url") or None
+        return data_uri(metadata.get("path")) or web_url(metadata.get("image_url"))
 
     body = map_svg(cmap, picture, colour_field, max_points=max_points)
     out.write_text(

@@ -27,6 +27,7 @@ from .embedder import Embedder
 from .images import ImageRejected, decode_image, read_file_bytes
 from .ingest import ordered_prefetch
 from .store import PhotoStore, StoredRecord
+from .web_urls import web_url
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class Reembedder:
         return prepared
 
     def _bytes_of(self, record: StoredRecord) -> bytes:
-        path, url = record.metadata.get("path"), record.metadata.get("image_url") or record.metadata.get("url")
+        path = record.metadata.get("path")
+        url = web_url(record.metadata.get("image_url")) or web_url(record.metadata.get("url"))
         problem = "no file or image URL is recorded"
         if path:
             try:

@@ -521,3 +521,70 @@ def test_dates_order_and_camera_through_the_api(clip_settings, tmp_path):
         assert results[0]["taken"].startswith("20") and "camera" in results[0] and "path" not in results[0]
     finally:
         app.close()
+
+
+def test_image_urls_that_are_not_web_addresses_are_never_served(engine, tmp_path):
+    """Records whose file is gone and whose image URL is a local path, a relative path, a file://
+    URL, or a web address: the search succeeds, the web address is shown, every other one gets the
+    placeholder, and no route hands out the bytes of a file outside the media folder."""
+    from app import build_app, launch
+    from dataset_server import FlakyPhotoServer
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    store_file = engine.settings.chroma_path.resolve() / "chroma.sqlite3"
+    paths = write_photos(tmp_path / "photos", 6)
+    with FlakyPhotoServer() as server:
+        import io
+        buffer = io.BytesIO()
+        Image.open(paths[0]).save(buffer, "JPEG")
+        server.files["/web.jpg"] = buffer.getvalue()
+        urls = [server.base_url + "/web.jpg", str(store_file), str(secret), "../../../../etc/passwd",
+                f"file://{secret}", "/etc/hostname"]
+        rows = [{"filename": p.name, "image_url": url, "description": f"photo {i}"}
+                for i, (p, url) in enumerate(zip(paths, urls))]
+        table = tmp_path / "urls.json"
+        table.write_text(json.dumps(rows))
+        engine.index([tmp_path / "photos"], metadata_file=table)
+        for path in paths:
+            path.unlink()
+        app = launch(build_app(engine), engine, server_name="127.0.0.1", server_port=None,
+                     prevent_thread_lock=True, quiet=True)
+        try:
+            client = Client(app.local_url, verbose=False, download_files=False)
+            gallery, _, results, _ = client.predict("photo", "", 6, 0, None, None, *UNSET,
+                                                    api_name="/search_text")
+            assert len(gallery) == len(results) == 6
+            placeholder = (engine.settings.media_folder / "missing.png").read_bytes()
+            for item, result in zip(gallery, results):
+                shown = httpx.get(item["image"]["url"]).content  # what a browser gets
+                assert b"private" not in shown and b"SQLite" not in shown
+                if result["description"] == "photo 0":
+                    assert shown == server.files["/web.jpg"]
+                else:
+                    assert shown == placeholder, result["description"]
+            import gradio as gr
+
+            from retrieval.ui.handlers import SearchPage
+            from retrieval.ui.media import MediaFolder
+
+            page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
+            for i, result in enumerate(results):  # the viewer
+                picture, *_ = page.details(results, gr.SelectData(None, {"index": i, "value": None}))
+                expected = urls[0] if result["description"] == "photo 0" else str(page.media.placeholder())
+                assert picture == expected
+            with httpx.Client() as http:
+                for attempt in urls[1:]:
+                    response = http.get(app.local_url.rstrip("/") + "/gradio_api/file=" + attempt)
+                    assert b"private" not in response.content and b"SQLite" not in response.content
+        finally:
+            app.close()
+
+    from retrieval.collection_map import build_map
+    from retrieval.map_render import write_html
+
+    out = tmp_path / "map.html"
+    write_html(build_map(engine.store), out, "tags")
+    written = out.read_text()
+    assert str(secret) not in written and "file://" not in written and "etc/passwd" not in written
+    assert server.base_url + "/web.jpg" in written

@@ -23,6 +23,7 @@ from ..search import QueryTerm, SearchRequest
 from . import present
 from .map_view import MapLayout
 from .media import MediaFolder
+from ..web_urls import web_url
 
 log = logging.getLogger("retrieval.app")
 
@@ -141,7 +142,7 @@ class SearchPage:
             metadata = stored.get(record_id, {})
             picture = made[record_id] or make(record_id, lambda: metadata.get("path"))
             pictures.append(str(picture) if picture else
-                            metadata.get("image_url") or str(self.media.placeholder()))
+                            web_url(metadata.get("image_url")) or str(self.media.placeholder()))
         return pictures
 
     def _boxed(self, picture: str, result: dict[str, Any]) -> str:

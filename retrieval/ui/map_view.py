@@ -15,6 +15,7 @@ from ..collection_map import CollectionMap
 from ..engine import Engine
 from ..map_render import MAX_DRAWN, drawn, map_svg
 from .media import MediaFolder
+from ..web_urls import web_url
 
 log = logging.getLogger("retrieval.app")
 
@@ -71,7 +72,7 @@ class MapLayout:
         thumbnail = self.media.map_thumbnail(cmap.ids[n], lambda: metadata.get("path"))
         if thumbnail is not None:
             return "gradio_api/file=" + quote(str(thumbnail))
-        return metadata.get("image_url") or None
+        return web_url(metadata.get("image_url"))
 
     def html(self, colour_field: str, highlight: set[str]) -> str:
         cmap, error = self.get()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from ..web_urls import web_url
+
 escape = html.escape
 
 # Shown in the details panel in this order; other fields follow alphabetically.
@@ -73,8 +75,7 @@ def count(number: int, noun: str) -> str:
 
 
 def _safe_link(url: Any) -> str | None:
-    text = str(url or "").strip()
-    return text if text.lower().startswith(("http://", "https://")) else None
+    return web_url(url)
 
 
 def details_html(result: dict[str, Any]) -> str:
