@@ -232,7 +232,7 @@ class Engine:
         """An image term (a path, or an already opened picture) as an RGB picture, checked."""
         from PIL import Image
 
-        from .images import ImageRejected, check_proportions, open_image_file, upright_rgb
+        from .images import ImageRejected, SkipReason, check_proportions, open_image_file, upright_rgb
 
         try:
             if isinstance(value, Image.Image):
@@ -244,7 +244,9 @@ class Engine:
             return open_image_file(path, self.settings.max_image_pixels,
                                    max_bytes=self.settings.max_file_bytes).image
         except ImageRejected as exc:
-            raise RetrievalError(f"The query image can't be used ({exc}). Try a JPEG or PNG photo.") from None
+            advice = ("Use a smaller copy of it (MAX_IMAGE_PIXELS, MAX_FILE_MB set the caps)."
+                      if exc.reason in (SkipReason.TOO_LARGE, SkipReason.FILE_TOO_BIG) else "Try a JPEG or PNG photo.")
+            raise RetrievalError(f"The query image can't be used ({exc}). {advice}") from None
 
     # -- moving to another model --------------------------------------------------
 

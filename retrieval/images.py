@@ -8,6 +8,7 @@ scaled rather than clipped, the first frame of an animation.
 from __future__ import annotations
 
 import io
+import re
 import os
 import stat
 import warnings
@@ -126,7 +127,9 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageRejected(SkipReason.TOO_LARGE, str(exc)) from None
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow stops at a header claiming billions
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else "its size"
+        raise ImageRejected(SkipReason.TOO_LARGE, f"{size} is over the cap of {max_pixels:,} pixels") from None
     except UnidentifiedImageError:
         reason = SkipReason.CORRUPT if _looks_like_image(data) else SkipReason.NOT_AN_IMAGE
         raise ImageRejected(reason) from None

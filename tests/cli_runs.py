@@ -33,9 +33,9 @@ def run_until_committed(arguments: list[str], env: dict, batches: int, timeout: 
     return process
 
 
-def run_in_process(settings, *arguments: str) -> tuple[int, str, str]:
-    """``python -m retrieval ARGUMENTS`` in this process, on ``settings``' model and store:
-    the exit status, what it printed and what it wrote to stderr."""
+def run_in_process(settings, *arguments: str, env: dict | None = None) -> tuple[int, str, str]:
+    """``python -m retrieval ARGUMENTS`` in this process, on ``settings``' model and store (and
+    ``env``'s other variables): the exit status, what it printed and what it wrote to stderr."""
     import contextlib
     import io
     import os
@@ -43,7 +43,7 @@ def run_in_process(settings, *arguments: str) -> tuple[int, str, str]:
     from retrieval.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    env = {"MODEL": settings.model, "CHROMA_PATH": str(settings.chroma_path)}
+    env = {"MODEL": settings.model, "CHROMA_PATH": str(settings.chroma_path), **(env or {})}
     old = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:

@@ -455,8 +455,57 @@ def test_a_non_image_given_as_a_query_image_is_our_message(running_app, tmp_path
     client, _, _ = running_app
     notes = tmp_path / "notes.png"
     notes.write_text("not a picture")
-    with pytest.raises(Exception, match="not a picture that can be read"):
+    with pytest.raises(Exception, match=r"The query image can't be used \(not an image\)"):
         client.predict(handle_file(str(notes)), *OPTIONS, api_name="/search_image")
+
+
+def png_bomb(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
+    """A few hundred bytes of PNG whose header claims ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    rows = zlib.compress(b"\x00" * (1 + width // 8) * 16)  # the first rows of a 1-bit image
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def test_every_door_of_the_page_checks_the_size_before_decoding(settings, tmp_path):
+    """MAX_IMAGE_PIXELS holds in the Image tab, Image + Text and Add photos, with the CLI's message;
+    a PNG bomb is refused the same way, not with Gradio's generic error."""
+    from app import build_app, launch
+    from cli_runs import run_in_process
+    from retrieval.engine import Engine
+
+    small = settings.with_overrides(max_image_pixels=10_000)
+    engine = Engine(small)
+    engine.index(write_photos(tmp_path / "photos", 2))
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (200, 200), "white").save(big)
+    bomb = png_bomb(tmp_path / "bomb.png")
+    code, _, cli_error = run_in_process(small, "search", "--image", str(big), env={"MAX_IMAGE_PIXELS": "10000"})
+    assert code == 1
+    cli_message = cli_error.removeprefix("error: ").strip()
+    app = launch(build_app(engine), engine, server_name="127.0.0.1", server_port=None,
+                 prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        for picture, detail in [(big, "200x200 is over the cap of 10,000 pixels"),
+                                (bomb, "1,600,000,000 pixels is over the cap of 10,000 pixels")]:
+            for call, args in [("/search_image", (handle_file(str(picture)), *OPTIONS)),
+                               ("/search_image_text", (handle_file(str(picture)), "at night", 0.5, *OPTIONS))]:
+                with pytest.raises(Exception) as caught:
+                    client.predict(*args, api_name=call)
+                assert "The query image can't be used" in str(caught.value) and detail in str(caught.value), call
+                if picture == big:
+                    assert cli_message in str(caught.value)
+            summary, *_ = client.predict([handle_file(str(picture))], None, api_name="/add_photos")
+            assert "rejected 1" in summary and detail in summary
+    finally:
+        app.close()
+    assert engine.store.count() == 2
 
 
 def test_tag_only_results_show_how_many_tags_they_carry(running_app):

@@ -219,7 +219,7 @@ def test_bad_and_huge_input_keep_the_page_usable(page, tmp_path):
     open_tab(page, "Image")
     page.locator("#image-query input[type=file]").set_input_files(str(notes))
     page.locator("#image-search").click()
-    expect(page.get_by_text("not a picture that can be read").first).to_be_visible()
+    expect(page.get_by_text("The query image can't be used (not an image)").first).to_be_visible()
     shot(page, "not-an-image")
 
 

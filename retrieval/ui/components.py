@@ -10,13 +10,26 @@ NOT_AN_IMAGE = ("That file is not a picture that can be read. Use a JPEG, PNG, W
 
 
 class PhotoInput(gr.Image):
-    """``gr.Image`` whose decoding failures are a clear message, not a bare "Error" badge
-    in the page, a traceback in the log and a generic error for API callers."""
+    """``gr.Image`` that hands the handler the uploaded file's path, undecoded.
+
+    Gradio would decode the whole picture before any handler runs: a 12000x12000 JPEG
+    costs gigabytes, a PNG bomb an exception. Given the path, the engine checks the size
+    (MAX_IMAGE_PIXELS, MAX_FILE_MB) before decoding, with the same message as the CLI.
+    A pasted or webcam picture arrives as a data URL, which Gradio writes to a file."""
 
     is_template = True  # drawn by the page as gr.Image itself
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, type="filepath", image_mode=None, **kwargs)
+
     def preprocess(self, payload):
-        try:
-            return super().preprocess(payload)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise gr.Error(NOT_AN_IMAGE) from None
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            try:
+                return super().preprocess(payload)
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+                raise gr.Error(NOT_AN_IMAGE) from None
+        if payload.path is None:
+            raise gr.Error(NOT_AN_IMAGE)
+        return payload.path
