@@ -235,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="what is in the index")
     _add_settings_flags(stats, model=False)
 
+    precision = commands.add_parser(
+        "precision", help="which arithmetic the model's image side uses on this CPU, and why",
+        description="With PRECISION=auto on a CPU that computes bfloat16 natively, the model's image side is "
+                    "timed in float32 and bfloat16 (CPU time, interleaved rounds) when it first loads, and the "
+                    "choice is remembered in CACHE_DIR. This loads the model and shows the choice with its figures; "
+                    "--retime forgets the remembered trial and times it again (after a hardware or driver change).")
+    precision.add_argument("--retime", action="store_true", help="time float32 against bfloat16 again")
+    _add_settings_flags(precision)
+
     repair = commands.add_parser(
         "repair", help="mend a store that a record it could not take has blocked",
         description="Embedded Chroma applies its writes after committing them; a record it can't apply "
@@ -500,6 +509,23 @@ def cmd_stats(engine, args) -> int:
     return 0
 
 
+def cmd_precision(engine, args) -> int:
+    from .embedder.precision_record import forget
+
+    forgotten = forget(engine.settings.model) if args.retime else 0
+    from .engine import Engine
+
+    # The whole model, image side included: a text-only export would answer for its text side.
+    embedder = Engine(engine.settings.with_overrides(text_export=False))._load_model()
+    if args.json:
+        _print_json({"model": engine.settings.model, "device": embedder.device,
+                     "dtype": str(embedder.dtype).removeprefix("torch."), "why": embedder.precision_note,
+                     "forgotten": forgotten})
+    else:
+        print(f"{engine.settings.model} on {embedder.device}: {embedder.precision_note}")
+    return 0
+
+
 def cmd_repair(engine, args) -> int:
     from .store import repair_store
 
@@ -691,7 +717,8 @@ def cmd_import(engine, args) -> int:
 
 
 COMMANDS = {"duplicates": cmd_duplicates, "explain": cmd_explain, "map": cmd_map, "export": cmd_export, "import": cmd_import, "load": cmd_load, "index": cmd_index, "search": cmd_search, "transcribe": cmd_transcribe,
-            "stats": cmd_stats, "reembed": cmd_reembed, "repair": cmd_repair}
+            "stats": cmd_stats, "reembed": cmd_reembed, "repair": cmd_repair,
+            "precision": cmd_precision}
 
 
 def _configure_logging(verbose: bool) -> None:

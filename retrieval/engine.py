@@ -304,6 +304,7 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         from .embedder import languages_of
+        from .embedder.precision_record import recorded_choice
 
         recorded = self.store.recorded_model() or {}
         model = recorded.get("model", self.settings.model)
@@ -313,6 +314,7 @@ class Engine:
             "model": model,
             "dim": recorded.get("dim"),
             "languages": languages_of(model).description,
+            "precision": recorded_choice(model, self.settings.precision),
             "store": self.store.location,
             "collection": self.store.collection_name,
         }

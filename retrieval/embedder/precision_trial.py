@@ -1,47 +1,36 @@
-"""``PRECISION=auto`` on a CPU: bfloat16 only where it is measured to be faster here.
+"""``PRECISION=auto`` on a CPU: bfloat16 only where it is measured to cost less here.
 
 A CPU can compute bfloat16 natively (AVX-512 BF16) and still run a model's image
 side slower in it than in float32 (without AMX: 64 against 40 ms per image on an
 Intel Xeon), while on another (an AMD EPYC) it is about twice as fast. So the
 answer is measured, not assumed: the image side is timed on a few pictures both
-ways, once per CPU, torch version, thread count and model, and remembered in a
-small cache file (``precision.json`` in ``CACHE_DIR``, default ``~/.cache/photo-search``).
+ways, once per CPU, torch version, thread count and model, and remembered
+(``precision_record``).
+
+The trial must give the same answer twice on the same machine. Wall time does not:
+it follows whatever else the machine is doing during the trial's second (one run
+chose float32 at 292 against 471 ms, another bfloat16 at 692 against 1,133). So the
+two are compared by the CPU time they use, in interleaved rounds (float32, bfloat16,
+float32, ...) so that a change of load touches both, by the median round, and
+bfloat16 must win by a clear margin; otherwise float32, the exact one, stays.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import platform
-import tempfile
+import statistics
 import time
-from pathlib import Path
+from datetime import datetime, timezone
 
 import torch
 
-from .cache import cache_root
+from .precision_record import cpu_name, describe, read_all, remember
 
 log = logging.getLogger(__name__)
 
 TRIAL_IMAGES = 4
-REPEATS = 2
-MARGIN = 0.95  # bfloat16 must win clearly: within noise, float32 (exact) is kept
-
-
-def cache_file() -> Path:
-    return cache_root() / "precision.json"
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+ROUNDS = 3
+MARGIN = 0.85  # bfloat16 must use at most 85% of float32's CPU time
 
 
 def trial_key(model_name: str, fingerprint: str) -> str:
@@ -49,53 +38,38 @@ def trial_key(model_name: str, fingerprint: str) -> str:
 
 
 def choose(model: torch.nn.Module, pixel_shape: tuple[int, ...], key: str) -> tuple[torch.dtype, str]:
-    """(the faster dtype, a sentence saying why) for the image side of ``model``."""
-    known = _read().get(key)
-    if known:
-        return getattr(torch, known["dtype"]), _because(known, "measured before on this machine")
-    pixels = torch.rand(TRIAL_IMAGES, *pixel_shape)
-    float32_s = _seconds(model, pixels, autocast=False)
-    bfloat16_s = _seconds(model, pixels, autocast=True)
-    result = {"dtype": "bfloat16" if bfloat16_s < MARGIN * float32_s else "float32",
-              "float32_ms_per_image": round(1000 * float32_s / TRIAL_IMAGES, 2),
-              "bfloat16_ms_per_image": round(1000 * bfloat16_s / TRIAL_IMAGES, 2)}
-    _write(key, result)
+    """(the cheaper dtype, a sentence saying why) for the image side of ``model``."""
+    known = read_all().get(key)
+    if isinstance(known, dict) and known.get("dtype") in ("float32", "bfloat16"):
+        return getattr(torch, known["dtype"]), describe(known) + ", measured before on this machine"
+    result = measure(model, pixel_shape)
+    remember(key, result)
     log.info("precision trial for %s: %s", key, result)
-    return getattr(torch, result["dtype"]), _because(result, "measured now")
+    return getattr(torch, result["dtype"]), describe(result) + ", measured now"
 
 
-def _because(result: dict, when: str) -> str:
-    return (f"{result['dtype']}: the image side took {result['bfloat16_ms_per_image']} ms per image in "
-            f"bfloat16 and {result['float32_ms_per_image']} ms in float32 ({when})")
+def measure(model: torch.nn.Module, pixel_shape: tuple[int, ...]) -> dict:
+    pixels = torch.rand(TRIAL_IMAGES, *pixel_shape)
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    wall: dict[bool, list[float]] = {False: [], True: []}
+    for autocast in (False, True):
+        _one_pass(model, pixels[:1], autocast)  # warm-up: kernels chosen, caches filled
+    for _ in range(ROUNDS):
+        for autocast in (False, True):
+            cpu_s, wall_s = _one_pass(model, pixels, autocast)
+            cpu[autocast].append(cpu_s)
+            wall[autocast].append(wall_s)
+    per_image = lambda seconds: round(1000 * statistics.median(seconds) / TRIAL_IMAGES, 2)  # noqa: E731
+    cheaper = statistics.median(cpu[True]) < MARGIN * statistics.median(cpu[False])
+    return {"dtype": "bfloat16" if cheaper else "float32",
+            "float32_cpu_ms_per_image": per_image(cpu[False]), "bfloat16_cpu_ms_per_image": per_image(cpu[True]),
+            "float32_ms_per_image": per_image(wall[False]), "bfloat16_ms_per_image": per_image(wall[True]),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _seconds(model: torch.nn.Module, pixels: torch.Tensor, autocast: bool) -> float:
-    best = float("inf")
+def _one_pass(model: torch.nn.Module, pixels: torch.Tensor, autocast: bool) -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds) of one forward pass of the image side."""
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        model.get_image_features(pixel_values=pixels[:1])  # warm-up: kernels chosen, caches filled
-        for _ in range(REPEATS):
-            started = time.perf_counter()
-            model.get_image_features(pixel_values=pixels)
-            best = min(best, time.perf_counter() - started)
-    return best
-
-
-def _read() -> dict:
-    try:
-        return json.loads(cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write(key: str, result: dict) -> None:
-    """Best effort and atomic: a read-only home only means the trial runs again next time."""
-    path = cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        known = _read()
-        known[key] = result
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-            json.dump(known, handle, indent=1)
-        os.replace(handle.name, path)
-    except OSError as exc:
-        log.debug("could not remember the precision trial: %s", exc)
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        model.get_image_features(pixel_values=pixels)
+        return time.process_time() - cpu_started, time.perf_counter() - wall_started
