@@ -115,10 +115,32 @@ def read_manifest(folder: Path) -> dict:
         raise RetrievalError(f"{path} is damaged ({exc}). Export the collection again.") from None
     if manifest.get("format") != FORMAT:
         raise RetrievalError(f"{path} is not a photo collection export.")
-    if int(manifest.get("version", 0)) > FORMAT_VERSION:
+    try:
+        version = int(manifest.get("version", 0))
+        model, count, shards = manifest["model"], int(manifest["count"]), manifest["shards"]
+        dim = int(model["dim"])
+        model["model"]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise RetrievalError(f"{path} is damaged (its model, count or shard list is missing or malformed). "
+                             "Export the collection again.") from None
+    if version > FORMAT_VERSION:
         raise RetrievalError(f"{folder} was exported by a newer version of this program (format "
                              f"{manifest.get('version')}). Upgrade it to import this collection.")
+    if count < 0 or dim < 1 or not isinstance(shards, list):
+        raise RetrievalError(f"{path} is damaged (count {count}, dimension {dim}). Export the collection again.")
+    for name in shards:
+        _shard_path(folder, name)
     return manifest
+
+
+def _shard_path(folder: Path, name) -> Path:
+    """A shard the manifest names: a plain file name inside the export folder, never a path that
+    leads elsewhere (``../../other/part-00000.parquet``, ``/etc/passwd``)."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+        raise RetrievalError(f"The manifest of the export at {folder} names a shard outside its folder "
+                             f"({str(name)[:80]!r}); an export's shards are files inside it. Export the collection "
+                             "again.")
+    return folder / name
 
 
 def export_signature(manifest: dict) -> ModelSignature:
@@ -164,25 +186,66 @@ def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | N
     store.bind(signature)  # another model's collection refuses it here, before anything is written
     if only_if_needed and store.count() >= total:
         return TransferReport(store.count(), str(folder), signature.name, len(manifest["shards"]), skipped=True)
+    for _ in _checked_batches(folder, manifest, signature.dim):
+        pass  # the whole export is checked before a record is written: a bad one changes nothing
     done = 0
+    for ids, vectors, metadatas in _checked_batches(folder, manifest, signature.dim):
+        store.upsert(ids, vectors, metadatas)
+        done += len(ids)
+        if progress:
+            progress(done, total)
+    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]))
+
+
+def _checked_batches(folder: Path, manifest: dict, dim: int):
+    """The export's records batch by batch, each checked; a bad one is named by shard and row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seen: set[str] = set()
     for name in manifest["shards"]:
-        shard = folder / name
+        shard = _shard_path(folder, name)
         if not shard.is_file():
             raise RetrievalError(f"The export at {folder} lacks its shard {name}. Export the collection again.")
-        for batch in pq.ParquetFile(shard).iter_batches(batch_size=_WRITE_BATCH):
-            ids = batch.column("id").to_pylist()
-            vectors = np.asarray(batch.column("vector").to_pylist(), dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[1] != signature.dim:
-                raise RetrievalError(f"The shard {name} holds vectors of another size than its manifest says "
-                                     f"({signature.dim}). Export the collection again.")
-            metadatas = [json.loads(m) for m in batch.column("metadata").to_pylist()]
-            for metadata in metadatas:
-                metadata.pop(REGION_COUNT_FIELD, None)  # its regions stayed behind
-            store.upsert(ids, vectors, metadatas)
-            done += len(ids)
-            if progress:
-                progress(done, total)
-    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]))
+        row = 0
+        try:
+            batches = pq.ParquetFile(shard).iter_batches(batch_size=_WRITE_BATCH)
+            for batch in batches:
+                ids = batch.column("id").to_pylist()
+                bad = lambda n, what: RetrievalError(  # noqa: E731
+                    f"The export at {folder} is bad: row {row + n + 1} of {name} {what}. Nothing was imported; "
+                    "export the collection again.")
+                try:
+                    vectors = np.asarray(batch.column("vector").to_pylist(), dtype=np.float32)
+                except (TypeError, ValueError):
+                    raise bad(0, "starts a batch of vectors of uneven length or not numbers") from None
+                if vectors.ndim != 2 or vectors.shape[1] != dim:
+                    raise RetrievalError(f"The shard {name} of the export at {folder} holds vectors of another "
+                                         f"size than its manifest says ({dim}). Export the collection again.")
+                finite = np.isfinite(vectors).all(axis=1)
+                metadatas = []
+                for n, (record_id, text) in enumerate(zip(ids, batch.column("metadata").to_pylist())):
+                    if not isinstance(record_id, str) or not record_id.strip():
+                        raise bad(n, "has no id")
+                    if record_id in seen:
+                        raise bad(n, f"repeats the id {record_id[:24]!r} of an earlier row")
+                    seen.add(record_id)
+                    if not finite[n]:
+                        raise bad(n, f"({record_id[:16]}) has a vector with NaN or infinite values")
+                    try:
+                        metadata = json.loads(text) if text is not None else {}
+                    except (TypeError, ValueError) as exc:
+                        raise bad(n, f"({record_id[:16]}) has metadata that is not JSON ({exc})") from None
+                    if not isinstance(metadata, dict):
+                        raise bad(n, f"({record_id[:16]}) has metadata that is not a JSON object")
+                    metadata.pop(REGION_COUNT_FIELD, None)  # its regions stayed behind
+                    metadatas.append(metadata)
+                yield ids, vectors, metadatas
+                row += len(ids)
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise RetrievalError(f"The shard {name} of the export at {folder} can't be read "
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                                 "Export the collection again.") from None
 
 
 def start_from_export(settings, env) -> tuple:

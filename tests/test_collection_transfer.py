@@ -104,6 +104,69 @@ def test_exports_that_can_not_be_made_or_read_are_clear_errors(indexed, tmp_path
         engine.import_collection("someone/some-collection")  # the hub is unreachable in tests
 
 
+def _rewrite_shard(folder, change) -> None:
+    """Read the export's one shard, let ``change`` edit its columns, write it back."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shard = folder / "part-00000.parquet"
+    columns = pq.read_table(shard).to_pydict()
+    change(columns)
+    vectors = pa.array(columns["vector"], type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"id": columns["id"], "vector": vectors, "metadata": columns["metadata"]}), shard)
+
+
+def test_a_bad_export_is_named_with_its_row_and_changes_nothing(indexed, tmp_path):
+    """Shards outside the export folder are never read; bad rows are the export's fault, named by
+    shard and row, and the target store is left as it was."""
+    engine, _ = indexed
+    engine.export_collection(tmp_path / "export")
+    other = Engine(engine.settings.with_overrides(chroma_path=tmp_path / "other"))
+    manifest_path = tmp_path / "export" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    shutil.copytree(tmp_path / "export", tmp_path / "elsewhere")
+    for outside in ["../elsewhere/part-00000.parquet", "/etc/passwd", str(tmp_path / "elsewhere" / "part-00000.parquet")]:
+        manifest_path.write_text(json.dumps(dict(manifest, shards=[outside])))
+        with pytest.raises(RetrievalError, match="names a shard outside its folder"):
+            other.import_collection(tmp_path / "export")
+    manifest_path.write_text(json.dumps(dict(manifest, shards="part-00000.parquet", count="many")))
+    with pytest.raises(RetrievalError, match="manifest.json is damaged"):
+        other.import_collection(tmp_path / "export")
+    manifest_path.write_text(json.dumps(manifest))
+    original = (tmp_path / "export" / "part-00000.parquet").read_bytes()
+
+    def restore():
+        (tmp_path / "export" / "part-00000.parquet").write_bytes(original)
+
+    def metadata_not_json(columns):
+        columns["metadata"][3] = "{not json"
+
+    def empty_id(columns):
+        columns["id"][5] = ""
+
+    def repeated_id(columns):
+        columns["id"][6] = columns["id"][2]
+
+    def not_finite(columns):
+        columns["vector"][4] = [float("nan")] * len(columns["vector"][4])
+
+    for change, words in [(metadata_not_json, "row 4 of part-00000.parquet .* metadata that is not JSON"),
+                          (empty_id, "row 6 of part-00000.parquet has no id"),
+                          (repeated_id, "row 7 of part-00000.parquet repeats the id"),
+                          (not_finite, "row 5 of part-00000.parquet .* NaN or infinite")]:
+        restore()
+        _rewrite_shard(tmp_path / "export", change)
+        with pytest.raises(RetrievalError, match=f"The export at .* is bad: {words}") as caught:
+            other.import_collection(tmp_path / "export")
+        assert "damaged" not in str(caught.value)
+        assert other.store.count() == 0  # nothing written, not even the rows before the bad one
+    (tmp_path / "export" / "part-00000.parquet").write_text("not parquet")
+    with pytest.raises(RetrievalError, match="part-00000.parquet of the export .* can't be read"):
+        other.import_collection(tmp_path / "export")
+    restore()
+    assert other.import_collection(tmp_path / "export").records == 8
+
+
 def test_export_and_import_commands(indexed, tmp_path):
     engine, _ = indexed
     env = dict(os.environ, MODEL=engine.settings.model, CHROMA_PATH=str(engine.settings.chroma_path))
