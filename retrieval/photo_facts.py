@@ -81,12 +81,20 @@ def wall_clock_seconds(moment: datetime) -> float:
     return (moment.replace(tzinfo=None) - _EPOCH) / timedelta(seconds=1)
 
 
+MAX_FACT_CHARS = 120  # a camera, lens or model name; EXIF writers have put 30,000 characters there
+
+
 def _text(value: Any) -> str | None:
+    """EXIF text as it can be shown: control and escape characters (a terminal's colour codes, a
+    NUL) dropped, runs of spaces made one, at most ``MAX_FACT_CHARS`` characters."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
-    value = value.replace("\x00", "").strip()
+    printable = "".join(c if c.isprintable() else " " for c in value.replace("\x1b", " "))
+    value = " ".join(printable.split())
+    if len(value) > MAX_FACT_CHARS:
+        value = value[: MAX_FACT_CHARS - 1].rstrip() + "…"
     return value or None
 
 

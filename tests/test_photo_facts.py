@@ -89,6 +89,23 @@ def test_malformed_exif_gives_no_facts_and_never_fails_the_photo(clip_settings, 
         assert "gps_lat" not in metadata and "camera" not in metadata
 
 
+def test_exif_text_is_stored_printable_and_short():
+    from PIL import Image
+
+    from exif_photos import exif_block
+    from retrieval.photo_facts import MAX_FACT_CHARS, read_facts
+
+    import io
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "JPEG", exif=exif_block(
+        make="Canon\x1b[31m\x07\r\nEvil\tCorp", model="X" * 30_000, lens="Lens\x00 50mm\x0b"))
+    facts = read_facts(Image.open(buffer))
+    assert facts["camera_make"] == "Canon [31m Evil Corp"
+    assert len(facts["camera_model"]) == MAX_FACT_CHARS and facts["camera_model"].endswith("…")
+    assert facts["lens"] == "Lens 50mm"
+    assert all(c.isprintable() for value in facts.values() if isinstance(value, str) for c in value)
+
+
 def test_date_parsing_and_ranges():
     assert parse_date("2024") == datetime(2024, 1, 1)
     assert parse_date("2024-06") == datetime(2024, 6, 1)
