@@ -28,15 +28,21 @@ _TAG_COLUMNS = ("tags", "keywords")
 _DELIMITERS = ",;\t|"
 
 
-def _decode(path: Path) -> str:
+def printable(text: Any, limit: int = 40) -> str:
+    """A column name or value fit for a message: binary garbage shown as "?", long text cut."""
+    shown = "".join(c if c.isprintable() else "?" for c in str(text))
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _decode(path: Path, name: str) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise RetrievalError(f"Metadata file {path} does not exist.") from None
+        raise RetrievalError(f"Metadata file {name} does not exist.") from None
     except IsADirectoryError:
-        raise RetrievalError(f"Metadata file {path} is a folder: give a CSV, TSV, JSON or JSONL file.") from None
+        raise RetrievalError(f"Metadata file {name} is a folder: give a CSV, TSV, JSON or JSONL file.") from None
     except OSError as exc:
-        raise RetrievalError(f"Metadata file {path} can't be read ({exc.strerror or exc}). "
+        raise RetrievalError(f"Metadata file {name} can't be read ({exc.strerror or exc}). "
                              "Check its permissions, or copy it somewhere readable.") from None
     try:
         return raw.decode("utf-8-sig")  # the BOM Excel writes in "CSV UTF-8" is not part of a column name
@@ -87,9 +93,9 @@ def _read_table(text: str, delimiter: str, problems: list[str]) -> list[dict[str
         csv.field_size_limit(previous_limit)
 
 
-def _read_rows(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+def _read_rows(path: Path, problems: list[str], name: str) -> list[dict[str, Any]]:
     suffixes = [s.lower() for s in path.suffixes]
-    text = _decode(path)
+    text = _decode(path, name)
     try:
         if ".jsonl" in suffixes or ".ndjson" in suffixes:
             rows = []
@@ -112,9 +118,9 @@ def _read_rows(path: Path, problems: list[str]) -> list[dict[str, Any]]:
             return [row for row in data if isinstance(row, dict)]
         return _read_table(text, _sniff_delimiter(text, suffixes), problems)
     except json.JSONDecodeError as exc:
-        raise RetrievalError(f"Could not read metadata file {path}: {exc}") from None
+        raise RetrievalError(f"Could not read metadata file {name}: {exc}") from None
     except RetrievalError as exc:
-        raise RetrievalError(f"Metadata file {path}: {exc}") from None
+        raise RetrievalError(f"Metadata file {name}: {exc}") from None
 
 
 def _first(row: dict[str, Any], columns: Iterable[str]) -> Any:
@@ -225,17 +231,20 @@ class MetadataTable:
         self._matched: set[str] = set()  # keys that found a photo
 
     @classmethod
-    def from_file(cls, path: Path) -> "MetadataTable":
+    def from_file(cls, path: Path, shown_as: str | None = None) -> "MetadataTable":
+        """``shown_as``: the name messages give the file (an upload's own name, not the server's
+        temporary copy of it)."""
         path = Path(path).expanduser()
+        name = printable(shown_as, 120) if shown_as else str(path)
         problems: list[str] = []
-        rows = _read_rows(path, problems)
+        rows = _read_rows(path, problems, name)
         if not rows:
             detail = f" ({problems[0]})" if problems else ""
-            raise RetrievalError(f"Metadata file {path} has no rows{detail}.")
+            raise RetrievalError(f"Metadata file {name} has no rows{detail}.")
         if not any(column in row for row in rows[:50] for column in _KEY_COLUMNS):
-            columns = ", ".join(list(rows[0])[:8])
+            columns = ", ".join(printable(column) for column in list(rows[0])[:8])
             raise RetrievalError(
-                f"Metadata file {path} has no column naming the photo (one of {', '.join(_KEY_COLUMNS)}); "
+                f"Metadata file {name} has no column naming the photo (one of {', '.join(_KEY_COLUMNS)}); "
                 f"its columns are: {columns}. Is it separated by another character than the one detected?"
             )
         for problem in problems:

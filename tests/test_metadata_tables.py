@@ -118,3 +118,23 @@ def test_merged_rows_keep_the_first_value_of_each_field_and_every_tag():
     assert merge_rows(rows) == {"description": "a dog", "captions": ["a dog", "a puppy on grass"],
                                 "tags": ["dog", "grass", "puppy"], "photographer": "Ana", "url": "https://x"}
     assert merge_rows(rows[:1]) == rows[0]
+
+
+def test_messages_name_the_users_file_and_print_no_binary(engine, tmp_path):
+    """An upload reaches the page as the server's temporary copy: messages use the name the person
+    chose, and a binary header shows as printable text."""
+    from retrieval.ui.handlers import SearchPage
+    from retrieval.ui.media import MediaFolder
+
+    cache = tmp_path / "gradio" / "5f2a9c0e1b7d4e6fa8b3c2d1e0f9a8b7c6d5e4f3"
+    cache.mkdir(parents=True)
+    table = cache / "my photos.csv"
+    table.write_bytes(b"\x89PNG\x00\x01\x02\xff,\x1b[2Jcolour\nx,y\n")
+    photo = write_photos(tmp_path / "photos", 1)[0]
+    page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
+    with pytest.raises(RetrievalError) as caught:
+        page.add_photos([str(photo)], str(table))
+    message = str(caught.value)
+    assert "Metadata file my photos.csv has no column naming the photo" in message
+    assert str(cache) not in message and "gradio" not in message
+    assert all(c.isprintable() for c in message) and "\x1b" not in message

@@ -316,7 +316,8 @@ class SearchPage:
                    progress=gr.Progress()):
         if not files:
             raise RetrievalError("Choose or drop some photos first.")
-        table = MetadataTable.from_file(Path(metadata_file)) if metadata_file else None
+        table = MetadataTable.from_file(Path(metadata_file), shown_as=Path(metadata_file).name) \
+            if metadata_file else None
         originals: dict[str, str] = {}
         rejected: list[str] = []
         max_bytes = self.engine.settings.max_upload_mb * 1_000_000
