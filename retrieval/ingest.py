@@ -481,12 +481,17 @@ class _IndexRun:
         added_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadatas = [self._new_metadata(item, added_at) for item in batch]
         unwritten = [n for n, item in enumerate(batch) if not item.written]
+        added_elsewhere: set[str] = set()
         if unwritten:
             if all(batch[n].vector is not None for n in unwritten):
                 vectors = np.stack([batch[n].vector for n in unwritten])
             else:
                 vectors = self.indexer.embedder.embed_pixels([batch[n].pixels for n in unwritten])
-            self.store.upsert([batch[n].id for n in unwritten], vectors, [metadatas[n] for n in unwritten])
+            wanted = [batch[n].id for n in unwritten]
+            # Another run (a second `index`, the page's uploads) may have added some since this
+            # run looked: they count as there already, not as added by this run.
+            written = set(self.store.insert_new(wanted, vectors, [metadatas[n] for n in unwritten]))
+            added_elsewhere = set(wanted) - written
         # A file edited in place now has new bytes: its old record describes nothing,
         # unless those bytes turn up under another name later in this run (a swap).
         for item in batch:
@@ -497,7 +502,10 @@ class _IndexRun:
             record = StoredRecord(item.id, metadata)
             self.by_id[item.id] = record
             self.by_path[str(item.path)] = record
-            self.report.added.append(item.id)
+            if item.id in added_elsewhere:
+                self.report.unchanged += 1
+            else:
+                self.report.added.append(item.id)
             self._tick(item.path)
         self.report.written_by_workers += len(batch) - len(unwritten)
         if self.rewrites:

@@ -74,6 +74,31 @@ def test_two_cli_runs_at_once_keep_every_photo_findable(settings, tmp_path):
         assert engine.search_image(path, k=1)[0].path == str(path)
 
 
+def test_two_runs_over_shared_photos_each_count_only_what_they_added(settings, tmp_path):
+    """Both folders hold the same 12 new photos (the same files, reached twice). Whatever the
+    interleaving, the two summaries' "added" sum to what the store gained, and the rest of each
+    run's shared photos count as there already."""
+    shared = write_photos(tmp_path / "shared", 12)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for path in shared:
+            (tmp_path / folder / path.name).symlink_to(path)
+    env = dict(os.environ, MODEL=settings.model, CHROMA_PATH=str(settings.chroma_path),
+               BATCH_SIZE="2", TORCH_THREADS="1")
+    runs = [subprocess.Popen([sys.executable, "-m", "retrieval", "index", str(tmp_path / folder), "--json"],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for folder in ("a", "b")]
+    reports = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-3000:]
+        reports.append(json.loads(out))
+    assert Engine(settings).store.count() == 12
+    assert sum(report["added"] for report in reports) == 12
+    for report in reports:
+        assert report["added"] + report["unchanged"] + len(report["duplicates"]) == 12
+
+
 OPEN_AT_ONCE = """
 import sys, time
 from pathlib import Path

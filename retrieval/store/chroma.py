@@ -455,19 +455,34 @@ class ChromaStore(PhotoStore):
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> None:
         """Each record replaced whole: Chroma's upsert merges metadata, so the fields an existing
         record has and the new one lacks are removed (a ``None`` value removes a field)."""
+        self._write_chunks(ids, embeddings, metadatas, only_new=False)
+
+    def insert_new(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> list[str]:
+        """Checked and written under the store's write lock, chunk by chunk: of two processes
+        adding the same photo, exactly one writes it."""
+        return self._write_chunks(ids, embeddings, metadatas, only_new=True)
+
+    def _write_chunks(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict],
+                      only_new: bool) -> list[str]:
+        written: list[str] = []
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
             chunk_ids = list(ids[start:end])
             with self._writing() as collection:
                 old = collection.get(ids=chunk_ids, include=["metadatas"])
                 old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+                keep = [n for n, record_id in enumerate(chunk_ids) if not (only_new and record_id in old_keys)]
+                if not keep:
+                    continue
                 rows = []
-                for record_id, metadata in zip(chunk_ids, metadatas[start:end]):
-                    row: dict[str, Any] = clean_metadata(metadata)
-                    row.update({key: None for key in old_keys.get(record_id, set()) - set(row)})
+                for n in keep:
+                    row: dict[str, Any] = clean_metadata(metadatas[start + n])
+                    row.update({key: None for key in old_keys.get(chunk_ids[n], set()) - set(row)})
                     rows.append(row or None)
-                collection.upsert(ids=chunk_ids, embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
-                                  metadatas=rows)
+                vectors = np.asarray(embeddings[start:end], dtype=np.float32)[keep]
+                collection.upsert(ids=[chunk_ids[n] for n in keep], embeddings=vectors, metadatas=rows)
+                written.extend(chunk_ids[n] for n in keep)
+        return written
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
         for start in range(0, len(ids), self._max_batch):

@@ -97,6 +97,17 @@ class PhotoStore(ABC):
     @abstractmethod
     def upsert(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> None: ...
 
+    def insert_new(self, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict]) -> list[str]:
+        """Write only the records whose ids the collection does not hold yet; the ids written. Two
+        runs adding the same photos at once each learn what they really added. A backend that
+        can check and write under one lock does so (embedded Chroma); here the check comes just
+        before the write."""
+        present = {record.id for record in self.get(list(ids))}
+        keep = [n for n, record_id in enumerate(ids) if record_id not in present]
+        if keep:
+            self.upsert([ids[n] for n in keep], np.asarray(embeddings)[keep], [metadatas[n] for n in keep])
+        return [ids[n] for n in keep]
+
     @abstractmethod
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
         """Replace the metadata of existing records, keeping their vectors."""
