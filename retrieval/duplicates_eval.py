@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Callable
@@ -77,9 +77,11 @@ def _webp(image):
 
 
 def other_shots(image: Image.Image) -> list[Image.Image]:
-    width = image.width
-    return [image.crop((0, 0, round(width * 0.7), image.height)),
-            image.crop((round(width * 0.3), 0, width, image.height))]
+    """Two other framings of the scene in the camera's proportions (its top-left and bottom-right
+    70%, as a second shot a step aside and closer): the shape rule can't tell them from a copy."""
+    width, height = image.size
+    return [image.crop((0, 0, round(width * 0.7), round(height * 0.7))),
+            image.crop((round(width * 0.3), round(height * 0.3), width, height))]
 
 
 def _signals():
@@ -98,6 +100,7 @@ class Labelled:
     kind: list[str]  # "photo", a copy's name, or "other shot"
     hashes: dict[str, list[str]]  # signal -> hash of each picture
     seconds: dict[str, float]  # signal -> hashing time per picture
+    shapes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each picture
 
 
 def build(photos: list[Path]) -> Labelled:
@@ -119,7 +122,7 @@ def build(photos: list[Path]) -> Labelled:
         started = time.perf_counter()
         hashes[name] = [fn(p) for p in pictures]
         seconds[name] = (time.perf_counter() - started) / len(pictures)
-    return Labelled(group, kind, hashes, seconds)
+    return Labelled(group, kind, hashes, seconds, [p.size for p in pictures])
 
 
 def pair_scores(groups: list[list[int]], truth: list[int]) -> tuple[float, float]:
@@ -135,9 +138,27 @@ def pair_scores(groups: list[list[int]], truth: list[int]) -> tuple[float, float
     return precision, recall
 
 
-def _subset(labelled: Labelled, keep: Callable[[int], bool]) -> tuple[list[int], dict[str, list[str]]]:
+def _subset(labelled: Labelled, keep: Callable[[int], bool]):
+    """(true groups, hashes by signal, shapes) of the pictures whose group ``keep`` keeps."""
     index = [i for i in range(len(labelled.group)) if keep(labelled.group[i])]
-    return [labelled.group[i] for i in index], {s: [h[i] for i in index] for s, h in labelled.hashes.items()}
+    return ([labelled.group[i] for i in index], {s: [h[i] for i in index] for s, h in labelled.hashes.items()},
+            [labelled.shapes[i] for i in index])
+
+
+def _false_pairs(labelled: Labelled, signal: str, threshold: int, keep: Callable[[int], bool]) -> dict:
+    """On a library without copies (the held-out photos themselves, each a different photo):
+    how many pairs are grouped, by the hash alone and with the shape rule."""
+    index = [i for i in range(len(labelled.group)) if labelled.kind[i] == "photo" and keep(labelled.group[i])]
+    hashes, shapes = [labelled.hashes[signal][i] for i in index], [labelled.shapes[i] for i in index]
+    pairs = len(index) * (len(index) - 1) // 2
+
+    def grouped(groups: list[list[int]]) -> int:
+        return sum(len(members) * (len(members) - 1) // 2 for members in groups)
+
+    hash_only, with_shape = grouped(group_indices(hashes, threshold)), grouped(group_indices(hashes, threshold, shapes))
+    return {"photos": len(index), "pairs": pairs, "false_pairs_hash_only": hash_only,
+            "false_pairs_with_shape_rule": with_shape,
+            "false_pair_rate": with_shape / pairs if pairs else 0.0}
 
 
 def evaluate(photos: list[Path], thresholds=range(0, 25)) -> dict:
@@ -150,22 +171,24 @@ def evaluate(photos: list[Path], thresholds=range(0, 25)) -> dict:
     def in_tuning(g: int) -> bool:
         return g % len(photos) < half
 
-    tune_truth, tune_hashes = _subset(labelled, in_tuning)
-    test_truth, test_hashes = _subset(labelled, lambda g: not in_tuning(g))
+    tune_truth, tune_hashes, tune_shapes = _subset(labelled, in_tuning)
+    test_truth, test_hashes, test_shapes = _subset(labelled, lambda g: not in_tuning(g))
     report = {"photos": len(photos), "pictures": len(labelled.group), "tuning_photos": half,
               "held_out_photos": len(photos) - half, "copies": list(COPIES), "signals": {}}
     for signal in labelled.hashes:
         sweep = []
         for threshold in thresholds:
-            p, r = pair_scores(group_indices(tune_hashes[signal], threshold), tune_truth)
+            p, r = pair_scores(group_indices(tune_hashes[signal], threshold, tune_shapes), tune_truth)
             sweep.append({"threshold": threshold, "precision": p, "recall": r, "f1": _f1(p, r)})
         best = max(sweep, key=lambda row: (row["f1"], -row["threshold"]))
-        precision, recall = pair_scores(group_indices(test_hashes[signal], best["threshold"]), test_truth)
+        precision, recall = pair_scores(group_indices(test_hashes[signal], best["threshold"], test_shapes),
+                                        test_truth)
         report["signals"][signal] = {
             "threshold": best["threshold"], "tuning": {"precision": best["precision"], "recall": best["recall"]},
             "held_out": {"precision": precision, "recall": recall},
             "per_copy_recall": _per_copy_recall(labelled, signal, best["threshold"], lambda g: not in_tuning(g)),
             "ms_per_picture": labelled.seconds[signal] * 1000, "sweep": sweep,
+            "copy_free": _false_pairs(labelled, signal, best["threshold"], lambda g: not in_tuning(g)),
         }
     return report
 
@@ -179,7 +202,7 @@ def _per_copy_recall(labelled: Labelled, signal: str, threshold: int, keep) -> d
     index = [i for i in range(len(labelled.group)) if keep(labelled.group[i])]
     hashes = [labelled.hashes[signal][i] for i in index]
     together: dict[int, int] = {}
-    for number, members in enumerate(group_indices(hashes, threshold)):
+    for number, members in enumerate(group_indices(hashes, threshold, [labelled.shapes[i] for i in index])):
         for m in members:
             together[index[m]] = number
     photo_of = {labelled.group[i]: i for i in index if labelled.kind[i] == "photo"}
@@ -200,6 +223,12 @@ def table(report: dict) -> str:
     for name, row in report["signals"].items():
         lines.append(f"{name:<16} | {row['threshold']:>4} | {row['held_out']['precision']:>9.3f} | "
                      f"{row['held_out']['recall']:>6.3f} | {row['ms_per_picture']:>8.2f}")
+    lines += ["", "copy-free library (the held-out photos alone, no copies): pairs wrongly grouped"]
+    for name, row in report["signals"].items():
+        free = row["copy_free"]
+        lines.append(f"  {name}: {free['false_pairs_with_shape_rule']} of {free['pairs']:,} pairs "
+                     f"({free['photos']} photos; {free['false_pairs_hash_only']} by the hash alone, without the "
+                     "shape rule)")
     lines += ["", "held-out copies grouped with their photo:"]
     for name, row in report["signals"].items():
         lines.append(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row["per_copy_recall"].items()))

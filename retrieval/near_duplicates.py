@@ -8,6 +8,11 @@ the README): on copies made from real photos it and the gradient hash both group
 every copy and keep other shots apart, and it does so over the widest range of
 thresholds (8-13 bits), so the default is far from either edge. It is independent
 of the model: a collection keeps its groups when it changes models.
+
+The hash is taken of the photo squeezed to a square, so it ignores shape: a
+portrait and a landscape of similar tones can hash alike. A copy keeps its
+photo's proportions (resized, recompressed, lightly cropped), so two photos whose
+width-to-height ratios differ by more than ``MAX_ASPECT_CHANGE`` are never paired.
 """
 
 from __future__ import annotations
@@ -20,7 +25,21 @@ from PIL import Image
 
 HASH_FIELD = "phash"
 DEFAULT_THRESHOLD = 12  # bits of 64: the evaluation's choice, in the middle of a wide safe range
+MAX_ASPECT_CHANGE = 1.2  # a 5% crop on two sides changes none; 4:3 against 3:4 is 1.78
 _CHUNK = 2048
+
+
+def same_shape(a, b) -> bool:
+    """Whether two (width, height) pairs could be one photo and its copy; unknown shapes pass."""
+    if not a or not b or not all(a) or not all(b):
+        return True
+    ratio = (a[0] / a[1]) / (b[0] / b[1])
+    return max(ratio, 1 / ratio) <= MAX_ASPECT_CHANGE
+
+
+def shape_of(metadata: dict):
+    width, height = metadata.get("width"), metadata.get("height")
+    return (width, height) if isinstance(width, (int, float)) and isinstance(height, (int, float)) else None
 
 
 def perceptual_hash(image: Image.Image) -> str:
@@ -47,8 +66,10 @@ def close_pairs(hashes: Sequence[str], threshold: int) -> Iterable[tuple[int, in
                     yield int(i), int(j)
 
 
-def group_indices(hashes: Sequence[str], threshold: int = DEFAULT_THRESHOLD) -> list[list[int]]:
-    """Groups of two or more near-identical photos (positions in ``hashes``), biggest first."""
+def group_indices(hashes: Sequence[str], threshold: int = DEFAULT_THRESHOLD,
+                  shapes: Sequence | None = None) -> list[list[int]]:
+    """Groups of two or more near-identical photos (positions in ``hashes``), biggest first;
+    with ``shapes`` ((width, height) of each), pairs of different proportions are refused."""
     parent = list(range(len(hashes)))
 
     def root(i: int) -> int:
@@ -58,6 +79,8 @@ def group_indices(hashes: Sequence[str], threshold: int = DEFAULT_THRESHOLD) -> 
         return i
 
     for i, j in close_pairs(hashes, threshold):
+        if shapes is not None and not same_shape(shapes[i], shapes[j]):
+            continue
         a, b = root(i), root(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
@@ -90,7 +113,8 @@ def find_groups(records: Iterable, threshold: int = DEFAULT_THRESHOLD) -> tuple[
         else:
             unhashed += 1
     groups = []
-    for members in group_indices([r.metadata[HASH_FIELD] for r in hashed], threshold):
+    for members in group_indices([r.metadata[HASH_FIELD] for r in hashed], threshold,
+                                 [shape_of(r.metadata) for r in hashed]):
         chosen = sorted((hashed[i] for i in members),
                         key=lambda r: (-(r.metadata.get("width") or 0) * (r.metadata.get("height") or 0),
                                        -(r.metadata.get("size") or 0), r.metadata.get("path") or r.id))

@@ -15,7 +15,7 @@ from .errors import RetrievalError
 from .fact_filters import Place
 from .filters import TagRule, normalise
 from .metadata_table import parse_tags
-from .near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices
+from .near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices, shape_of
 from .regions.ranking import MAX_REGION_READ, REGION_READ_FACTOR, best_region_per_photo, region_wins
 from .store import Match, PhotoStore
 
@@ -129,7 +129,8 @@ def collapse_near_duplicates(results: list[SearchResult], threshold: int = DEFAU
     """Each group of near-identical results as its best-placed member, the others in its ``similar``."""
     hashed = [n for n, r in enumerate(results) if r.metadata.get(HASH_FIELD)]
     leader_of: dict[int, int] = {}
-    for members in group_indices([results[n].metadata[HASH_FIELD] for n in hashed], threshold):
+    for members in group_indices([results[n].metadata[HASH_FIELD] for n in hashed], threshold,
+                                 [shape_of(results[n].metadata) for n in hashed]):
         positions = sorted(hashed[m] for m in members)
         for position in positions[1:]:
             leader_of[position] = positions[0]

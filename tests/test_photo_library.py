@@ -139,6 +139,24 @@ def test_near_duplicates_are_grouped_biggest_first(clip_settings, tmp_path):
     assert "(+4 similar)" in text and "(+1 similar)" in text
 
 
+def test_a_portrait_and_a_landscape_are_never_near_duplicates():
+    """The hash ignores shape, so a portrait and a landscape of the same tones hash alike; a copy
+    keeps its proportions (a 5% crop on every side changes none of them)."""
+    from PIL import Image
+
+    from retrieval.near_duplicates import group_indices, perceptual_hash
+
+    landscape = scene_photo(3).resize((640, 480))
+    portrait = landscape.resize((480, 640))
+    cropped = landscape.crop((32, 24, 608, 456))
+    half = landscape.resize((320, 240), Image.LANCZOS)
+    pictures = [landscape, portrait, cropped, half]
+    hashes = [perceptual_hash(p) for p in pictures]
+    assert group_indices(hashes) == [[0, 1, 2, 3]]  # the hash alone groups the portrait too
+    assert group_indices(hashes, shapes=[p.size for p in pictures]) == [[0, 2, 3]]
+    assert group_indices(hashes, shapes=[None, None, None, None]) == [[0, 1, 2, 3]]  # unknown shapes pass
+
+
 def test_exclusions_from_flags_and_the_ignore_file_also_prune(clip_settings, tmp_path):
     folder = tmp_path / "library"
     write_photos(folder / "trips", 2)
