@@ -307,6 +307,13 @@ class SpeechRecognizer:
         clip = load_clip(path, self.settings.asr_max_seconds)
         backend = self.backend
         language = language or self.settings.asr_language
+        if language and language != "en" and not backend.multilingual:
+            raise RetrievalError(
+                f"The speech model in use (Whisper {backend.description}) understands English only, so it "
+                f"can't listen for '{language}'. For speech in other languages set ASR_MODEL to a multilingual "
+                "Whisper (base or larger: a size name, or a local model folder); with this model leave the "
+                "language unset (ASR_LANGUAGE, --language) or choose en."
+            )
         started = time.perf_counter()
         if clip.peak < SILENCE_PEAK:
             recognised = Recognised([], None, None, "transcribe")
@@ -333,6 +340,8 @@ class SpeechRecognizer:
             return ("No speech detected. Speak closer to the microphone, or use a recording "
                     "with someone speaking in it.")
         notes = []
+        if transcript.languages == "English only":
+            notes.append("heard as English: the speech model understands English only")
         if transcript.language and transcript.language != "en":
             notes.append(f"language: {transcript.language}"
                          + (", translated to English" if transcript.task == "translate" else ""))

@@ -229,6 +229,17 @@ def test_an_english_only_model_says_so(recognizer, spoken):
     transcript = recognizer.transcribe(next(iter(spoken.values())))
     assert transcript.languages == "English only" and transcript.to_dict()["languages"] == "English only"
     assert "understands English only" in recognizer.model_summary()
+    assert "the speech model understands English only" in recognizer.describe(transcript)
+
+
+def test_an_english_only_model_refuses_another_language_and_names_the_setting(spoken):
+    clip = next(iter(spoken.values()))
+    for told in (dict(language="de"), dict(settings=dict(asr_language="es"))):
+        recognizer = SpeechRecognizer(Settings(asr_model=bundled_whisper(), **told.get("settings", {})))
+        with pytest.raises(RetrievalError, match="understands English only.*ASR_MODEL"):
+            recognizer.transcribe(clip, told.get("language"))
+    english = SpeechRecognizer(Settings(asr_model=bundled_whisper())).transcribe(clip, "en")
+    assert english.language == "en" and english.speech_detected
 
 
 def test_a_guessed_language_is_not_understood():
