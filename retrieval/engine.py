@@ -168,7 +168,36 @@ class Engine:
     def search(self, request: SearchRequest) -> list[SearchResult]:
         from .search import Searcher
 
-        return Searcher(self.store, self._embed_term).search(request)
+        return Searcher(self.store, self._embed_term).search(self._with_cameras_named(request))
+
+    def _with_cameras_named(self, request: SearchRequest) -> SearchRequest:
+        """A camera filter typed as people name cameras ("iPhone 15 Pro", "canon") becomes the
+        stored camera names it matches, in any case; none matching is an error naming the closest."""
+        from dataclasses import replace
+
+        from .fact_filters import matching_cameras, no_camera_matches
+        from .filters import OneOf
+
+        wanted = (request.filters or {}).get("camera")
+        if not isinstance(wanted, str) or not wanted.strip():
+            return request
+        cameras = self.cameras()
+        found = matching_cameras(wanted, cameras)
+        if not found:
+            raise no_camera_matches(wanted, cameras)
+        return replace(request, filters={**request.filters, "camera": OneOf(tuple(found))})
+
+    def cameras(self) -> dict[str, str]:
+        """Each camera named in the collection, with its make (read once per collection size)."""
+        count = self.store.count()
+        if getattr(self, "_cameras", None) is None or self._cameras[0] != count:
+            found: dict[str, str] = {}
+            for record in self.store.iter_all():
+                camera = record.metadata.get("camera")
+                if isinstance(camera, str) and camera:
+                    found.setdefault(camera, str(record.metadata.get("camera_make") or ""))
+            self._cameras = (count, found)
+        return self._cameras[1]
 
     def search_text(self, text: str, **options: Any) -> list[SearchResult]:
         from .search import QueryTerm, SearchRequest

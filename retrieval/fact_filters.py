@@ -98,3 +98,35 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     d_phi, d_lambda = phi2 - phi1, math.radians(lon2 - lon1)
     a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+# -- cameras: "iPhone 15 Pro" finds "Apple iPhone 15 Pro", "canon" every Canon ---------------
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w-]+", text.lower())
+
+
+def matching_cameras(wanted: str, cameras: dict[str, str]) -> list[str]:
+    """The cameras (as stored in ``camera``) that ``wanted`` names: itself when it is one of them
+    (in any case), else every camera whose name and make hold each of its words. ``cameras``:
+    each stored camera name with its make."""
+    asked = " ".join(_words(wanted))
+    exact = [camera for camera in cameras if " ".join(_words(camera)) == asked]
+    if exact:
+        return exact
+    words = _words(wanted)
+    return sorted(camera for camera, make in cameras.items()
+                  if words and all(word in _words(f"{make} {camera}") for word in words))
+
+
+def no_camera_matches(wanted: str, cameras: dict[str, str]) -> RetrievalError:
+    import difflib
+
+    names = sorted(cameras)
+    if not names:
+        return RetrievalError(f"No photo in this collection records its camera, so none matches '{wanted}'.")
+    lowered = {name.lower(): name for name in names}
+    closest = [lowered[n] for n in difflib.get_close_matches(wanted.lower(), list(lowered), n=3, cutoff=0.3)]
+    suggestion = ", ".join(closest or names[:3])
+    return RetrievalError(f"No camera in this collection matches '{wanted}'. The closest: {suggestion}"
+                          f"{'' if len(names) <= 3 else f' ({len(names)} cameras in all)'}.")

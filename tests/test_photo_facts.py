@@ -106,6 +106,28 @@ def test_exif_text_is_stored_printable_and_short():
     assert all(c.isprintable() for value in facts.values() if isinstance(value, str) for c in value)
 
 
+def test_cameras_are_found_as_people_name_them(clip_settings, library):
+    engine = Engine(clip_settings)
+    engine.index([library])
+    write_exif_photo(library / "phone.jpg", 9, make="Apple", model="iPhone 15 Pro")
+    engine.index([library])
+
+    def found(camera):
+        return {r.metadata["filename"] for r in engine.search(SearchRequest(filters={"camera": camera}, k=20))}
+
+    assert found("iPhone 15 Pro") == found("iphone 15 pro") == {"phone.jpg"}  # stored as "Apple iPhone 15 Pro"
+    assert found("canon") == {"paris_tower.jpg", "paris_museum.jpg"}
+    assert found("apple") == {"phone.jpg", "lima.jpg"}
+    assert found("nikon corporation") == {"sydney.png"}  # the make, not repeated in the camera's name
+    assert found("Apple iPhone 12") == found("iPhone 12") == {"lima.jpg"}
+    with pytest.raises(RetrievalError, match="No camera in this collection matches 'Leica M6'. The closest:"):
+        found("Leica M6")
+    code, out, err = run_in_process(clip_settings, "search", "--camera", "canon eos")
+    assert code == 0 and "paris_tower.jpg" in out, err
+    code, _, err = run_in_process(clip_settings, "search", "--camera", "Canonn EOS R5")
+    assert code == 1 and "The closest: Canon EOS R5" in err
+
+
 def test_date_parsing_and_ranges():
     assert parse_date("2024") == datetime(2024, 1, 1)
     assert parse_date("2024-06") == datetime(2024, 6, 1)
