@@ -97,9 +97,10 @@ class Engine:
         self.embedder.embed_text("a photo")
         self.embedder.embed_images([Image.new("RGB", (8, 8), "white")])
 
-    def prepare_text_export(self, announce: Callable[[], None] | None = None) -> bool:
+    def prepare_text_export(self, announce: Callable[[str, int, int], None] | None = None) -> bool:
         """If this process loaded the model, export its text side for fast text queries in later
-        processes (once per model and machine, a few seconds; ``announce`` is called before). False
+        processes (once per model and machine, about 15 s of CPU for a ViT-B/32; ``announce`` hears each
+        step). False
         when there is nothing to do."""
         if self._embedder is None or not self.settings.text_export:
             return False

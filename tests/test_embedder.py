@@ -459,3 +459,14 @@ def test_changed_checkpoint_files_make_a_new_export(family_model, tmp_path):
     (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes() + b"")
     os.utime(folder / "model.safetensors", ns=(1, 1))
     assert export_folder(str(folder)) != before
+
+
+def test_the_text_export_reports_each_step(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    full = load_embedder(str(tiny_model), precision="float32")
+    heard = []
+    assert full.prepare_text_export(lambda step, done, total: heard.append((step, done, total)))
+    assert heard == [("tracing the text side", 0, 3), ("optimising it for ONNX Runtime", 1, 3),
+                     ("checking it against the model", 2, 3), ("done", 3, 3)]
+    full.prepare_text_export(lambda *step: heard.append(step))
+    assert len(heard) == 4  # exported before: no step again

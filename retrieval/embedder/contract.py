@@ -93,9 +93,9 @@ class Embedder(ABC):
     def reads_whole(self, text: str) -> bool:
         """Whether ``text`` fits the model's context (longer text is cut, not refused)."""
 
-    def prepare_text_export(self, announce: Callable[[], None] | None = None) -> bool:
+    def prepare_text_export(self, announce: Callable[[str, int, int], None] | None = None) -> bool:
         """Export and check the text side so that later processes embed text without torch (see
-        ``text_export.py``); ``announce`` is called before work that takes seconds starts. True when
+        ``text_export.py``); ``announce`` hears each step of it (name, done, total). True when
         such an export is there for this model afterwards."""
         return False
 

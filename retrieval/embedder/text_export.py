@@ -164,9 +164,14 @@ def load_export(name: str, threads: int | None = None) -> ExportedText | None:
         return None
 
 
+EXPORT_STEPS = ("tracing the text side", "optimising it for ONNX Runtime", "checking it against the model")
+ExportProgress = Callable[[str, int, int], None]  # (step, steps done, steps in all)
+
+
 def export_text_side(name: str, model, tokenizer, facts: TextFacts,
-                     announce: Callable[[], None] | None = None) -> Path | None:
-    """Export and check the text side of a loaded model (float32, on the CPU); None if it fails the check."""
+                     announce: ExportProgress | None = None) -> Path | None:
+    """Export and check the text side of a loaded model (float32, on the CPU); None if it fails the
+    check. ``announce`` hears each step as it starts (``EXPORT_STEPS``), and the end."""
     target = export_folder(name)
     if target is None or read_facts(target) is not None:
         return target
@@ -177,14 +182,15 @@ def export_text_side(name: str, model, tokenizer, facts: TextFacts,
         log.info("the tokenizer of %s (%s) has no `tokenizers` pipeline to export; text queries keep "
                  "loading the model", name, type(tokenizer).__name__)
         return None
-    if announce is not None:
-        announce()
+    step = announce or (lambda _step, _done, _total: None)
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".export-"))
     try:
-        _write_export(scratch, model, tokenizer, facts)
+        _write_export(scratch, model, tokenizer, facts, step)
+        step(EXPORT_STEPS[2], 2, len(EXPORT_STEPS))
         problem = _check(scratch, model, tokenizer, facts)
+        step("done", len(EXPORT_STEPS), len(EXPORT_STEPS))
         if problem:
             log.warning("text export of %s not used: %s", name, problem)
             _remember_refusal(refused, problem)
@@ -215,7 +221,7 @@ def _encode(tokenizer, texts: Sequence[str], facts: TextFacts, tensors: str):
                      return_tensors=tensors)
 
 
-def _write_export(folder: Path, model, tokenizer, facts: TextFacts) -> None:
+def _write_export(folder: Path, model, tokenizer, facts: TextFacts, step: ExportProgress) -> None:
     import torch
 
     class TextSide(torch.nn.Module):
@@ -230,12 +236,14 @@ def _write_export(folder: Path, model, tokenizer, facts: TextFacts) -> None:
     sample = _encode(tokenizer, CHECK_TEXTS[:2], facts, "pt")  # two lengths: padding is in the traced graph
     axes = {name: {0: "batch", 1: "tokens"} for name in facts.inputs}
     traced = folder / "traced.onnx"
+    step(EXPORT_STEPS[0], 0, len(EXPORT_STEPS))
     # The tracer's warnings are about shapes the check below covers; they are not for users.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(TextSide(model).eval(), tuple(sample[name] for name in facts.inputs), str(traced),
                           input_names=list(facts.inputs), output_names=["features"],
                           dynamic_axes={**axes, "features": {0: "batch"}}, opset_version=18, dynamo=False)
+    step(EXPORT_STEPS[1], 1, len(EXPORT_STEPS))
     _save_optimised(traced, folder)
     traced.unlink()
     tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
