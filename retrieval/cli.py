@@ -768,6 +768,22 @@ def main(argv: list[str] | None = None, *, exit_fast: bool = False) -> int:
     return code
 
 
+def _looks_like_an_option(word: str) -> bool:
+    return word.startswith("--") or (len(word) == 2 and word[0] == "-" and word[1].isalpha())
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Arguments in any order: query words after the options (``explain ID --out why.png "a dog"``)
+    join the query, as they would before them."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if hasattr(args, "query") and not any(_looks_like_an_option(word) for word in extras):
+            args.query = [*(args.query or []), *extras]
+        else:
+            parser.error("unrecognized arguments: " + " ".join(extras))
+    return args
+
+
 def _run(argv: list[str] | None) -> int:
     global _store_untouched
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -777,7 +793,7 @@ def _run(argv: list[str] | None) -> int:
     if argv and argv[0] == "evaluate":
         from .evaluation import main as evaluate
         return evaluate(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     _store_untouched = args.command in READ_ONLY_COMMANDS
     _configure_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -67,6 +67,14 @@ def test_explain_command_and_its_errors(clip_settings, tmp_path):
     with Image.open(out) as picture:
         assert picture.size == (96, 64)
         assert not np.array_equal(np.asarray(picture.convert("RGB")), np.asarray(Image.open(paths[1]).convert("RGB")))
+    before = out.read_bytes()
+    out.unlink()
+    code, _, err = run_in_process(clip_settings, "explain", record.id, "--out", str(out), "a", "photo")
+    assert code == 0, err  # the query after the options, as `search` takes it
+    assert out.read_bytes() == before
+    with pytest.raises(SystemExit) as refused:  # argparse's own exit, after its message
+        run_in_process(clip_settings, "explain", record.id, "--out", str(out), "a", "--nope")
+    assert refused.value.code == 2
     code, _, err = run_in_process(clip_settings, "explain", "no-such-id", "a photo", "--out", str(out))
     assert code == 1 and "No photo with id" in err
     code, _, err = run_in_process(clip_settings, "explain", record.id, "--out", str(out))
