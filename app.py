@@ -59,7 +59,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 model_note = gr.Markdown(elem_id="model-note")
             with gr.Tab("Image"):
                 with gr.Row(equal_height=True):
-                    image = PhotoInput(label="Find photos like this one", height=220,
+                    image = PhotoInput(type="filepath", label="Find photos like this one", height=220,
                                        sources=["upload", "clipboard", "webcam"], elem_id="image-query", scale=3)
                     image_button = gr.Button("Search", variant="primary", elem_id="image-search", scale=1)
             with gr.Tab("Tags"):
@@ -70,7 +70,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                     tags_button = gr.Button("Search", variant="primary", scale=1, elem_id="tags-search")
             with gr.Tab("Image + Text"):
                 with gr.Row():
-                    combo_image = PhotoInput(label="Start from this photo", height=220,
+                    combo_image = PhotoInput(type="filepath", label="Start from this photo", height=220,
                                              sources=["upload", "clipboard", "webcam"])
                     with gr.Column():
                         combo_text = gr.Textbox(label="…changed by this text", placeholder="at night")

@@ -55,12 +55,17 @@ def test_wrong_column_count_is_reported_by_line(tmp_path):
     assert parsed.lookup(tmp_path / "c.jpg")["photographer"] == "Bo"
 
 
-def test_a_one_megabyte_field_is_accepted(engine, tmp_path):
+def test_a_one_megabyte_field_is_read_and_kept_to_the_field_limit(engine, tmp_path):
+    from retrieval.store.field_limits import MAX_TEXT_CHARS
+
     paths = write_photos(tmp_path / "photos", 1)
     table = tmp_path / "long.csv"
     table.write_text(f"filename,description\n{paths[0].name},\"{'word ' * 220_000}\"\n")
-    engine.index([tmp_path / "photos"], metadata_file=table)
-    assert len(descriptions(engine)[paths[0].name]) > 1_000_000
+    report = engine.index([tmp_path / "photos"], metadata_file=table)
+    kept = descriptions(engine)[paths[0].name]
+    assert len(kept) == MAX_TEXT_CHARS and kept.startswith("word word")
+    assert report.metadata_warnings == [f"row 1 ({paths[0].name}): 'description' has 1,100,000 characters, "
+                                        f"kept {MAX_TEXT_CHARS:,}"]
 
 
 def test_rows_that_match_no_photo_are_counted(engine, tmp_path):

@@ -15,12 +15,11 @@ class PhotoInput(gr.Image):
     Gradio would decode the whole picture before any handler runs: a 12000x12000 JPEG
     costs gigabytes, a PNG bomb an exception. Given the path, the engine checks the size
     (MAX_IMAGE_PIXELS, MAX_FILE_MB) before decoding, with the same message as the CLI.
-    A pasted or webcam picture arrives as a data URL, which Gradio writes to a file."""
+    A pasted or webcam picture arrives as a data URL, which Gradio writes to a file. Made with
+    ``type="filepath"`` (Gradio reads the page's settings from the constructor's own arguments,
+    so they are not wrapped here)."""
 
     is_template = True  # drawn by the page as gr.Image itself
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, type="filepath", image_mode=None, **kwargs)
 
     def preprocess(self, payload):
         if payload is None:
