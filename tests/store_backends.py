@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -23,7 +23,15 @@ import pytest
 from retrieval.settings import Settings
 
 BACKENDS = ("chroma", "chroma-server", "milvus-lite", "milvus-server")
+# A server process per test process: the fast tier runs the in-process backends, CI all four.
+BACKEND_PARAMS = [pytest.param(backend, marks=pytest.mark.slow) if backend.endswith("-server") else backend
+                  for backend in BACKENDS]
 _names = itertools.count()
+
+# The servers' console scripts, run by this interpreter: found without an activated virtualenv.
+CHROMA_COMMAND = [sys.executable, "-c", "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; app()"]
+MILVUS_LITE_COMMAND = [sys.executable, "-c",
+                       "import sys; from milvus_lite.cmdline import main; sys.argv[0] = 'milvus-lite'; sys.exit(main())"]
 
 
 def free_port() -> int:
@@ -63,7 +71,7 @@ def chroma_server_port(tmp_path_factory):
         except OSError:
             return False
 
-    command = [shutil.which("chroma"), "run", "--path", str(folder / "data"), "--host", "127.0.0.1",
+    command = [*CHROMA_COMMAND, "run", "--path", str(folder / "data"), "--host", "127.0.0.1",
                "--port", str(port)]
     with _serve(folder, command, ready, "chroma run"):
         yield port
@@ -77,7 +85,7 @@ def milvus_server_port(tmp_path_factory):
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
-    command = [shutil.which("milvus-lite"), "server", "--data-dir", str(folder / "data"), "--host",
+    command = [*MILVUS_LITE_COMMAND, "server", "--data-dir", str(folder / "data"), "--host",
                "127.0.0.1", "--port", str(port)]
     with _serve(folder, command, ready, "milvus-lite server"):
         yield port
@@ -101,6 +109,6 @@ def settings_for(backend: str, folder: Path, request) -> Settings:
     raise ValueError(backend)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def store_settings(request, tmp_path) -> Settings:
     return settings_for(request.param, tmp_path, request)

@@ -11,6 +11,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from photos import write_bad_files, write_photos
+from conftest import every_family
 
 pytestmark = pytest.mark.slow
 
@@ -525,6 +526,7 @@ def test_plural_and_full_stops():
     assert "model could not be loaded" in results_status([], 0, 0, "x", model_problem="no model")
 
 
+@every_family
 def test_the_page_says_what_the_model_reads_and_where_its_good_scores_start(engine, model_family):
     from retrieval.ui.handlers import SearchPage
     from retrieval.ui.media import MediaFolder

@@ -262,6 +262,7 @@ def test_the_peer_section_without_rclip_says_how_to_install_it(monkeypatch, tmp_
         peer.find_rclip(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow  # UMAP's first call compiles for half a minute
 def test_the_map_section_times_both_layouts(tmp_path, clip_model):
     from retrieval.cli import main
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -14,12 +13,9 @@ from photos import write_photos
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from retrieval.settings import Settings
+from store_backends import CHROMA_COMMAND
 
-CHROMA = shutil.which("chroma")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMA is None, reason="the `chroma` executable (pip chromadb) is not on PATH"),
-]
+pytestmark = pytest.mark.slow
 
 
 def free_port() -> int:
@@ -38,7 +34,7 @@ def chroma_process(tmp_path):
     """A `chroma run` process and its port."""
     port = free_port()
     log = (tmp_path / "chroma.log").open("w")
-    process = subprocess.Popen([CHROMA, "run", "--path", str(tmp_path / "server-data"),
+    process = subprocess.Popen([*CHROMA_COMMAND, "run", "--path", str(tmp_path / "server-data"),
                                 "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log)
     deadline = time.monotonic() + 60
     while True:
@@ -68,6 +64,7 @@ def test_index_and_search_through_a_chroma_server(chroma_server, tiny_model, oth
     assert len(report.added) == 9
     assert engine.stats() == {"count": 9, "regions": 0, "model": str(tiny_model), "dim": engine.embedder.dim,
                               "languages": engine.embedder.languages.description,
+                              "precision": engine.stats()["precision"],
                               "store": f"http://127.0.0.1:{chroma_server}", "collection": "photos"}
     top = engine.search_image(paths[4], k=2)
     assert top[0].path == str(paths[4]) and top[0].score == pytest.approx(1.0, abs=1e-4)

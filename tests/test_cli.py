@@ -17,6 +17,7 @@ from photos import write_bad_files, write_photos
 from retrieval.cli import main
 from retrieval.engine import Engine
 from retrieval.settings import Settings
+from conftest import every_family
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +36,7 @@ def run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
+@every_family
 def test_index_search_stats_json(cli_env, capsys, embedder):
     folder = cli_env / "photos"
     paths = write_photos(folder, 5)

@@ -12,6 +12,7 @@ from photos import random_photo, write_photos
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from retrieval.search import QueryTerm
+from conftest import every_family
 
 
 def reference_cam(model_folder, photo: Image.Image, query: np.ndarray) -> np.ndarray:
@@ -48,6 +49,7 @@ def test_heat_map_matches_grad_cam_written_out(clip_settings, clip_model, tmp_pa
     assert engine.embedder.seen_area(80, 60) == (10, 0, 70, 60)
 
 
+@every_family
 def test_every_family_gives_a_map_of_its_patch_grid(engine):
     photo = random_photo(4, size=(64, 64))
     grid = engine.embedder.explain(photo, engine.embedder.embed_text("a photo"))

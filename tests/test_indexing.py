@@ -11,12 +11,14 @@ import pytest
 from photos import random_photo, write_bad_files, write_photos
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
+from conftest import every_family
 
 
 def stored_paths(engine) -> list[str]:
     return sorted(r.metadata["path"] for r in engine.store.iter_all())
 
 
+@every_family
 def test_indexed_photo_queried_by_itself_ranks_first(engine, tmp_path):
     paths = write_photos(tmp_path / "photos", 12)
     report = engine.index([tmp_path / "photos"])
@@ -38,6 +40,7 @@ def test_record_metadata(engine, tmp_path):
     assert report.added[0] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
 
 
+@every_family
 def test_duplicate_bytes_are_stored_once(engine, tmp_path):
     folder = tmp_path / "photos"
     original = write_photos(folder, 3)[0]

@@ -22,6 +22,7 @@ from retrieval.regions.sam import SamProposer
 from retrieval.search import QueryTerm, SearchRequest
 from retrieval.store.contract import REGION_PHOTO_FIELD
 from tiny_models import build_tiny_sam
+from conftest import every_family
 
 PASTED = Box(420, 90, 516, 186)  # where the small picture goes in the scene
 
@@ -66,6 +67,7 @@ def region_invariants(engine: Engine) -> dict[str, int]:
     return held
 
 
+@every_family
 def test_a_pasted_picture_is_found_in_its_scene_with_a_box(store_settings, tiny_model, tmp_path):
     engine = Engine(store_settings.with_overrides(model=str(tiny_model), batch_size=4))
     paths = write_collection(tmp_path / "photos")

@@ -21,6 +21,7 @@ from retrieval.errors import RetrievalError
 from retrieval.settings import Settings
 from retrieval.speech import SpeechRecognizer
 from speech_clips import SENTENCES, convert, pad_with_silence, speak, write_wav
+from conftest import every_family
 
 pytestmark = pytest.mark.slow
 
@@ -272,6 +273,7 @@ def test_speech_stays_in_its_language_when_the_search_model_reads_it(whisper_che
     assert SpeechRecognizer(settings).transcribe(clip).task == "translate"
 
 
+@every_family
 def test_the_engine_keeps_speech_in_its_language_for_a_multilingual_model(settings, model_family):
     from retrieval.engine import Engine
 
