@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _regions_per_photo(value: int | None) -> int | None:
-    from .store.contract import MAX_REGIONS_PER_PHOTO
+    from .settings import MAX_REGIONS_PER_PHOTO
 
     if value is not None and not 1 <= value <= MAX_REGIONS_PER_PHOTO:
         raise RetrievalError(f"--regions-per-photo must be between 1 and {MAX_REGIONS_PER_PHOTO}, got {value}.")

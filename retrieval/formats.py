@@ -20,8 +20,6 @@ UNSUPPORTED_IMAGE_EXTENSIONS = {".svg": "SVG", ".pdf": "PDF", ".psd": "Photoshop
 # PNG would become a 224x2,240,000 array (gigabytes) from a 3 MB file. Panoramas
 # stay well inside this.
 MAX_ASPECT_RATIO = 25
-# Files bigger than this are skipped unread (a runaway file, or not a photo); MAX_FILE_MB overrides it.
-DEFAULT_MAX_FILE_MB = 500
 
 class SkipReason(str, Enum):
     EMPTY = "empty file"

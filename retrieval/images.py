@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .formats import (DEFAULT_MAX_FILE_MB, IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, RAW_EXTENSIONS,
+from .settings import DEFAULT_MAX_FILE_MB
+from .formats import (IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, RAW_EXTENSIONS,
                       UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason)
 from .photo_facts import read_facts
 

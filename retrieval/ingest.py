@@ -528,7 +528,7 @@ class _IndexRun:
 
     def add_regions(self, files: list[Path], make_indexer: Callable[[], "RegionIndexer"]) -> None:
         """Give the run's photos that have none their regions (after every photo is stored)."""
-        from .regions.indexing import needs_regions
+        from .regions.records import needs_regions
 
         self._flush_updates()
         records = list({r.id: r for p in files if (r := self.by_path.get(str(p))) is not None}.values())

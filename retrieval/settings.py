@@ -11,7 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import RetrievalError
-from .formats import DEFAULT_MAX_FILE_MB
+
+# Files bigger than this are skipped unread (a runaway file, or not a photo); MAX_FILE_MB overrides it.
+DEFAULT_MAX_FILE_MB = 500
+MAX_REGIONS_PER_PHOTO = 64  # region records one photo may have (REGIONS_PER_PHOTO, --regions-per-photo)
 
 DEFAULT_MODEL = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 DEFAULT_CHROMA_PATH = "chroma_store"
@@ -67,8 +70,6 @@ def _language(raw: str) -> str | None:
 
 
 def _regions_per_photo(value: int) -> int:
-    from .store.contract import MAX_REGIONS_PER_PHOTO
-
     if value > MAX_REGIONS_PER_PHOTO:
         raise RetrievalError(f"REGIONS_PER_PHOTO can be at most {MAX_REGIONS_PER_PHOTO}, got {value}.")
     return value

@@ -21,7 +21,7 @@ from PIL import Image
 from ..images import DEFAULT_MAX_FILE_BYTES, ImageRejected, decode_image, read_file_bytes
 from ..store import PhotoStore, StoredRecord
 from .proposals import Box, Proposer
-from .records import REGION_COUNT_FIELD, region_id, region_metadata
+from .records import REGION_COUNT_FIELD, needs_regions, region_id, region_metadata
 
 if TYPE_CHECKING:
     from ..embedder import Embedder
@@ -49,10 +49,6 @@ class _Cut:
     boxes: list[Box] = field(default_factory=list)
     pixels: list[np.ndarray] = field(default_factory=list)
     problem: str = ""
-
-
-def needs_regions(record: StoredRecord) -> bool:
-    return REGION_COUNT_FIELD not in record.metadata
 
 
 def usable_boxes(boxes: Sequence[Box], width: int, height: int, limit: int) -> list[Box]:

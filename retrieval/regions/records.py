@@ -18,6 +18,11 @@ REGION_COUNT_FIELD = "regions"
 _BOX_FIELDS = ("left", "top", "right", "bottom")
 
 
+def needs_regions(record) -> bool:
+    """Whether a photo's record (a ``StoredRecord``) is still to be given its regions."""
+    return REGION_COUNT_FIELD not in record.metadata
+
+
 def region_id(photo_id: str, number: int) -> str:
     return f"{photo_id}:r{number}"
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import RetrievalError
 from ..filters import TagRule
 from ..model_signature import ModelSignature
+from ..settings import MAX_REGIONS_PER_PHOTO
 from .field_limits import fit_to_limits
 
 # 1: one record per photo, its metadata flat (str/int/float/bool or lists of text); a photo's
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 REGIONS_SUFFIX = "-regions"
 REGION_PHOTO_FIELD = "photo_id"  # a region record's photo
-MAX_REGIONS_PER_PHOTO = 64
 
 
 @dataclass
