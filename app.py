@@ -17,8 +17,8 @@ from pathlib import Path
 import gradio as gr
 
 from retrieval import Engine, RetrievalError, Settings
-from retrieval.collection_map import COLOUR_FIELDS
-from retrieval.collection_transfer import start_from_export
+from retrieval.views.collection_map import COLOUR_FIELDS
+from retrieval.indexing.transfer import start_from_export
 from retrieval.ui import present
 from retrieval.ui.components import PhotoInput
 from retrieval.ui.handlers import ORDERS, SearchPage, collection_text, guarded

@@ -323,7 +323,7 @@ class _ProgressBar:
 
 
 def cmd_index(engine, args) -> int:
-    from .cluster_index import looks_like_address
+    from .indexing.cluster import looks_like_address
 
     if args.ray is not None and not looks_like_address(args.ray):  # `index --ray FOLDER`
         args.paths.insert(0, Path(args.ray))
@@ -432,9 +432,9 @@ _SORT_ALIASES = {"oldest": "date", "newest": "-date"}
 
 
 def _search_request(args, spoken: str | None = None):
-    from .fact_filters import Place, date_range
-    from .query_syntax import parse_filters, parse_query
-    from .search import QueryTerm, SearchRequest
+    from .search.fact_filters import Place, date_range
+    from .search.query_syntax import parse_filters, parse_query
+    from .search.searcher import QueryTerm, SearchRequest
 
     terms = parse_query(args.query) if args.query else []
     if spoken:
@@ -563,7 +563,7 @@ def cmd_repair(engine, args) -> int:
 
 
 def cmd_duplicates(engine, args) -> int:
-    from .near_duplicates import DEFAULT_THRESHOLD, find_groups
+    from .photos.near_duplicates import DEFAULT_THRESHOLD, find_groups
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     if not 0 <= threshold <= 64:
@@ -589,7 +589,7 @@ def cmd_duplicates(engine, args) -> int:
 
 
 def cmd_map(engine, args) -> int:
-    from .map_render import write_html, write_png
+    from .views.map_render import write_html, write_png
 
     suffix = args.out.suffix.lower()
     if suffix not in (".png", ".html", ".htm"):
@@ -609,8 +609,8 @@ def cmd_map(engine, args) -> int:
 
 
 def cmd_explain(engine, args) -> int:
-    from .query_syntax import parse_query
-    from .search import QueryTerm
+    from .search.query_syntax import parse_query
+    from .search.searcher import QueryTerm
 
     terms = (parse_query(args.query) if args.query else []) + [QueryTerm("image", p) for p in args.image]
     if not terms:
@@ -791,7 +791,7 @@ def _run(argv: list[str] | None) -> int:
         from .bench.main import main as benchmark
         return benchmark(argv[1:])
     if argv and argv[0] == "evaluate":
-        from .evaluation import main as evaluate
+        from .bench.evaluation import main as evaluate
         return evaluate(argv[1:])
     args = _parse(build_parser(), argv)
     _store_untouched = args.command in READ_ONLY_COMMANDS

@@ -21,10 +21,10 @@ from .settings import Settings
 
 if TYPE_CHECKING:  # the heavy modules load when a command first needs them
     from .embedder import Embedder, Languages
-    from .ingest import IndexReport, MetadataLookup, ProgressCallback
-    from .reembed import ReembedProgress, ReembedReport
-    from .search import SearchRequest, SearchResult
-    from .speech import SpeechRecognizer, Transcript
+    from .indexing.ingest import IndexReport, MetadataLookup, ProgressCallback
+    from .indexing.reembed import ReembedProgress, ReembedReport
+    from .search.searcher import SearchRequest, SearchResult
+    from .speech.recognizer import SpeechRecognizer, Transcript
     from .store import PhotoStore, StoredRecord
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Engine:
         """Voice search's recogniser; its model loads on first use (or ``preload_speech``)."""
         with self._load_lock:
             if self._speech is None:
-                from .speech import SpeechRecognizer
+                from .speech.recognizer import SpeechRecognizer
 
                 self._speech = SpeechRecognizer(self.settings,
                                                 search_reads_many_languages=self.languages().multilingual)
@@ -123,14 +123,14 @@ class Engine:
         regions: bool | None = None,
     ) -> IndexReport:
         """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
-        ``cluster_index.py``); this process still decides what is new and writes the store.
+        ``indexing/cluster.py``); this process still decides what is new and writes the store.
         ``regions``: give the photos their regions too (``None``: the REGIONS setting)."""
-        from .ingest import Indexer
-        from .metadata_table import MetadataTable
+        from .indexing.ingest import Indexer
+        from .photos.metadata_table import MetadataTable
 
         preparer = None
         if ray is not None:
-            from .cluster_index import RayPreparer
+            from .indexing.cluster import RayPreparer
 
             preparer = RayPreparer(self.settings, ray, ray_workers,
                                    precision=lambda: str(self.embedder.dtype).removeprefix("torch."))
@@ -156,7 +156,7 @@ class Engine:
 
     def _region_indexer(self):
         from .regions.choice import load_proposer
-        from .regions.indexing import RegionIndexer
+        from .indexing.regions import RegionIndexer
 
         settings = self.settings
         return RegionIndexer(self.store, self.embedder, load_proposer(settings.region_proposer, self.embedder.device),
@@ -167,7 +167,7 @@ class Engine:
     # -- searching --------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> list[SearchResult]:
-        from .search import Searcher
+        from .search.searcher import Searcher
 
         return Searcher(self.store, self._embed_term).search(self._with_cameras_named(request))
 
@@ -176,8 +176,8 @@ class Engine:
         stored camera names it matches, in any case; none matching is an error naming the closest."""
         from dataclasses import replace
 
-        from .fact_filters import matching_cameras, no_camera_matches
-        from .filters import OneOf
+        from .search.fact_filters import matching_cameras, no_camera_matches
+        from .store.filters import OneOf
 
         wanted = (request.filters or {}).get("camera")
         if not isinstance(wanted, str) or not wanted.strip():
@@ -201,22 +201,22 @@ class Engine:
         return self._cameras[1]
 
     def search_text(self, text: str, **options: Any) -> list[SearchResult]:
-        from .search import QueryTerm, SearchRequest
+        from .search.searcher import QueryTerm, SearchRequest
 
         return self.search(SearchRequest(terms=[QueryTerm("text", text)], **options))
 
     def search_image(self, image, **options: Any) -> list[SearchResult]:
-        from .search import QueryTerm, SearchRequest
+        from .search.searcher import QueryTerm, SearchRequest
 
         return self.search(SearchRequest(terms=[QueryTerm("image", image)], **options))
 
     def search_tags(self, tags: list[str], match_all: bool = False, **options: Any) -> list[SearchResult]:
-        from .search import SearchRequest
+        from .search.searcher import SearchRequest
 
         return self.search(SearchRequest(tags=tags, match_all_tags=match_all, **options))
 
     def more_like_this(self, record_id: str, **options: Any) -> list[SearchResult]:
-        from .search import QueryTerm, SearchRequest
+        from .search.searcher import QueryTerm, SearchRequest
 
         request = SearchRequest(terms=[QueryTerm("record", record_id)], **options)
         request.exclude_ids.add(record_id)
@@ -224,10 +224,10 @@ class Engine:
 
     def explain(self, record_id: str, terms: list) -> tuple[Any, np.ndarray]:
         """Why the photo ``record_id`` matches the query ``terms``: the photo with the model's
-        heat map laid over it (a PIL image), and the map itself (``heat_map.py``)."""
-        from .heat_map import overlay
-        from .images import ImageRejected, open_image_file
-        from .search import Searcher
+        heat map laid over it (a PIL image), and the map itself (``views/heat_map.py``)."""
+        from .views.heat_map import overlay
+        from .photos.images import ImageRejected, open_image_file
+        from .search.searcher import Searcher
 
         found = self.store.get([record_id])
         if not found:
@@ -262,7 +262,7 @@ class Engine:
         """An image term (a path, or an already opened picture) as an RGB picture, checked."""
         from PIL import Image
 
-        from .images import ImageRejected, SkipReason, check_proportions, open_image_file, upright_rgb
+        from .photos.images import ImageRejected, SkipReason, check_proportions, open_image_file, upright_rgb
 
         try:
             if isinstance(value, Image.Image):
@@ -284,7 +284,7 @@ class Engine:
                 progress: Callable[[ReembedProgress], None] | None = None) -> ReembedReport:
         """Embed every record again with ``model`` into a new collection; ``switch``: then give
         it this collection's name, keeping the old one under another name."""
-        from .reembed import ReembedReport, Reembedder, kept_name, target_collection
+        from .indexing.reembed import ReembedReport, Reembedder, kept_name, target_collection
 
         recorded = self.store.recorded_model() or {}
         source_name = self.store.collection_name
@@ -316,7 +316,7 @@ class Engine:
     def export_collection(self, out: str | Path, *, shard_rows: int | None = None,
                           progress: Callable[[int, int], None] | None = None):
         """Write the collection (ids, vectors, metadata, model facts) as Parquet shards in ``out``."""
-        from .collection_transfer import DEFAULT_SHARD_ROWS, export_collection
+        from .indexing.transfer import DEFAULT_SHARD_ROWS, export_collection
 
         return export_collection(self.store, Path(out), shard_rows=shard_rows or DEFAULT_SHARD_ROWS,
                                  progress=progress)
@@ -325,7 +325,7 @@ class Engine:
                           progress: Callable[[int, int], None] | None = None):
         """Load an export (a folder, or a Hugging Face dataset id) into this collection; a
         collection built with another model refuses it."""
-        from .collection_transfer import import_collection, locate_export
+        from .indexing.transfer import import_collection, locate_export
 
         return import_collection(self.store, locate_export(str(source)), progress=progress,
                                  only_if_needed=only_if_needed)
@@ -350,9 +350,9 @@ class Engine:
         }
 
     def collection_map(self, method: str = "auto"):
-        """Every photo placed in 2-D by similarity (``collection_map.py``), kept in the media
+        """Every photo placed in 2-D by similarity (``views/collection_map.py``), kept in the media
         folder and reused while the collection does not change."""
-        from .collection_map import build_map
+        from .views.collection_map import build_map
 
         cache = self.settings.media_folder / f"map-{self.store.collection_name}.npz"
         return build_map(self.store, cache, method)

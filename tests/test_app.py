@@ -631,8 +631,8 @@ def test_image_urls_that_are_not_web_addresses_are_never_served(engine, tmp_path
         finally:
             app.close()
 
-    from retrieval.collection_map import build_map
-    from retrieval.map_render import write_html
+    from retrieval.views.collection_map import build_map
+    from retrieval.views.map_render import write_html
 
     out = tmp_path / "map.html"
     write_html(build_map(engine.store), out, "tags")

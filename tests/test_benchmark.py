@@ -15,7 +15,7 @@ from retrieval.bench.report import Report
 from retrieval.bench.stats import latency_summary, percentile, recall_at_k, recall_from_ranks
 from retrieval.embedder import ModelSignature
 from retrieval.errors import RetrievalError
-from retrieval.evaluation import ranks_image_to_text, ranks_text_to_image, read_captions
+from retrieval.bench.evaluation import ranks_image_to_text, ranks_text_to_image, read_captions
 from retrieval.settings import Settings
 from retrieval.store import open_store
 
@@ -293,7 +293,7 @@ def test_the_regions_section_compares_with_whole_photos_only(tmp_path, clip_mode
 
 def test_duplicate_evaluation_smoke_run(tmp_path, capsys):
     from photos import scene_photo
-    from retrieval.duplicates_eval import main, pair_scores
+    from retrieval.bench.duplicates_eval import main, pair_scores
 
     folder = tmp_path / "photos"
     folder.mkdir()

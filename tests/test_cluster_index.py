@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    from retrieval.cluster_index import connect
+    from retrieval.indexing.cluster import connect
 
     connect("local", num_cpus=2)
     yield

@@ -11,7 +11,7 @@ from PIL import Image
 
 from cli_runs import run_in_process
 from photos import write_photos
-from retrieval.collection_map import build_map, layout
+from retrieval.views.collection_map import build_map, layout
 from retrieval.engine import Engine
 from retrieval.model_signature import ModelSignature
 from retrieval.store import open_store

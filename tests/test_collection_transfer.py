@@ -187,7 +187,7 @@ def test_the_app_starts_from_an_export_and_shows_photos_by_their_urls(clip_setti
     from gradio_client import Client
 
     from app import build_app, launch, prepare_collection
-    from retrieval.collection_transfer import start_from_export
+    from retrieval.indexing.transfer import start_from_export
     from retrieval.ui.media import MediaFolder
 
     paths = write_photos(tmp_path / "photos", 5)

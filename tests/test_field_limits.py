@@ -74,7 +74,7 @@ def test_a_table_with_twenty_thousand_tags_in_one_cell_through_the_command_line(
 def test_a_store_an_older_version_broke_is_mended_by_repair(settings, tmp_path):
     """What versions without limits wrote: a record embedded Chroma commits to its log but can never
     apply, which blocked every read after it. `repair` makes the store read again, keeping it."""
-    paths = write_photos(tmp_path / "photos", 3)
+    write_photos(tmp_path / "photos", 3)
     assert run_in_process(settings, "index", str(tmp_path / "photos"))[0] == 0
     _write_unapplicable_record(settings)
 

@@ -11,7 +11,7 @@ from cli_runs import run_in_process
 from photos import random_photo, write_photos
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
-from retrieval.search import QueryTerm
+from retrieval.search.searcher import QueryTerm
 from conftest import every_family
 
 

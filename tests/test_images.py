@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from photos import random_photo, write_bad_files
-from retrieval.images import ImageRejected, decode_image, open_image_file, to_rgb
+from retrieval.photos.images import ImageRejected, decode_image, open_image_file, to_rgb
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

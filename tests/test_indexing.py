@@ -315,7 +315,7 @@ def test_unreadable_folders_are_reported(tmp_path):
     for folder in (base, base / "photos"):
         folder.chmod(0o755)
     (base / "photos" / "locked").chmod(0)
-    script = ("import sys; from retrieval.files import scan_folders; "
+    script = ("import sys; from retrieval.photos.files import scan_folders; "
               "print([(p.path.name, p.reason.value) for p in scan_folders([sys.argv[1]]).passed_over])")
     # A copy of the package the ordinary user can read (the checkout may sit in a private folder).
     repo = base / "code"

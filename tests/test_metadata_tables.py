@@ -6,7 +6,7 @@ import pytest
 
 from photos import write_photos
 from retrieval.errors import RetrievalError
-from retrieval.metadata_table import MetadataTable
+from retrieval.photos.metadata_table import MetadataTable
 
 
 def descriptions(engine) -> dict[str, str]:
@@ -115,7 +115,7 @@ def test_several_rows_for_one_photo_are_merged(engine, tmp_path):
 
 
 def test_merged_rows_keep_the_first_value_of_each_field_and_every_tag():
-    from retrieval.metadata_table import merge_rows
+    from retrieval.photos.metadata_table import merge_rows
 
     rows = [{"description": "a dog", "tags": ["dog"], "photographer": "Ana"},
             {"description": "a dog", "tags": ["dog", "grass"], "photographer": "Bo", "url": "https://x"},

@@ -15,9 +15,9 @@ from exif_photos import write_exif_photo
 from photos import write_photos
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
-from retrieval.fact_filters import Place, date_range, distance_km, parse_date
-from retrieval.photo_facts import FACTS_FIELDS, wall_clock_seconds
-from retrieval.search import QueryTerm, SearchRequest
+from retrieval.search.fact_filters import Place, date_range, distance_km, parse_date
+from retrieval.photos.facts import FACTS_FIELDS, wall_clock_seconds
+from retrieval.search.searcher import QueryTerm, SearchRequest
 
 EIFFEL = (48.8584, 2.2945, 35.0)
 LOUVRE = (48.8606, 2.3376, 40.0)  # 3.2 km from the tower
@@ -93,7 +93,7 @@ def test_exif_text_is_stored_printable_and_short():
     from PIL import Image
 
     from exif_photos import exif_block
-    from retrieval.photo_facts import MAX_FACT_CHARS, read_facts
+    from retrieval.photos.facts import MAX_FACT_CHARS, read_facts
 
     import io
     buffer = io.BytesIO()

@@ -144,7 +144,7 @@ def test_a_portrait_and_a_landscape_are_never_near_duplicates():
     keeps its proportions (a 5% crop on every side changes none of them)."""
     from PIL import Image
 
-    from retrieval.near_duplicates import group_indices, perceptual_hash
+    from retrieval.photos.near_duplicates import group_indices, perceptual_hash
 
     landscape = scene_photo(3).resize((640, 480))
     portrait = landscape.resize((480, 640))

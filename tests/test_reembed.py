@@ -13,7 +13,7 @@ from photos import write_photos
 from retrieval import RetrievalError
 from retrieval.embedder import load_embedder
 from retrieval.engine import Engine
-from retrieval.reembed import target_collection
+from retrieval.indexing.reembed import target_collection
 from tiny_models import BUILDERS
 
 

@@ -15,11 +15,11 @@ from photos import random_photo, scene_photo
 from retrieval import Settings
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
-from retrieval.regions.indexing import cut_regions, usable_boxes
+from retrieval.indexing.regions import cut_regions, usable_boxes
 from retrieval.regions.proposals import Box, SegmentProposer
 from retrieval.regions.records import REGION_COUNT_FIELD
 from retrieval.regions.sam import SamProposer
-from retrieval.search import QueryTerm, SearchRequest
+from retrieval.search.searcher import QueryTerm, SearchRequest
 from retrieval.store.contract import REGION_PHOTO_FIELD
 from tiny_models import build_tiny_sam
 from conftest import every_family
@@ -170,8 +170,8 @@ def test_a_photo_whose_regions_fail_is_still_indexed(tiny_model, tmp_path):
         def propose(self, image, limit):
             raise ValueError("no segments today")
 
-    from retrieval.ingest import Indexer
-    from retrieval.regions.indexing import RegionIndexer
+    from retrieval.indexing.ingest import Indexer
+    from retrieval.indexing.regions import RegionIndexer
 
     engine = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4))
     write_collection(tmp_path / "photos", with_scene=False)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from photos import random_photo
-from retrieval.regions.box_recall import coco_boxes, evaluate, main
+from retrieval.bench.box_recall import coco_boxes, evaluate, main
 from retrieval.regions.proposals import Box, GridProposer, SegmentProposer, grid_boxes, suppress_overlaps
 
 

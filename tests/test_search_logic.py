@@ -7,9 +7,9 @@ import pytest
 
 from retrieval.embedder import ModelSignature
 from retrieval.errors import RetrievalError
-from retrieval.query_syntax import parse_filter, parse_query
-from retrieval.filters import Compare, OneOf, TagRule
-from retrieval.search import (QueryTerm, Searcher, SearchRequest, combine_vectors,
+from retrieval.search.query_syntax import parse_filter, parse_query
+from retrieval.store.filters import Compare, OneOf, TagRule
+from retrieval.search.searcher import (QueryTerm, Searcher, SearchRequest, combine_vectors,
                               select_page, SearchResult, tag_score)
 from retrieval.store import open_store
 from retrieval.store.chroma import chroma_where
@@ -229,7 +229,7 @@ def test_parse_filter():
 
 
 def test_numeric_filters_match_numbers_and_numbers_stored_as_text(store_settings):
-    from retrieval.query_syntax import parse_filters
+    from retrieval.search.query_syntax import parse_filters
 
     store = open_store(store_settings)
     store.bind(ModelSignature("hand-made", DIM, "f00d"))
@@ -279,7 +279,7 @@ def test_tag_pages_cover_every_match_once_best_first(store_settings, match_all):
 
 
 def test_date_order_puts_undated_photos_last_and_keeps_ties_stable():
-    from retrieval.search import order_by_date
+    from retrieval.search.searcher import order_by_date
 
     results = [SearchResult("c", 0.9, {"taken_at": 30.0}), SearchResult("x", 0.8, {}),
                SearchResult("a", 0.7, {"taken_at": 10.0}), SearchResult("b", 0.6, {"taken_at": 10.0}),
@@ -289,7 +289,7 @@ def test_date_order_puts_undated_photos_last_and_keeps_ties_stable():
 
 
 def test_near_identical_results_fold_into_the_best_placed():
-    from retrieval.search import collapse_near_duplicates
+    from retrieval.search.searcher import collapse_near_duplicates
 
     def result(rid, phash):
         return SearchResult(rid, 0.5, {"phash": phash} if phash else {})

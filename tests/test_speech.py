@@ -19,7 +19,7 @@ import pytest
 from conftest import bundled_whisper
 from retrieval.errors import RetrievalError
 from retrieval.settings import Settings
-from retrieval.speech import SpeechRecognizer
+from retrieval.speech.recognizer import SpeechRecognizer
 from speech_clips import SENTENCES, convert, pad_with_silence, speak, write_wav
 from conftest import every_family
 
@@ -118,7 +118,7 @@ def test_bad_audio_files_get_clear_errors(recognizer, tmp_path, spoken):
 def test_a_size_name_falls_back_to_the_bundled_model_offline(monkeypatch, caplog, spoken):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     recognizer = SpeechRecognizer(Settings(asr_model="base"))
-    with caplog.at_level("WARNING", logger="retrieval.speech"):
+    with caplog.at_level("WARNING", logger="retrieval.speech.recognizer"):
         transcript = recognizer.transcribe(next(iter(spoken.values())))
     assert "bundled" in transcript.model and "beach" in words(transcript.text)
     assert "using the bundled tiny.en" in caplog.text
@@ -199,7 +199,7 @@ def test_openai_whisper_rejects_a_corrupt_checkpoint(tmp_path, spoken):
 # -- what is heard but not to be trusted ------------------------------------------
 
 def test_filler_and_unsure_segments_are_not_searched():
-    from retrieval.speech import Recognised, Segment, trusted_text
+    from retrieval.speech.recognizer import Recognised, Segment, trusted_text
 
     def heard(*segments):
         return trusted_text(Recognised([Segment(*s) for s in segments], "en", None, "transcribe"))
@@ -217,7 +217,7 @@ def test_filler_and_unsure_segments_are_not_searched():
 
 def test_the_same_recording_gives_the_same_text(recognizer, tmp_path, spoken):
     """Speech under noise makes Whisper's temperature fallback sample; decoding stays greedy."""
-    from retrieval.audio import load_clip
+    from retrieval.speech.audio import load_clip
 
     samples = load_clip(next(iter(spoken.values())), 30).samples
     rng = np.random.default_rng(3)
@@ -244,7 +244,7 @@ def test_an_english_only_model_refuses_another_language_and_names_the_setting(sp
 
 
 def test_a_guessed_language_is_not_understood():
-    from retrieval.speech import Recognised, Segment, trusted_text
+    from retrieval.speech.recognizer import Recognised, Segment, trusted_text
 
     unsure = Recognised([Segment(" a short clip", -0.3, 1.0, 0.0)], "th", 0.15, "translate")
     text, why = trusted_text(unsure)

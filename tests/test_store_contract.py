@@ -10,7 +10,7 @@ import pytest
 
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
-from retrieval.filters import AllOf, Compare, OneOf, TagRule
+from retrieval.store.filters import AllOf, Compare, OneOf, TagRule
 from retrieval.model_signature import ModelSignature
 from retrieval.store import SCHEMA_VERSION, open_store
 from retrieval.store.contract import bind_facts

@@ -45,7 +45,7 @@ def _rate(engine: Engine, folder: Path, **options) -> float:
 def run(report: Report, settings: Settings, photos: list[Path], count: int, work: Path) -> None:
     import ray
 
-    from ..cluster_index import connect
+    from ..indexing.cluster import connect
 
     section = f"Ray indexing ({count} photos)"
     folder, warm = work / "ray-photos", work / "ray-warm-up"

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import RetrievalError
-from ..files import walk_images
+from ..photos.files import walk_images
 from ..settings import Settings
 from .report import Report
 

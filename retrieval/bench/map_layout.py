@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ..collection_map import layout
+from ..views.collection_map import layout
 from .memory import PeakMemory
 from .queries import synthetic_collection
 from .report import Report

@@ -20,8 +20,8 @@ import psutil
 
 from ..embedder import Embedder
 from ..engine import Engine
-from ..filters import Compare
-from ..search import QueryTerm, SearchRequest
+from ..store.filters import Compare
+from ..search.searcher import QueryTerm, SearchRequest
 from ..settings import Settings
 from .memory import PeakMemory
 from .report import Report

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_clip
+from ..speech.audio import SAMPLE_RATE, load_clip
 from ..settings import Settings
-from ..speech import SpeechRecognizer
+from ..speech.recognizer import SpeechRecognizer
 from .report import Report
 
 CLIP_SECONDS = 5.0

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import RetrievalError
-from ..ingest import IndexReport, ProgressCallback
+from ..indexing.ingest import IndexReport, ProgressCallback
 from .download import DownloadFailure
 from .sources import LoadOptions, Prepared, from_folder, from_huggingface, from_kaggle, from_unsplash
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import RetrievalError
-from ..files import walk_images
-from ..metadata_table import MetadataTable, normalise_row, parse_tags
+from ..photos.files import walk_images
+from ..photos.metadata_table import MetadataTable, normalise_row
+from ..photos.tags import parse_tags
 from . import unsplash
 from .archives import extract, is_archive
 from .download import Downloader, DownloadFailure

@@ -1,2 +1,2 @@
 """Regions of a photo: boxes proposed as places an object may be (``proposals.py``), and how
-well a proposer finds real objects (``box_recall.py``)."""
+well a proposer finds real objects (``bench/box_recall.py``)."""

@@ -1,7 +1,7 @@
 """The ChromaDB backend: embedded (a store folder) or a ``chroma run`` server.
 
 This is the only module that imports ``chromadb``. It translates the product's
-filter types (``filters.py``) into Chroma's ``where`` syntax, and Chroma's
+filter types (``filters.py`` here) into Chroma's ``where`` syntax, and Chroma's
 failures (a server that went away, a full disk, a damaged file) into messages
 that say what to do. The collection records which model made its vectors and
 refuses to mix in vectors from another one.
@@ -30,7 +30,7 @@ import numpy as np
 from chromadb.errors import ChromaError, NotFoundError
 
 from ..errors import RetrievalError, first_line
-from ..filters import AllOf, Condition, OneOf, TagRule, normalise
+from .filters import AllOf, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import Settings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata

@@ -2,7 +2,7 @@
 
 The engine, the indexer and the searcher talk to a :class:`PhotoStore` and never
 to a database client. Filters arrive as the product's own types
-(``retrieval/filters.py``); each backend translates them into its engine's syntax
+(``store/filters.py``); each backend translates them into its engine's syntax
 inside its own module, so no other module writes ``$and`` or ``ARRAY_CONTAINS``.
 
 A collection records which model made its vectors (``bind``) and which version
@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import RetrievalError
-from ..filters import TagRule
+from .filters import TagRule
 from ..model_signature import ModelSignature
 from ..settings import MAX_REGIONS_PER_PHOTO
 from .field_limits import fit_to_limits

@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import RetrievalError, first_line
-from ..filters import AllOf, Compare, Condition, OneOf, TagRule, normalise
+from .filters import AllOf, Compare, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import Settings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata

@@ -16,14 +16,14 @@ import gradio as gr
 
 from ..engine import Engine
 from ..errors import RetrievalError
-from ..fact_filters import date_range
-from ..images import ImageRejected
-from ..metadata_table import MetadataTable
-from ..search import QueryTerm, SearchRequest
+from ..search.fact_filters import date_range
+from ..photos.images import ImageRejected
+from ..photos.metadata_table import MetadataTable
+from ..search.searcher import QueryTerm, SearchRequest
 from . import present
 from .map_view import MapLayout
 from .media import MediaFolder
-from ..web_urls import web_url
+from ..photos.web_urls import web_url
 
 log = logging.getLogger("retrieval.app")
 

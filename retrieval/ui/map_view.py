@@ -11,11 +11,11 @@ import logging
 import threading
 from urllib.parse import quote
 
-from ..collection_map import CollectionMap
+from ..views.collection_map import CollectionMap
 from ..engine import Engine
-from ..map_render import MAX_DRAWN, drawn, map_svg
+from ..views.map_render import MAX_DRAWN, drawn, map_svg
 from .media import MediaFolder
-from ..web_urls import web_url
+from ..photos.web_urls import web_url
 
 log = logging.getLogger("retrieval.app")
 

@@ -16,8 +16,8 @@ from typing import Callable
 
 
 from ..errors import RetrievalError
-from ..images import ImageRejected, SkipReason, decode_image, open_image_file, read_file_bytes
-from ..ingest import content_id
+from ..photos.images import ImageRejected, SkipReason, decode_image, open_image_file, read_file_bytes
+from ..indexing.ingest import content_id
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..web_urls import web_url
+from ..photos.web_urls import web_url
 
 escape = html.escape
 

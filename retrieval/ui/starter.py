@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from ..engine import Engine
-from ..ingest import IndexReport
+from ..indexing.ingest import IndexReport
 
 log = logging.getLogger(__name__)
 

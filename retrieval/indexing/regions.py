@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..images import DEFAULT_MAX_FILE_BYTES, ImageRejected, decode_image, read_file_bytes
+from ..photos.images import DEFAULT_MAX_FILE_BYTES, ImageRejected, decode_image, read_file_bytes
 from ..store import PhotoStore, StoredRecord
-from .proposals import Box, Proposer
-from .records import REGION_COUNT_FIELD, needs_regions, region_id, region_metadata
+from ..regions.proposals import Box, Proposer
+from ..regions.records import REGION_COUNT_FIELD, needs_regions, region_id, region_metadata
 
 if TYPE_CHECKING:
     from ..embedder import Embedder
@@ -92,7 +92,7 @@ class RegionIndexer:
         self.max_image_pixels, self.max_file_bytes = max_image_pixels, max_file_bytes
 
     def run(self, records: Sequence[StoredRecord], progress: Callable[[int, int, str], None] | None = None) -> RegionReport:
-        from ..ingest import ordered_prefetch
+        from .ingest import ordered_prefetch
 
         report = RegionReport()
         records = [r for r in records if needs_regions(r)]

@@ -23,10 +23,10 @@ from typing import Callable
 
 from PIL import Image, ImageEnhance
 
-from .bench.report import show_and_keep
-from .errors import RetrievalError
-from .files import walk_images
-from .near_duplicates import group_indices
+from .report import show_and_keep
+from ..errors import RetrievalError
+from ..photos.files import walk_images
+from ..photos.near_duplicates import group_indices
 
 COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {}
 

@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from .formats import SkipReason
-from .photo_facts import facts_of_exif
+from .facts import facts_of_exif
 
 MIN_PREVIEW_SIDE = 640
 

@@ -25,10 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import RetrievalError
-from .model_signature import ModelSignature
-from .regions.records import REGION_COUNT_FIELD
-from .store import PhotoStore
+from ..errors import RetrievalError
+from ..model_signature import ModelSignature
+from ..regions.records import REGION_COUNT_FIELD
+from ..store import PhotoStore
 
 FORMAT = "photo-search-collection"
 FORMAT_VERSION = 1
@@ -159,7 +159,7 @@ def locate_export(source: str) -> Path:
     repo_id = text.removeprefix("hf:")
     if repo_id.count("/") != 1:
         raise RetrievalError(f"'{source}' is neither an export folder nor a Hugging Face dataset id (OWNER/NAME).")
-    from .hub import hub_unreachable
+    from ..hub import hub_unreachable
 
     why = hub_unreachable()
     if why:
@@ -178,8 +178,6 @@ def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | N
                       only_if_needed: bool = False) -> TransferReport:
     """``only_if_needed``: leave a store that holds this export's model and count already as it is
     (the app, importing at every start)."""
-    import pyarrow.parquet as pq
-
     manifest = read_manifest(folder)
     signature = export_signature(manifest)
     total = int(manifest["count"])
@@ -251,7 +249,7 @@ def _checked_batches(folder: Path, manifest: dict, dim: int):
 def start_from_export(settings, env) -> tuple:
     """The app's settings and export folder for ``COLLECTION_IMPORT``: the export's model is used
     unless MODEL names one."""
-    from .settings import model_setting
+    from ..settings import model_setting
 
     folder = locate_export(settings.collection_import)
     if not model_setting(env):

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .settings import DEFAULT_MAX_FILE_MB
+from ..settings import DEFAULT_MAX_FILE_MB
 from .formats import (IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, RAW_EXTENSIONS,
                       UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason)
-from .photo_facts import read_facts
+from .facts import read_facts
 
 __all__ = ["IMAGE_EXTENSIONS", "UNSUPPORTED_IMAGE_EXTENSIONS", "SkipReason", "ImageRejected", "decode_image"]
 
@@ -67,7 +67,7 @@ class DecodedImage:
     width: int  # the full size, upright
     height: int
     format: str | None
-    facts: dict = field(default_factory=dict)  # when, where and with what (photo_facts.py)
+    facts: dict = field(default_factory=dict)  # when, where and with what (facts.py)
 
 
 def _looks_like_image(data: bytes) -> bool:
@@ -164,7 +164,7 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
 
 
 def _decode_raw(data: bytes, max_pixels: int) -> DecodedImage:
-    from .raw_images import decode_raw
+    from .raw import decode_raw
 
     image, facts, (width, height) = decode_raw(data, ImageRejected)
     if width * height > max_pixels:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..bench.report import show_and_keep
+from .report import show_and_keep
 from ..errors import RetrievalError
-from .choice import load_proposer
-from .proposals import PROPOSERS, Box
+from ..regions.choice import load_proposer
+from ..regions.proposals import PROPOSERS, Box
 
 SIZES = (("small", 0, 32 ** 2), ("medium", 32 ** 2, 96 ** 2), ("large", 96 ** 2, float("inf")))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RetrievalError
+from ..errors import RetrievalError
 
 SAMPLE_RATE = 16_000
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RetrievalError
+from ..errors import RetrievalError
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from .errors import RetrievalError
+from ..errors import RetrievalError
 from .fact_filters import Place
-from .filters import TagRule, normalise
-from .metadata_table import parse_tags
-from .near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices, shape_of
-from .regions.ranking import MAX_REGION_READ, REGION_READ_FACTOR, best_region_per_photo, region_wins
-from .store import Match, PhotoStore
+from ..store.filters import TagRule, normalise
+from ..photos.tags import parse_tags
+from ..photos.near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices, shape_of
+from ..regions.ranking import MAX_REGION_READ, REGION_READ_FACTOR, best_region_per_photo, region_wins
+from ..store import Match, PhotoStore
 
 MAX_K = 1000
 MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clauses grow too fast)

@@ -14,10 +14,10 @@ import math
 import re
 from pathlib import Path
 
-from .errors import RetrievalError
-from .filters import Compare
-from .formats import IMAGE_EXTENSIONS
-from .search import QueryTerm
+from ..errors import RetrievalError
+from ..store.filters import Compare
+from ..photos.formats import IMAGE_EXTENSIONS
+from .searcher import QueryTerm
 
 _OPERATOR = re.compile(r"(?:^|\s)([+-])(?=\s|$)")
 _WEIGHT = re.compile(r"^\s*(-?\d+(?:\.\d+)?|-?\.\d+)\s*:(.*)$", re.DOTALL)

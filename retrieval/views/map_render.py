@@ -18,7 +18,7 @@ from typing import Callable
 from PIL import Image, ImageDraw
 
 from .collection_map import OTHER, CollectionMap, colour_values, legend
-from .web_urls import web_url
+from ..photos.web_urls import web_url
 
 MAX_DRAWN = 1500
 _SIDE = 1000  # the SVG's own coordinates; the page scales it to its width

@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import RetrievalError
-from .store.field_limits import fit_to_limits
+from ..errors import RetrievalError
+from ..store.field_limits import fit_to_limits
+from .tags import parse_tags
 
 log = logging.getLogger(__name__)
 
@@ -129,27 +130,6 @@ def _first(row: dict[str, Any], columns: Iterable[str]) -> Any:
         if value not in (None, ""):
             return value
     return None
-
-
-def parse_tags(value: Any) -> list[str]:
-    """A list, a JSON list, or a comma-separated string -> lower-case unique tags."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                value = text.strip("[]").replace("'", "").split(",")
-        else:
-            value = text.split(",")
-    tags: list[str] = []
-    for item in value:
-        tag = " ".join(str(item).split()).lower()
-        if tag and tag not in tags:
-            tags.append(tag)
-    return tags
 
 
 def normalise_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Indexing on a Ray cluster: the read -> decode -> embed stage as a Ray Data pipeline.
 
-The indexer (``ingest.py``) still runs here: it scans the folders, skips what is
+The indexer (``indexing/ingest.py``) still runs here: it scans the folders, skips what is
 stored already (so a run resumes where the last one stopped) and tells moves and
 duplicates apart. What costs time, reading and decoding every photo and running
 the model, happens in a pool of Ray actors, each holding the model once. With a
@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import RetrievalError
-from .settings import Settings
+from ..errors import RetrievalError
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,20 +70,20 @@ class EmbedFiles:
 
     def __init__(self, settings: Settings, threads: int, writes=None):
         """``writes``: an ``ingest.WorkerWrites`` when this worker stores what it embeds."""
-        from .embedder import load_embedder
+        from ..embedder import load_embedder
 
         self.settings = settings
         self.embedder = load_embedder(settings.model, threads, settings.precision, settings.device,
                                       text_export=False)
         self.writes, self.store = writes, None
         if writes is not None:
-            from .store import open_store
+            from ..store import open_store
 
             self.store = open_store(settings)
             self.store.bind(self.embedder.signature)  # the model guard holds on every worker too
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from .images import ImageRejected, SkipReason, decode_image, read_file_bytes
+        from ..photos.images import ImageRejected, SkipReason, decode_image, read_file_bytes
         from .ingest import content_id, described
 
         rows: dict[str, list] = {name: [] for name in ("path", "id", "size", "mtime", "width", "height",
@@ -171,7 +171,7 @@ class RayPreparer:
         import ray
         import ray.data
 
-        from .images import ImageRejected, SkipReason
+        from ..photos.images import ImageRejected, SkipReason
         from .ingest import _Prepared
 
         connect(self.address, self.num_cpus)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .errors import RetrievalError
+from ..errors import RetrievalError
 from .formats import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason
 
 # In an indexed folder, gitignore-style lines naming what is never indexed (and pruned if it was).

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .errors import RetrievalError
+from ..errors import RetrievalError
 
 Value = Union[str, int, float, bool]
 OPERATORS = ("=", "!=", ">", ">=", "<", "<=")

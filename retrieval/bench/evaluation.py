@@ -17,8 +17,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .bench.stats import recall_from_ranks
-from .errors import RetrievalError
+from .stats import recall_from_ranks
+from ..errors import RetrievalError
 
 IMAGE_COLUMNS = ("image", "image_path", "file_name", "filename", "image_name", "image_file", "path")
 CAPTION_COLUMNS = ("caption", "comment", "text", "sentence", "description", "raw")
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from .engine import Engine
-    from .settings import Settings
+    from ..engine import Engine
+    from ..settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m retrieval evaluate",
                                      description="Recall@k of text -> image and image -> text search on a "
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RetrievalError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from .bench.report import show_and_keep
+    from .report import show_and_keep
 
     show_and_keep(result.table(), result.to_dict(), args.out)
     return 0

@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .files import Exclusions, is_under, scan_folders
-from .images import DEFAULT_MAX_FILE_BYTES, ImageRejected, SkipReason, decode_image, read_file_bytes
-from .near_duplicates import HASH_FIELD, perceptual_hash
-from .photo_facts import MARKER as FACTS_MARKER
-from .photo_facts import with_file_time
-from .store import PhotoStore, StoredRecord
+from ..photos.files import Exclusions, is_under, scan_folders
+from ..photos.images import DEFAULT_MAX_FILE_BYTES, ImageRejected, SkipReason, decode_image, read_file_bytes
+from ..photos.near_duplicates import HASH_FIELD, perceptual_hash
+from ..photos.facts import MARKER as FACTS_MARKER
+from ..photos.facts import with_file_time
+from ..store import PhotoStore, StoredRecord
 
 if TYPE_CHECKING:
-    from .embedder import Embedder
-    from .regions.indexing import RegionIndexer
+    from ..embedder import Embedder
+    from .regions import RegionIndexer
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Indexer:
         """``embedder``: the model, or a function that loads it (and binds the store to it). A
         function is called only when a file needs embedding, so a run that finds nothing new
         loads no model. ``prepare_elsewhere``: reads, decodes and embeds the files that need it
-        somewhere else (a Ray cluster, ``cluster_index.py``), handing back each file's result
+        somewhere else (a Ray cluster, ``indexing/cluster.py``), handing back each file's result
         with its vector, or stored already (``WorkerWrites``: with a store every worker can reach);
         this process still decides what is new, moved or a duplicate. ``regions``: makes the
         indexer that gives every photo of the run its regions, once the photos are stored (also
@@ -528,7 +528,7 @@ class _IndexRun:
 
     def add_regions(self, files: list[Path], make_indexer: Callable[[], "RegionIndexer"]) -> None:
         """Give the run's photos that have none their regions (after every photo is stored)."""
-        from .regions.records import needs_regions
+        from ..regions.records import needs_regions
 
         self._flush_updates()
         records = list({r.id: r for p in files if (r := self.by_path.get(str(p))) is not None}.values())

@@ -1,4 +1,4 @@
-"""Filters on the photo facts (``photo_facts.py``): a date range, a camera, a place.
+"""Filters on the photo facts (``photos/facts.py``): a date range, a camera, a place.
 
 ``--after 2024-06`` keeps photos taken in June 2024 or later, ``--before 2024-06``
 those taken before June 2024: a date names the start of its day, month or year.
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import RetrievalError
-from .filters import AllOf, Compare
-from .photo_facts import wall_clock_seconds
+from ..errors import RetrievalError
+from ..store.filters import AllOf, Compare
+from ..photos.facts import wall_clock_seconds
 
 EARTH_RADIUS_KM = 6371.0088
 _DATE = re.compile(r"^\s*(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?)?)?\s*$")

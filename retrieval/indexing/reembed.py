@@ -11,7 +11,7 @@ the old one is kept under another name.
 
 from __future__ import annotations
 
-from .regions.records import REGION_COUNT_FIELD
+from ..regions.records import REGION_COUNT_FIELD
 
 import logging
 import re
@@ -23,11 +23,11 @@ from typing import Callable
 
 import numpy as np
 
-from .embedder import Embedder
-from .images import ImageRejected, decode_image, read_file_bytes
+from ..embedder import Embedder
+from ..photos.images import ImageRejected, decode_image, read_file_bytes
 from .ingest import ordered_prefetch
-from .store import PhotoStore, StoredRecord
-from .web_urls import web_url
+from ..store import PhotoStore, StoredRecord
+from ..photos.web_urls import web_url
 
 log = logging.getLogger(__name__)
 

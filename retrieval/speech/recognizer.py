@@ -28,9 +28,9 @@ from typing import Protocol
 import numpy as np
 
 from .audio import Clip, load_clip
-from .errors import RetrievalError
-from .hub import hub_unreachable
-from .settings import Settings
+from ..errors import RetrievalError
+from ..hub import hub_unreachable
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
