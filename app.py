@@ -8,31 +8,22 @@ come from the same environment variables as the CLI (see README).
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import threading
-from pathlib import Path
-
 import gradio as gr
 
-from retrieval import Engine, RetrievalError, Settings
-from retrieval.views.collection_map import COLOUR_FIELDS
-from retrieval.indexing.transfer import start_from_export
-from retrieval.ui import present
+from retrieval import Engine
 from retrieval.ui.components import PhotoInput
-from retrieval.ui.handlers import ORDERS, SearchPage, collection_text, guarded
+from retrieval.ui.controls import ORDERS
+from retrieval.ui.handlers import PageEndpoints, SearchPage, collection_text
 from retrieval.ui.media import MediaFolder
-from retrieval.ui.page_assets import CSS, HEAD, READ_ALOUD_JS, WRITE_LINK_JS
-from retrieval.ui.starter import add_starter_gallery
+from retrieval.ui.page_assets import READ_ALOUD_JS, WRITE_LINK_JS
+from retrieval.ui.startup import MODEL_PROBLEM, serve
+from retrieval.views.collection_map import COLOUR_FIELDS
 
-log = logging.getLogger("retrieval.app")
 
 SPOKEN_LANGUAGES = [("detect it", "auto"), ("English", "en"), ("German", "de"), ("French", "fr"),
                     ("Spanish", "es"), ("Italian", "it"), ("Portuguese", "pt"), ("Dutch", "nl"),
                     ("Chinese", "zh"), ("Japanese", "ja")]
 EXAMPLE_QUERIES = ["a cat lying down", "a rocket launch", "a cup of coffee on a table", "stars in the night sky"]
-MODEL_PROBLEM = "**The search model could not be loaded.**"
 PRIVATE = {"api_visibility": "private"}
 
 
@@ -50,7 +41,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 with gr.Row(elem_id="search-bar", equal_height=True):
                     query = gr.Textbox(show_label=False, placeholder="Describe the photo: a dog running on the beach",
                                        elem_id="text-query", scale=5, lines=1, max_lines=3)
-                    without = gr.Textbox(show_label=False, placeholder="without… (optional)", elem_id="text-without",
+                    without = gr.Textbox("", show_label=False, placeholder="without… (optional)", elem_id="text-without",
                                          scale=2, lines=1, max_lines=1)
                     text_button = gr.Button("Search", variant="primary", elem_id="text-search", scale=1,
                                             min_width=90)
@@ -128,9 +119,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
             with gr.Row():
                 order = gr.Radio(list(ORDERS), value="best match", label="Order", elem_id="order",
                                  info="By date: the best matches, newest or oldest first")
-                after = gr.Textbox(label="Taken from", placeholder="2024-06 or 2024-06-01", elem_id="taken-after",
+                after = gr.Textbox("", label="Taken from", placeholder="2024-06 or 2024-06-01", elem_id="taken-after",
                                    max_lines=1)
-                before = gr.Textbox(label="Taken before", placeholder="2024-07", elem_id="taken-before", max_lines=1)
+                before = gr.Textbox("", label="Taken before", placeholder="2024-07", elem_id="taken-before", max_lines=1)
                 camera = gr.Dropdown(choices=[], value="", filterable=True, allow_custom_value=True,
                                      label="Camera", elem_id="camera")
                 collapse = gr.Checkbox(False, label="Near-identical photos as one result",
@@ -166,146 +157,70 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
             results = gr.JSON(label="Results")
         last_request = gr.State(None)
 
-        # -- wiring -----------------------------------------------------------------
-        shared = [k, min_score, photographer, source, camera, after, before, order, collapse]  # SearchPage._options
+        # -- wiring: every function comes guarded from PageEndpoints ----------------------
+        on = PageEndpoints(page)
+        controls = [k, min_score, photographer, source, camera, after, before, order, collapse]  # ResultControls
         outputs = [gallery, status, results, last_request, spoken]
-        after_search = {"fn": page.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
+        after_search = {"fn": on.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
 
         def after_text_search(event) -> None:
             """Close the viewer, then make the address a link to this search."""
             event.success(**after_search).then(None, [query, k], None, js=WRITE_LINK_JS)
 
-        text_inputs = [query, without, *shared]
-        after_text_search(gr.on([text_button.click, query.submit, without.submit], guarded(page.by_text),
+        text_inputs = [query, without, *controls]
+        after_text_search(gr.on([text_button.click, query.submit, without.submit], on.search_text,
                                 text_inputs, outputs, api_name="search_text"))
         after_text_search(examples.click(lambda sample: sample[0], examples, query, **PRIVATE).then(
-            guarded(page.by_text), text_inputs, outputs, **PRIVATE))  # an example fills the box, then searches
-        image_button.click(guarded(page.by_image), [image, *shared], outputs, api_name="search_image").success(
+            on.search_text, text_inputs, outputs, **PRIVATE))  # an example fills the box, then searches
+        image_button.click(on.search_image, [image, *controls], outputs, api_name="search_image").success(
             **after_search)
-        tags_button.click(guarded(page.by_tags), [tags, tag_match, *shared], outputs, api_name="search_tags").success(
+        tags_button.click(on.search_tags, [tags, tag_match, *controls], outputs, api_name="search_tags").success(
             **after_search)
-        gr.on([combo_button.click, combo_text.submit], guarded(page.by_image_and_text),
-              [combo_image, combo_text, text_weight, *shared], outputs, api_name="search_image_text").success(
+        gr.on([combo_button.click, combo_text.submit], on.search_image_text,
+              [combo_image, combo_text, text_weight, *controls], outputs, api_name="search_image_text").success(
             **after_search)
-        voice_button.click(guarded(page.by_voice), [audio, spoken_language, *shared], [transcript, *outputs],
+        voice_button.click(on.search_voice, [audio, spoken_language, *controls], [transcript, *outputs],
                            api_name="search_voice").success(**after_search)
-        transcript.submit(guarded(page.by_text), [transcript, gr.State(""), *shared], outputs,
+        transcript.submit(on.search_text, [transcript, gr.State(""), *controls], outputs,
                           api_name="search_transcript").success(**after_search)
-        like_button.click(guarded(page.more_like_this), [selected_id, *shared], outputs,
+        like_button.click(on.more_like_this, [selected_id, *controls], outputs,
                           api_name="more_like_this").success(**after_search)
-        more_button.click(guarded(page.more_results), [last_request], outputs, api_name="more_results")
+        more_button.click(on.more_results, [last_request], outputs, api_name="more_results")
         # Changing a result control re-runs the current search.
         gr.on([k.release, min_score.release, photographer.input, source.input, camera.input, order.input,
-               after.submit, before.submit, collapse.input], guarded(page.rerun),
-              [last_request, *shared], outputs, trigger_mode="always_last", **PRIVATE).success(**after_search)
+               after.submit, before.submit, collapse.input], on.rerun,
+              [last_request, *controls], outputs, trigger_mode="always_last", **PRIVATE).success(**after_search)
 
         viewer_outputs = [viewer_image, details_info, selected_id, viewer_index, viewer]
-        gr.on([map_tab.select, colour_by.input, map_button.click], guarded(page.map_html), [colour_by, results],
+        gr.on([map_tab.select, colour_by.input, map_button.click], on.map_html, [colour_by, results],
               collection_map, **PRIVATE)
-        map_open.click(guarded(page.open_from_map), map_pick, viewer_outputs, **PRIVATE)
-        why_button.click(guarded(page.why_this_matched), [selected_id, last_request], viewer_image,
+        map_open.click(on.open_from_map, map_pick, viewer_outputs, **PRIVATE)
+        why_button.click(on.why_this_matched, [selected_id, last_request], viewer_image,
                          api_name="why_this_matched")
-        gallery.select(page.details, [results], viewer_outputs, **PRIVATE)
-        prev_button.click(lambda r, i: page.show(r, i, -1), [results, viewer_index], viewer_outputs, **PRIVATE)
-        next_button.click(lambda r, i: page.show(r, i, +1), [results, viewer_index], viewer_outputs, **PRIVATE)
-        close_button.click(lambda: gr.Column(visible=False), None, viewer, **PRIVATE)
+        gallery.select(on.details, [results], viewer_outputs, **PRIVATE)
+        prev_button.click(on.show_previous, [results, viewer_index], viewer_outputs, **PRIVATE)
+        next_button.click(on.show_next, [results, viewer_index], viewer_outputs, **PRIVATE)
+        close_button.click(on.hide_viewer, None, viewer, **PRIVATE)
         speak_button.click(None, [spoken], None, js=READ_ALOUD_JS)
 
         # One progress bar, over the summary; the small updates around it show none.
-        uploads.change(page.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
-        add_button.click(guarded(page.add_photos), [uploads, metadata_file, find_regions],
+        uploads.change(on.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
+        add_button.click(on.add_photos, [uploads, metadata_file, find_regions],
                          [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
             lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)
 
-        app.load(page.facet_updates, None, [tags, photographer, source, camera], **PRIVATE)
-        app.load(page.speech_model, None, speech_model, **PRIVATE)
-        app.load(page.search_model, None, [model_note, min_score], **PRIVATE)
+        app.load(on.facet_updates, None, [tags, photographer, source, camera], **PRIVATE)
+        app.load(on.speech_model, None, speech_model, **PRIVATE)
+        app.load(on.search_model, None, [model_note, min_score], **PRIVATE)
         # A shared link (?q=...&k=...) runs its search when the page opens.
-        app.load(guarded(page.from_link), [without, *shared], [query, k, *outputs], **PRIVATE).success(
-            **after_search)
-    return app
-
-
-def prepare_collection(engine: Engine, media: MediaFolder, export: Path | None = None) -> str:
-    """Import ``export`` (COLLECTION_IMPORT) unless the store holds it already, load the model
-    and, for an empty collection, add the starter gallery.
-
-    Returns the notice for the top of the page ("" when there is nothing to say).
-    The app still starts when the model can't be loaded: the notice says which
-    setting to change, and tag search keeps working.
-    """
-    if export is not None:
-        report = engine.import_collection(export, only_if_needed=True)
-        log.info("collection %s: %s records (%s)", export, report.records,
-                 "already imported" if report.skipped else "imported")
-    try:
-        engine.preload()  # the first search is then as fast as the others
-    except RetrievalError as exc:
-        log.error("%s", exc)
-        return f"{MODEL_PROBLEM} {present.escape(str(exc))}"
-    if not engine.settings.starter_gallery or engine.store.count() > 0:
-        return ""
-    report = add_starter_gallery(engine, media.starter)
-    if not report or not report.added:
-        return ""
-    return (f"The collection was empty, so {len(report.added)} sample photos that ship with scikit-image "
-            "(public domain or CC0) were added to try things out. Add your own in **Add photos**; set "
-            "`STARTER_GALLERY=0` to start with an empty collection.")
-
-
-def warm_up_speech(engine: Engine) -> None:
-    """Load the speech model in the background: the page opens at once, the first voice search is quick."""
-    def load() -> None:
-        try:
-            engine.speech.backend
-        except RetrievalError as exc:
-            log.warning("voice search is unavailable until this is fixed: %s", exc)
-
-    threading.Thread(target=load, name="load-speech-model", daemon=True).start()
-
-
-def launch(app: gr.Blocks, engine: Engine, **options) -> gr.Blocks:
-    """Serve the app; only the media folder is readable through Gradio's file route."""
-    # Thumbnails and previews never change (named by content hash): served in place, not
-    # hashed and copied into Gradio's cache for every result of every search.
-    gr.set_static_paths([str(engine.settings.media_folder)])
-    # Searches run side by side (the engine is thread-safe); each one's model work is short.
-    app.queue(default_concurrency_limit=engine.settings.app_concurrency).launch(
-        allowed_paths=[str(engine.settings.media_folder)],
-        max_file_size=f"{engine.settings.max_upload_mb}mb",
-        css=CSS,
-        head=HEAD,
-        **options,
-    )
+        app.load(on.from_link, [without, *controls], [query, k, *outputs], **PRIVATE).success(**after_search)
     return app
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Photo search web app")
-    # A Hugging Face Space tells Gradio where to listen through GRADIO_SERVER_NAME/PORT: those win over
-    # the defaults, APP_HOST/APP_PORT over them, and the flags over everything.
-    env = os.environ
-    parser.add_argument("--host", default=env.get("APP_HOST") or env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
-                        help="address to listen on (APP_HOST, GRADIO_SERVER_NAME; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(env.get("APP_PORT") or env.get("GRADIO_SERVER_PORT") or 7860),
-                        help="port (APP_PORT, GRADIO_SERVER_PORT; default 7860)")
-    parser.add_argument("--share", action="store_true", default=os.environ.get("APP_SHARE") == "1",
-                        help="also serve on a public gradio.live link")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        settings, export = Settings.from_env(), None
-        if settings.collection_import:
-            settings, export = start_from_export(settings, os.environ)
-        engine = Engine(settings)
-        media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
-        notice = prepare_collection(engine, media, export)
-        warm_up_speech(engine)
-    except RetrievalError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    launch(build_app(engine, media, notice), engine, server_name=args.host, server_port=args.port, share=args.share)
+    serve(build_app)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 The CLI overrides individual fields with flags (see ``cli.py``); the app and the
 scripts read the same variables, so a setting means the same thing everywhere.
+Every value is checked when the settings are made (``__post_init__``), so a wrong
+one stops a command at once, naming the variable and what it may be. The parts
+that need only some settings get their group: a store backend its store's
+(``chroma``, ``milvus``), the speech recogniser ``speech``, the app ``app``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from .errors import RetrievalError
 # Files bigger than this are skipped unread (a runaway file, or not a photo); MAX_FILE_MB overrides it.
 DEFAULT_MAX_FILE_MB = 500
 MAX_REGIONS_PER_PHOTO = 64  # region records one photo may have (REGIONS_PER_PHOTO, --regions-per-photo)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # or cuda:N
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+ASR_BACKENDS = ("faster-whisper", "openai-whisper")
 
 DEFAULT_MODEL = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 DEFAULT_CHROMA_PATH = "chroma_store"
@@ -94,6 +102,73 @@ def model_setting(env) -> str:
     return env.get("MODEL", "").strip() or env.get("CLIP_MODEL", "").strip()
 
 
+def _one_of(name: str, value: str, allowed: tuple[str, ...], also: str = "") -> None:
+    if value not in allowed:
+        raise RetrievalError(f"{name}={value!r}: use one of {', '.join(allowed)}{also}.")
+
+
+def cache_dir(env=os.environ) -> Path:
+    """``CACHE_DIR``, else ``$XDG_CACHE_HOME/photo-search``, else ``~/.cache/photo-search``: what the
+    product remembers per machine (precision trials, checked text exports)."""
+    configured = env.get("CACHE_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "photo-search"
+
+
+@dataclass(frozen=True)
+class ChromaSettings:
+    """What the Chroma backend needs: an embedded store folder, or a server."""
+    path: Path
+    host: str | None
+    port: int
+    collection: str
+
+    @property
+    def location(self) -> str:
+        return f"http://{self.host}:{self.port}" if self.host else str(self.path.resolve())
+
+
+@dataclass(frozen=True)
+class MilvusSettings:
+    """What the Milvus backend needs: Milvus Lite in a folder, or a server's address."""
+    store: str  # milvus:FOLDER or milvus://HOST:PORT
+    token: str | None
+    collection: str
+
+    @property
+    def lite_path(self) -> Path | None:
+        if self.store.startswith("milvus:") and not self.store.startswith("milvus://"):
+            return Path(self.store[len("milvus:"):]).expanduser()
+        return None
+
+    @property
+    def location(self) -> str:
+        lite = self.lite_path
+        return str(lite.resolve()) if lite is not None else self.store
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    """What voice search needs."""
+    backend: str
+    model: str
+    compute_type: str
+    max_seconds: float
+    language: str | None
+    temperature: float
+    threads: int | None
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Where and how the web app serves (APP_HOST, APP_PORT, APP_SHARE; a Hugging Face Space's
+    GRADIO_SERVER_NAME and GRADIO_SERVER_PORT when those are not set)."""
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+
+
 @dataclass(frozen=True)
 class Settings:
     model: str = DEFAULT_MODEL  # any supported image-text model: Hugging Face id or local folder
@@ -125,6 +200,21 @@ class Settings:
     regions: bool = False  # index objects and regions of each photo too (index --regions)
     region_proposer: str = "segments"  # segments, grid, or a SAM model (Hugging Face id or folder)
     regions_per_photo: int = 16
+    app_host: str = "127.0.0.1"
+    app_port: int = 7860
+    app_share: bool = False
+
+    def __post_init__(self):
+        """Every value checked once, here: a command with a wrong setting stops before it starts."""
+        device = (self.device or "auto").strip().lower()
+        if device not in DEVICES and not (device.startswith("cuda:") and device[5:].isdigit()):
+            raise RetrievalError(f"DEVICE={self.device!r}: use one of {', '.join(DEVICES)} (or cuda:N for one GPU).")
+        _one_of("PRECISION", self.precision, PRECISIONS)
+        _one_of("ASR_BACKEND", self.asr_backend, ASR_BACKENDS)
+        parse_store(self.store)
+        _regions_per_photo(self.regions_per_photo)
+        if not 1 <= int(self.app_port) <= 65535:
+            raise RetrievalError(f"APP_PORT={self.app_port}: use a port from 1 to 65535.")
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -158,12 +248,36 @@ class Settings:
             app_concurrency=_int("APP_CONCURRENCY", 4),
             regions=_flag("REGIONS", False),
             region_proposer=env.get("REGION_PROPOSER", "").strip() or "segments",
-            regions_per_photo=_regions_per_photo(_int("REGIONS_PER_PHOTO", 16)),
+            regions_per_photo=_int("REGIONS_PER_PHOTO", 16),
+            # A Hugging Face Space tells Gradio where to listen through GRADIO_SERVER_NAME/PORT:
+            # APP_HOST/APP_PORT win over those, and the app's flags over everything.
+            app_host=env.get("APP_HOST", "").strip() or env.get("GRADIO_SERVER_NAME", "").strip() or "127.0.0.1",
+            app_port=_int("APP_PORT", None) or _int("GRADIO_SERVER_PORT", 7860),
+            app_share=_flag("APP_SHARE", False),
         )
 
     def with_overrides(self, **changes) -> "Settings":
         """A copy with the given fields replaced; ``None`` values keep the current one."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    # -- each part's group -----------------------------------------------------
+
+    @property
+    def chroma(self) -> ChromaSettings:
+        return ChromaSettings(self.chroma_path, self.chroma_host, self.chroma_port, self.collection)
+
+    @property
+    def milvus(self) -> MilvusSettings:
+        return MilvusSettings(self.store, self.milvus_token, self.collection)
+
+    @property
+    def speech(self) -> SpeechSettings:
+        return SpeechSettings(self.asr_backend, self.asr_model, self.asr_compute_type, self.asr_max_seconds,
+                              self.asr_language, self.asr_temperature, self.torch_threads)
+
+    @property
+    def app(self) -> AppSettings:
+        return AppSettings(self.app_host, self.app_port, self.app_share)
 
     @property
     def max_file_bytes(self) -> int:
@@ -176,22 +290,18 @@ class Settings:
     @property
     def milvus_lite_path(self) -> Path | None:
         """The Milvus Lite folder, or ``None`` for a Milvus server (or Chroma)."""
-        if self.store.startswith("milvus:") and not self.store.startswith("milvus://"):
-            return Path(self.store[len("milvus:"):]).expanduser()
-        return None
+        return self.milvus.lite_path
 
     @property
     def store_location(self) -> str:
-        if self.store_backend == "milvus":
-            lite = self.milvus_lite_path
-            return str(lite.resolve()) if lite is not None else self.store
-        if self.chroma_host:
-            return f"http://{self.chroma_host}:{self.chroma_port}"
-        return str(self.chroma_path.resolve())
+        return self.milvus.location if self.store_backend == "milvus" else self.chroma.location
 
     @property
     def media_folder(self) -> Path:
-        """Where the app keeps uploads, thumbnails and the starter photos."""
+        """Where the app keeps uploads, thumbnails and the starter photos: ``MEDIA_PATH``, else a
+        "media" folder beside the store in use (in the embedded Chroma or Milvus Lite folder; for a
+        server, in CHROMA_PATH's folder on this machine)."""
         if self.media_path is not None:
             return self.media_path.expanduser().resolve()
-        return (self.chroma_path / "media").resolve()
+        lite = self.milvus_lite_path if self.store_backend == "milvus" else None
+        return ((lite if lite is not None else self.chroma_path) / "media").resolve()

@@ -39,7 +39,8 @@ def write_collection(folder):
 
 @pytest.fixture
 def running_app(engine, tmp_path):
-    from app import build_app, launch
+    from app import build_app
+    from retrieval.ui.startup import launch
 
     paths, table = write_collection(tmp_path)
     engine.index([tmp_path / "photos"], metadata_file=table)
@@ -257,7 +258,7 @@ def test_details_are_escaped_and_link_only_http():
 
 
 def test_first_run_adds_the_starter_gallery_once(engine):
-    from app import prepare_collection
+    from retrieval.ui.startup import prepare_collection
     from retrieval.ui.media import MediaFolder
     from retrieval.ui.starter import STARTER_PHOTOS
 
@@ -273,7 +274,8 @@ def test_first_run_adds_the_starter_gallery_once(engine):
 
 
 def test_starter_gallery_can_be_turned_off(settings):
-    from app import build_app, launch, prepare_collection
+    from app import build_app
+    from retrieval.ui.startup import launch, prepare_collection
     from retrieval.engine import Engine
     from retrieval.ui.media import MediaFolder
 
@@ -291,7 +293,8 @@ def test_starter_gallery_can_be_turned_off(settings):
 
 
 def test_a_missing_model_is_explained_in_the_page(settings, tmp_path):
-    from app import build_app, launch, prepare_collection
+    from app import build_app
+    from retrieval.ui.startup import launch, prepare_collection
     from retrieval.engine import Engine
     from retrieval.ui.media import MediaFolder
 
@@ -351,7 +354,9 @@ def test_every_result_has_a_picture_in_its_own_place(engine, tmp_path):
         paths[4].unlink()  # has nothing
         media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
         page = SearchPage(engine, media)
-        gallery, status, results, _, _ = page.by_text("photo", "", 6, 0, None, None)
+        from retrieval.ui.controls import ResultControls
+
+        gallery, status, results, _, _ = page.by_text("photo", "", ResultControls(k=6))
         assert len(gallery) == len(results) == 6 and "Showing 6 photos" in status
         by_file = {r["filename"]: i for i, r in enumerate(results)}
         assert gallery[by_file[paths[1].name]][0] == remote
@@ -380,7 +385,9 @@ def test_searches_keep_working_when_thumbnails_cannot_be_written(engine, tmp_pat
     thumbs = engine.settings.media_folder / "thumbs"
     thumbs.rmdir()
     thumbs.write_text("a file where the folder was: every thumbnail write fails, like a full disk")
-    gallery, status, results, _, _ = SearchPage(engine, media).by_text("photo", "", 6, 0, None, None)
+    from retrieval.ui.controls import ResultControls
+
+    gallery, status, results, _, _ = SearchPage(engine, media).by_text("photo", "", ResultControls(k=6))
     assert len(gallery) == len(results) == 6
     assert {picture for picture, _ in gallery} == {str(media.placeholder())}
 
@@ -476,7 +483,8 @@ def png_bomb(path: Path, width: int = 40_000, height: int = 40_000) -> Path:
 def test_every_door_of_the_page_checks_the_size_before_decoding(settings, tmp_path):
     """MAX_IMAGE_PIXELS holds in the Image tab, Image + Text and Add photos, with the CLI's message;
     a PNG bomb is refused the same way, not with Gradio's generic error."""
-    from app import build_app, launch
+    from app import build_app
+    from retrieval.ui.startup import launch
     from cli_runs import run_in_process
     from retrieval.engine import Engine
 
@@ -541,7 +549,8 @@ def test_the_page_says_what_the_model_reads_and_where_its_good_scores_start(engi
 
 
 def test_dates_order_and_camera_through_the_api(clip_settings, tmp_path):
-    from app import build_app, launch
+    from app import build_app
+    from retrieval.ui.startup import launch
     from exif_photos import write_exif_photo
     from retrieval.engine import Engine
 
@@ -578,7 +587,8 @@ def test_image_urls_that_are_not_web_addresses_are_never_served(engine, tmp_path
     """Records whose file is gone and whose image URL is a local path, a relative path, a file://
     URL, or a web address: the search succeeds, the web address is shown, every other one gets the
     placeholder, and no route hands out the bytes of a file outside the media folder."""
-    from app import build_app, launch
+    from app import build_app
+    from retrieval.ui.startup import launch
     from dataset_server import FlakyPhotoServer
 
     secret = tmp_path / "secret.txt"
@@ -639,3 +649,28 @@ def test_image_urls_that_are_not_web_addresses_are_never_served(engine, tmp_path
     written = out.read_text()
     assert str(secret) not in written and "file://" not in written and "etc/passwd" not in written
     assert server.base_url + "/web.jpg" in written
+
+
+def test_every_search_endpoint_takes_only_what_a_client_names(running_app, tmp_path):
+    """The result controls are optional and named: a client passes the query and k, nothing else."""
+    from speech_clips import speak
+
+    client, paths, _ = running_app
+    calls = {
+        "/search_text": dict(query="photo"),
+        "/search_transcript": dict(query="photo"),
+        "/search_image": dict(image=handle_file(str(paths[0]))),
+        "/search_tags": dict(tags=["beach"]),
+        "/search_image_text": dict(image=handle_file(str(paths[0])), text="at night"),
+        "/more_like_this": dict(record_id=client.predict(query="photo", k=1, api_name="/search_text")[2][0]["id"]),
+        "/search_voice": dict(audio=handle_file(str(speak("a dog running on the beach", tmp_path / "q.wav")))),
+    }
+    for endpoint, named in calls.items():
+        found = client.predict(**named, k=2, api_name=endpoint)
+        results = found[3] if endpoint == "/search_voice" else found[2]
+        assert 1 <= len(results) <= 2, endpoint
+    _, _, three, _ = client.predict(query="photo", k=3, order="newest first", api_name="/search_text")
+    assert len(three) == 3
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/search_text"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == ["query", "without", "k", "min_score", "photographer", "source",
+                                                         "camera", "after", "before", "order", "collapse"]

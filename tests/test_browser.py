@@ -33,7 +33,8 @@ if (window.speechSynthesis) {
 
 @pytest.fixture
 def page_url(engine, tmp_path):
-    from app import build_app, launch
+    from app import build_app
+    from retrieval.ui.startup import launch
 
     paths = write_photos(tmp_path / "photos", 6)
     rows = [{"filename": p.name, "description": f"photo number {i}", "photographer": "Ana Lima",

@@ -186,7 +186,8 @@ def test_the_app_starts_from_an_export_and_shows_photos_by_their_urls(clip_setti
     """A Space: no photo files, an ephemeral store, COLLECTION_IMPORT naming an export."""
     from gradio_client import Client
 
-    from app import build_app, launch, prepare_collection
+    from app import build_app
+    from retrieval.ui.startup import launch, prepare_collection
     from retrieval.indexing.transfer import start_from_export
     from retrieval.ui.media import MediaFolder
 

@@ -113,7 +113,8 @@ def _write_unapplicable_record(settings) -> None:
 def test_a_table_with_twenty_thousand_tags_through_the_page_then_a_restart(engine, tmp_path):
     from gradio_client import Client, handle_file
 
-    from app import build_app, launch
+    from app import build_app
+    from retrieval.ui.startup import launch
 
     paths = write_photos(tmp_path / "photos", 3)
     table = tags_table(tmp_path, [p.name for p in paths])

@@ -30,15 +30,14 @@ import json, sys, time
 from gradio_client import Client
 url, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 client = Client(url, verbose=False, download_files=False)
-unset = json.loads(sys.argv[4])
-client.predict("warm up", "", 10, 0, None, None, *unset, api_name="/search_text")
+client.predict("warm up", k=10, api_name="/search_text")
 print("ready", flush=True)
 sys.stdin.readline()
 timings = []
 for number in range(start, start + count):
     began = time.perf_counter()
-    client.predict(f"a photo of a {['dog', 'beach', 'city', 'cat'][number % 4]} number {number}", "",
-                   10, 0, None, None, *unset, api_name="/search_text")
+    client.predict(f"a photo of a {['dog', 'beach', 'city', 'cat'][number % 4]} number {number}", k=10,
+                   api_name="/search_text")
     timings.append(time.perf_counter() - began)
 print(json.dumps(timings), flush=True)
 """
@@ -55,9 +54,7 @@ def _clients_at_once(url: str, clients: int, queries: int) -> tuple[list[float],
     """Timings of every query, and the CPU seconds the clients used while querying."""
     import psutil
 
-    from ..ui.handlers import UNSET_OPTIONS
-
-    runs = [subprocess.Popen([sys.executable, "-c", _CLIENT, url, str(1000 * i), str(queries), json.dumps(UNSET_OPTIONS)],
+    runs = [subprocess.Popen([sys.executable, "-c", _CLIENT, url, str(1000 * i), str(queries)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for i in range(clients)]
     try:
         for run in runs:

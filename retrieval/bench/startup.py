@@ -61,15 +61,12 @@ def run(report: Report, model: str, store: Path, queries: int = 20, timeout: flo
 
     import psutil
 
-    from ..ui.handlers import UNSET_OPTIONS
-
     with served_app(model, store, timeout) as (url, ready, process):
         client = Client(url, verbose=False)
-        options = (10, 0, None, None, *UNSET_OPTIONS)
         timings = []
         for number in range(queries + 1):
             began = time.perf_counter()
-            client.predict(text_query(number), "", *options, api_name="/search_text")
+            client.predict(text_query(number), k=10, api_name="/search_text")
             timings.append(time.perf_counter() - began)
         app = psutil.Process(process.pid)  # the app and any helpers it started
         resident = sum(p.memory_info().rss for p in [app, *app.children(recursive=True)]) / 2**20

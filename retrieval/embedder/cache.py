@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from ..settings import cache_dir
 
 
 def cache_root() -> Path:
     """``CACHE_DIR``, else ``$XDG_CACHE_HOME/photo-search``, else ``~/.cache/photo-search``."""
-    configured = os.environ.get("CACHE_DIR", "").strip()
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "photo-search"
+    return cache_dir()

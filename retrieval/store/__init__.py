@@ -24,10 +24,10 @@ def open_store(settings: Settings) -> PhotoStore:
 
             raise RetrievalError(f"STORE={settings.store} needs the Milvus client ({exc.name} is missing): "
                                  "pip install pymilvus milvus-lite") from None
-        return MilvusStore(settings)
+        return MilvusStore(settings.milvus)
     from .chroma import ChromaStore
 
-    return ChromaStore(settings)
+    return ChromaStore(settings.chroma)
 
 
 def repair_store(settings: Settings):
@@ -40,4 +40,4 @@ def repair_store(settings: Settings):
                              "when it is written, so it needs no repair: its error says what was refused.")
     from .chroma import repair_local
 
-    return repair_local(settings)
+    return repair_local(settings.chroma)

@@ -21,6 +21,7 @@ import logging
 import shutil
 import sqlite3
 import threading
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -32,7 +33,7 @@ from chromadb.errors import ChromaError, NotFoundError
 from ..errors import RetrievalError, first_line
 from .filters import AllOf, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
-from ..settings import Settings
+from ..settings import ChromaSettings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
 
 log = logging.getLogger(__name__)
@@ -210,14 +211,14 @@ class _ServerConnection:
 class _Failures:
     """Turns what Chroma, the network or the disk raise into a RetrievalError."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ChromaSettings):
         self.settings = settings
-        self.location = settings.store_location
+        self.location = settings.location
 
     def server_down(self, exc: BaseException) -> RetrievalError:
         return RetrievalError(
             f"The Chroma server at {self.location} is unreachable ({first_line(exc)}). Start it again "
-            f"(`chroma run --path chroma_store --port {self.settings.chroma_port}`) and repeat the "
+            f"(`chroma run --path chroma_store --port {self.settings.port}`) and repeat the "
             "command: everything committed so far is kept. Or unset CHROMA_HOST to use a local store."
         )
 
@@ -228,10 +229,10 @@ class _Failures:
         )
 
     def _disk_is_full(self) -> bool:
-        if self.settings.chroma_host:
+        if self.settings.host:
             return False
         try:
-            return shutil.disk_usage(self.settings.chroma_path).free < _LOW_DISK_BYTES
+            return shutil.disk_usage(self.settings.path).free < _LOW_DISK_BYTES
         except OSError:
             return False
 
@@ -251,7 +252,7 @@ class _Failures:
         )
 
     def _hint(self) -> str:
-        if self.settings.chroma_host:
+        if self.settings.host:
             return " Check the Chroma server's log."
         return (" If this keeps happening, run `python -m retrieval repair`, which mends a store that a "
                 "write it could not apply has blocked; if that does not help, the store is damaged: move "
@@ -271,15 +272,15 @@ class _Failures:
             raise
 
 
-def _open_connection(settings: Settings, failures: _Failures):
-    if settings.chroma_host:
+def _open_connection(settings: ChromaSettings, failures: _Failures):
+    if settings.host:
         try:
-            client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+            client = chromadb.HttpClient(host=settings.host, port=settings.port,
                                          settings=chromadb.Settings(anonymized_telemetry=False))
         except Exception as exc:  # chromadb raises many types for a server that isn't there
             raise failures.server_down(exc) from None
         return _ServerConnection(client)
-    folder = settings.chroma_path
+    folder = settings.path
     database = folder / _SQLITE_FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -298,7 +299,7 @@ def _open_connection(settings: Settings, failures: _Failures):
         return _open_local(folder, database, settings, failures)
 
 
-def _open_local(folder: Path, database: Path, settings: Settings, failures: _Failures) -> "_LocalConnection":
+def _open_local(folder: Path, database: Path, settings: ChromaSettings, failures: _Failures) -> "_LocalConnection":
     try:
         return _LocalConnection.of(folder)
     except Exception as exc:  # noqa: BLE001 - chromadb raises many types for a bad store file
@@ -306,7 +307,7 @@ def _open_local(folder: Path, database: Path, settings: Settings, failures: _Fai
         if "not a database" in message.lower() or "malformed" in message.lower() \
                 or "file is not" in message.lower():
             raise RetrievalError(
-                f"The store at {settings.store_location} is damaged ({message}). Restore "
+                f"The store at {settings.location} is damaged ({message}). Restore "
                 f"{database.name} from a backup, or move the folder aside and index your photos again."
             ) from None
         raise failures.translate(exc, "opened") from None
@@ -315,9 +316,9 @@ def _open_local(folder: Path, database: Path, settings: Settings, failures: _Fai
 # -- the store ------------------------------------------------------------------
 
 class ChromaStore(PhotoStore):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: ChromaSettings):
         self._settings = settings
-        self.location = settings.store_location
+        self.location = settings.location
         self.collection_name = settings.collection
         self._failures = _Failures(settings)
         self._connection = _open_connection(settings, self._failures)
@@ -493,7 +494,7 @@ class ChromaStore(PhotoStore):
                 )
 
     def companion(self, collection_name: str) -> "ChromaStore":
-        return ChromaStore(self._settings.with_overrides(collection=collection_name))
+        return ChromaStore(replace(self._settings, collection=collection_name))
 
     def rename_collection(self, new_name: str) -> None:
         with self._failures.guard("written"), self._connection.writing():
@@ -527,17 +528,17 @@ def _records(got: dict, with_embeddings: bool) -> list[StoredRecord]:
     ]
 
 
-def repair_local(settings: Settings):
+def repair_local(settings: ChromaSettings):
     """Mend an embedded store whose log a record it could not apply has blocked (see
     ``chroma_repair``), then check that it reads again. Returns the ``RepairReport``."""
     from .chroma_repair import mend_log
 
-    if settings.chroma_host:
+    if settings.host:
         raise RetrievalError(
-            f"`repair` mends a store folder on this machine; the store at {settings.store_location} is a "
+            f"`repair` mends a store folder on this machine; the store at {settings.location} is a "
             "Chroma server. Stop the server and run the repair with CHROMA_PATH set to its --path folder."
         )
-    folder = settings.chroma_path
+    folder = settings.path
     database = folder / _SQLITE_FILE
     if not database.is_file():
         raise RetrievalError(f"There is no store at {folder.resolve()} (no {_SQLITE_FILE}): nothing to repair. "

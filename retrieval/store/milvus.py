@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -29,7 +30,7 @@ import numpy as np
 from ..errors import RetrievalError, first_line
 from .filters import AllOf, Compare, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
-from ..settings import Settings
+from ..settings import MilvusSettings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
 
 log = logging.getLogger(__name__)
@@ -157,18 +158,18 @@ def _locked_by_another_process(folder: Path) -> bool:
     return False
 
 
-def _client(settings: Settings):
+def _client(settings: MilvusSettings):
     from pymilvus import MilvusClient
 
     # Set once pymilvus has configured its loggers: the iterator warns on every call that
     # Milvus Lite has no server timestamp ("use client-side ts instead"), which changes nothing.
     logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
 
-    lite = settings.milvus_lite_path
+    lite = settings.lite_path
     if lite is not None:
         key = (str(lite.resolve()), None)
     else:
-        key = ("http://" + settings.store[len("milvus://"):], settings.milvus_token)
+        key = ("http://" + settings.store[len("milvus://"):], settings.token)
     with _clients_lock:
         if key not in _clients:
             uri = _lite_uri(lite) if lite is not None else key[0]
@@ -177,16 +178,16 @@ def _client(settings: Settings):
             options = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": 0} \
                 if lite is not None else {}
             try:
-                _clients[key] = MilvusClient(uri=uri, token=settings.milvus_token or "", timeout=30,
+                _clients[key] = MilvusClient(uri=uri, token=settings.token or "", timeout=30,
                                              grpc_options=options)
             except Exception as exc:  # noqa: BLE001 - pymilvus raises many types for a missing server
                 raise _server_down(settings, exc) from None
         return _clients[key]
 
 
-def _server_down(settings: Settings, exc: BaseException) -> RetrievalError:
+def _server_down(settings: MilvusSettings, exc: BaseException) -> RetrievalError:
     return RetrievalError(
-        f"The Milvus server at {settings.store_location} is unreachable ({first_line(exc)}). Start it "
+        f"The Milvus server at {settings.location} is unreachable ({first_line(exc)}). Start it "
         "again and repeat the command: everything committed so far is kept. Or set STORE=chroma "
         "to use a local store."
     )
@@ -195,9 +196,9 @@ def _server_down(settings: Settings, exc: BaseException) -> RetrievalError:
 # -- the store ------------------------------------------------------------------------
 
 class MilvusStore(PhotoStore):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: MilvusSettings):
         self.settings = settings
-        self.location = settings.store_location
+        self.location = settings.location
         self.collection_name = settings.collection
         self._client = _client(settings)
         self._lock = threading.RLock()
@@ -403,7 +404,7 @@ class MilvusStore(PhotoStore):
                 self._client.delete(self._name, ids=ids[start:start + _WRITE_BATCH])
 
     def companion(self, collection_name: str) -> "MilvusStore":
-        return MilvusStore(self.settings.with_overrides(collection=collection_name))
+        return MilvusStore(replace(self.settings, collection=collection_name))
 
     def rename_collection(self, new_name: str) -> None:
         with self._lock, self._guard("written"):

@@ -16,21 +16,17 @@ import gradio as gr
 
 from ..engine import Engine
 from ..errors import RetrievalError
-from ..search.fact_filters import date_range
 from ..photos.images import ImageRejected
 from ..photos.metadata_table import MetadataTable
 from ..search.searcher import QueryTerm, SearchRequest
 from . import present
+from .controls import ResultControls, with_controls
 from .map_view import MapLayout
 from .media import MediaFolder
 from ..photos.web_urls import web_url
 
 log = logging.getLogger("retrieval.app")
 
-ORDERS = {"best match": "score", "newest first": "-date", "oldest first": "date"}
-# The result controls after photographer and source as an API client leaves them (no camera, no
-# dates, best match first, near-identical photos apart): ``SearchPage._options``, in its order.
-UNSET_OPTIONS = ("", "", "", "best match", False)
 FACET_FIELDS = ("tags", "photographer", "source", "camera")  # the dropdowns filled with counted values
 MAX_FACET_CHOICES = 1000  # the rest can still be typed: the dropdowns accept custom values
 
@@ -110,26 +106,6 @@ class SearchPage:
         self.facets = FacetCounts(engine)
         self.map = MapLayout(engine, media)
 
-    # -- shared result controls ----------------------------------------------
-
-    @staticmethod
-    def _options(k: float, min_score: float, photographer: str | None, source: str | None,
-                 camera: str | None = None, after: str | None = None, before: str | None = None,
-                 order: str | None = None, collapse: bool = False) -> dict[str, Any]:
-        """The result controls (``OPTIONS`` in app.py, in this order) as search request fields."""
-        filters: dict[str, Any] = {}
-        if photographer:
-            filters["photographer"] = photographer
-        if source:
-            filters["source"] = source
-        if camera:
-            filters["camera"] = camera
-        taken = date_range(after, before)
-        if taken is not None:
-            filters["taken_at"] = taken
-        return {"k": int(k), "min_score": float(min_score) or None, "filters": filters,
-                "sort": ORDERS.get(order or "", "score"), "collapse_duplicates": bool(collapse)}
-
     def _pictures(self, record_ids: list[str], kind: str) -> list[str]:
         """One picture per result, so gallery positions always match the results: a served copy
         of its photo, else its stored image URL, else a "file missing" placeholder."""
@@ -171,19 +147,18 @@ class SearchPage:
 
     # -- one handler per tab ---------------------------------------------------
 
-    def by_text(self, text: str, without: str, *options):
+    def by_text(self, text: str, without: str, controls: ResultControls):
         text = (text or "").strip()
         terms = [QueryTerm("text", text)]
         if (without or "").strip():
             terms.append(QueryTerm("text", without.strip(), -1.0))
-        request = SearchRequest(terms=terms, **self._options(*options))
+        request = SearchRequest(terms=terms, **controls.request_fields())
         what = f"“{present.shorten(text)}”"
         if text and not self.engine.embedder.reads_whole(text):
             what += f" (shortened: the model reads the first {self.engine.embedder.context_length} tokens)"
         return self._run(request, what)
 
-    def from_link(self, without: str, k, min_score, photographer, source, camera, after, before, order, collapse,
-                  request: gr.Request):
+    def from_link(self, without: str, controls: ResultControls, request: gr.Request):
         """The search a shared link (``?q=...&k=...``) asks for: the query box, the number of
         results and the search's outputs; nothing at all when the link has no query."""
         params = request.query_params if request is not None else {}
@@ -191,43 +166,42 @@ class SearchPage:
         if not text:
             return tuple(gr.skip() for _ in range(7))
         try:
-            k = min(max(int(params.get("k") or k), 1), 100)
+            controls = replace(controls, k=min(max(int(params.get("k") or controls.k), 1), 100))
         except ValueError:
             pass
-        return (text, k, *self.by_text(text, without, k, min_score, photographer, source, camera, after, before,
-                                       order, collapse))
+        return (text, controls.k, *self.by_text(text, without, controls))
 
-    def rerun(self, last, *options):
+    def rerun(self, last, controls: ResultControls):
         """The last search again with the result controls as they are now."""
         if not last:
             return tuple(gr.skip() for _ in range(5))
         request, what, _shown = last
-        return self._run(replace(request, offset=0, **self._options(*options)), what)
+        return self._run(replace(request, offset=0, **controls.request_fields()), what)
 
-    def by_image(self, image, *options):
+    def by_image(self, image, controls: ResultControls):
         if image is None:
             raise RetrievalError("Upload, paste or take a photo to search with.")
-        request = SearchRequest(terms=[QueryTerm("image", image)], **self._options(*options))
+        request = SearchRequest(terms=[QueryTerm("image", image)], **controls.request_fields())
         return self._run(request, "the example image")
 
-    def by_tags(self, tags: list[str] | None, match: str, *options):
+    def by_tags(self, tags: list[str] | None, match: str, controls: ResultControls):
         tags = [t for t in (tags or []) if str(t).strip()]
         if not tags:
             raise RetrievalError("Pick at least one tag.")
-        request = SearchRequest(tags=tags, match_all_tags=(match == "all"), **self._options(*options))
+        request = SearchRequest(tags=tags, match_all_tags=(match == "all"), **controls.request_fields())
         return self._run(request, f"tags {present.shorten(', '.join(tags))} ({match})")
 
-    def by_image_and_text(self, image, text: str, text_weight: float, *options):
+    def by_image_and_text(self, image, text: str, text_weight: float, controls: ResultControls):
         if image is None:
             raise RetrievalError("Add a photo as well as the text (or use the Text tab).")
         if not (text or "").strip():
             raise RetrievalError("Add some text as well as the photo (or use the Image tab).")
         text_weight = float(text_weight)
         terms = [QueryTerm("image", image, 1.0 - text_weight), QueryTerm("text", text, text_weight)]
-        request = SearchRequest(terms=terms, **self._options(*options))
+        request = SearchRequest(terms=terms, **controls.request_fields())
         return self._run(request, f"the image + “{present.shorten(text)}”")
 
-    def by_voice(self, audio_path: str | None, language: str | None, *options):
+    def by_voice(self, audio_path: str | None, language: str | None, controls: ResultControls):
         """Transcribe, then search with the transcript; nothing is searched when no one spoke
         or what was heard is not trusted. ``language``: a code, or "auto"/None to detect."""
         if not audio_path:
@@ -237,15 +211,15 @@ class SearchPage:
         description = self.engine.speech.describe(heard)
         if not heard.speech_detected:
             return "", [], description, [], None, description
-        request = SearchRequest(terms=[QueryTerm("text", heard.text)], **self._options(*options))
+        request = SearchRequest(terms=[QueryTerm("text", heard.text)], **controls.request_fields())
         gallery, status, results, last, spoken = self._run(request, f"“{present.shorten(heard.text)}”")
         return heard.text, gallery, f"{present.escape(description)}\n\n{status}", results, last, spoken
 
-    def more_like_this(self, record_id: str, *options):
+    def more_like_this(self, record_id: str, controls: ResultControls):
         if not (record_id or "").strip():
             raise RetrievalError("Select a result first.")
         request = SearchRequest(terms=[QueryTerm("record", record_id.strip())],
-                                exclude_ids={record_id.strip()}, **self._options(*options))
+                                exclude_ids={record_id.strip()}, **controls.request_fields())
         return self._run(request, "photos like the selected one")
 
     def more_results(self, last):
@@ -298,6 +272,16 @@ class SearchPage:
         result = present.public({"id": records[0].id, **records[0].metadata})
         return (self._pictures([result["id"]], "preview")[0], present.details_html(result), result["id"], None,
                 gr.Column(visible=True))
+
+    def show_previous(self, results: list[dict] | None, index):
+        return self.show(results, index, -1)
+
+    def show_next(self, results: list[dict] | None, index):
+        return self.show(results, index, +1)
+
+    @staticmethod
+    def hide_viewer():
+        return gr.Column(visible=False)
 
     @staticmethod
     def close_viewer():
@@ -385,3 +369,24 @@ class SearchPage:
         return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in FACET_FIELDS)
 
 
+
+
+class PageEndpoints:
+    """Every function the page wires, each guarded once (our errors become a message in the page,
+    never a traceback); the searches take their inputs, then the result controls by name
+    (``controls.with_controls``), so an API client may pass only what it needs."""
+
+    def __init__(self, page: SearchPage):
+        search = lambda handler, *inputs, **optional: guarded(with_controls(handler, *inputs, **optional))  # noqa: E731
+        self.search_text = search(page.by_text, "query", without="")
+        self.search_image = search(page.by_image, "image")
+        self.search_tags = search(page.by_tags, "tags", match="any")
+        self.search_image_text = search(page.by_image_and_text, "image", "text", text_weight=0.5)
+        self.search_voice = search(page.by_voice, "audio", language="auto")
+        self.more_like_this = search(page.more_like_this, "record_id")
+        self.rerun = search(page.rerun, "last")
+        self.from_link = guarded(with_controls(page.from_link, request_type=gr.Request, without=""))
+        for name in ("more_results", "why_this_matched", "map_html", "open_from_map", "details", "show_previous",
+                     "show_next", "close_viewer", "hide_viewer", "describe_uploads", "add_photos", "facet_updates",
+                     "speech_model", "search_model"):
+            setattr(self, name, guarded(getattr(page, name)))

@@ -1,0 +1,78 @@
+"""The result controls (how many, how good, which photos, in which order) as one named value.
+
+Every search endpoint takes its own inputs, then the controls. An API client names only
+what it needs (``client.predict("a cat", k=12, api_name="/search_text")``): each control
+has a default, so a control added later never breaks an older client. The handlers,
+the benchmark's clients and the page all use this one definition.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable
+
+from ..search.fact_filters import date_range
+
+ORDERS = {"best match": "score", "newest first": "-date", "oldest first": "date"}
+
+
+@dataclass(frozen=True)
+class ResultControls:
+    k: int = 12  # results per page
+    min_score: float = 0.0  # 0: no cut-off
+    photographer: str | None = None
+    source: str | None = None
+    camera: str | None = None  # as people name it ("iPhone 15 Pro", "canon")
+    after: str | None = None  # taken from: 2024, 2024-06, 2024-06-01
+    before: str | None = None  # taken before
+    order: str = "best match"  # one of ORDERS
+    collapse: bool = False  # near-identical photos as one result ("+N similar")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in fields(cls))
+
+    def values(self) -> tuple:
+        """In the order the page's controls are wired."""
+        return tuple(asdict(self).values())
+
+    def request_fields(self) -> dict[str, Any]:
+        """As fields of a ``SearchRequest``."""
+        filters: dict[str, Any] = {}
+        for name in ("photographer", "source", "camera"):
+            if getattr(self, name):
+                filters[name] = getattr(self, name)
+        taken = date_range(self.after or None, self.before or None)
+        if taken is not None:
+            filters["taken_at"] = taken
+        return {"k": int(self.k), "min_score": float(self.min_score or 0) or None, "filters": filters,
+                "sort": ORDERS.get(self.order or "", "score"), "collapse_duplicates": bool(self.collapse)}
+
+
+def with_controls(handler: Callable, *inputs: str, request_type: type | None = None, **optional: Any) -> Callable:
+    """``handler(*inputs, *optional, controls)`` as a function of the tab's inputs (``optional``
+    ones with their defaults) and then every control by name, each with its default: the
+    signature Gradio names the API's parameters by. ``request_type``: the handler also takes
+    the web request (Gradio fills a last parameter annotated with it)."""
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter(name, keyword) for name in inputs]
+    parameters += [inspect.Parameter(name, keyword, default=default) for name, default in optional.items()]
+    parameters += [inspect.Parameter(field.name, keyword, default=field.default) for field in fields(ResultControls)]
+    if request_type is not None:
+        parameters.append(inspect.Parameter("request", keyword, default=None, annotation=request_type))
+    signature = inspect.Signature(parameters)
+    own = [*inputs, *optional]
+
+    @functools.wraps(handler)
+    def run(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        controls = ResultControls(**{name: values[name] for name in ResultControls.names()})
+        extra = (values["request"],) if request_type is not None else ()
+        return handler(*(values[name] for name in own), controls, *extra)
+
+    run.__signature__ = signature
+    return run
