@@ -537,7 +537,7 @@ def cmd_precision(engine, args) -> int:
     embedder = Engine(engine.settings.with_overrides(text_export=False))._load_model()
     if args.json:
         _print_json({"model": engine.settings.model, "device": embedder.device,
-                     "dtype": str(embedder.dtype).removeprefix("torch."), "why": embedder.precision_note,
+                     "precision": embedder.precision, "why": embedder.precision_note,
                      "forgotten": forgotten})
     else:
         print(f"{engine.settings.model} on {embedder.device}: {embedder.precision_note}")

@@ -133,7 +133,7 @@ class Engine:
             from .indexing.cluster import RayPreparer
 
             preparer = RayPreparer(self.settings, ray, ray_workers,
-                                   precision=lambda: str(self.embedder.dtype).removeprefix("torch."))
+                                   precision=lambda: self.embedder.precision)
 
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
         if table is not None:

@@ -157,7 +157,7 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
         return
     model = settings.model
     embedder = load_embedder(model, settings.torch_threads, settings.precision, settings.device)
-    report.details["model"] = {**embedder.describe(), "dtype": str(embedder.dtype).removeprefix("torch.")}
+    report.details["model"] = {**embedder.describe(), "precision": embedder.precision}
     if "indexing" in sections:
         indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work, args.rounds)
     if "queries" in sections:

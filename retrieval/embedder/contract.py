@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -68,8 +68,8 @@ class Embedder(ABC):
     languages: Languages
     scores: ScoreScale
     device: str  # "cpu", "cuda", "mps"
-    precision_note: str  # the arithmetic in use and why
-    dtype: Any  # the torch dtype of that arithmetic (cluster workers are given the same)
+    precision: str  # the image side's arithmetic: "float32", "bfloat16" or "float16" (cluster workers get the same)
+    precision_note: str  # that arithmetic and why
     context_length: int  # tokens a text may have before it is cut
 
     @property

@@ -1,4 +1,10 @@
-"""Loading a checkpoint by Hugging Face id or local folder, with failures in words."""
+"""Loading a checkpoint by Hugging Face id or local folder, with failures in words.
+
+The policy every model the product loads follows (the image-text model, SAM, Whisper):
+a local folder or a Hugging Face id; the local cache before the network; when the
+Hub can't be reached, one message naming the setting and how to bring a folder over
+(``load_failure_message``); the device from ``DEVICE`` and the CPU threads from
+``TORCH_THREADS`` (``runtime.py``)."""
 
 from __future__ import annotations
 
@@ -15,12 +21,15 @@ log = logging.getLogger(__name__)
 DEFAULT_EXAMPLE = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 
 
-def load_failure_message(name: str, reason: str) -> str:
+def load_failure_message(name: str, reason: str, setting: str = "MODEL", example: str = DEFAULT_EXAMPLE,
+                         flag: str = "--model") -> str:
+    """Why a model can't be had, and the way round it: the same words for every model loaded."""
+    folder = "./models/" + example.rsplit("/", 1)[-1].lower()
     return (
         f"Could not load the model '{name}': {reason}\n"
         "If this machine is offline or the id is wrong, download the model where you have "
-        f"internet (for example `hf download {DEFAULT_EXAMPLE} --local-dir ./models/clip`), copy the "
-        "folder here and set MODEL=/path/to/that/folder (or pass --model)."
+        f"internet (for example `hf download {example} --local-dir {folder}`), copy the "
+        f"folder here and set {setting}=/path/to/that/folder" + (f" (or pass {flag})." if flag else ".")
     )
 
 

@@ -10,6 +10,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
+def use_threads(threads: int | None) -> None:
+    """``TORCH_THREADS``: the CPU threads torch computes with (every model this process loads)."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def resolve_device(setting: str) -> str:
     """auto: a CUDA GPU, else Apple's MPS, else the CPU. A named device must exist."""
     setting = (setting or "auto").strip().lower()

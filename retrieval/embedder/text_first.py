@@ -53,8 +53,8 @@ class TextFirstEmbedder(Embedder):
         return text if self._full is None else f"{self._full.precision_note}; {text}"
 
     @property
-    def dtype(self):
-        return self.full.dtype
+    def precision(self) -> str:
+        return self.full.precision
 
     # -- images: the full model ------------------------------------------------
 

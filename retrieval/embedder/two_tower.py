@@ -22,14 +22,13 @@ from .contract import Embedder, ScoreScale, clean_texts
 from .families import Family, label_of
 from .loading import load_checkpoint
 from . import precision_trial
-from .runtime import compute_dtype, resolve_device
+from .runtime import compute_dtype, resolve_device, use_threads
 
 
 class TwoTowerEmbedder(Embedder):
     def __init__(self, model_name: str, torch_threads: int | None = None, precision: str = "auto",
                  device: str = "auto"):
-        if torch_threads:
-            torch.set_num_threads(torch_threads)
+        use_threads(torch_threads)
         self.name = model_name
         self.device = resolve_device(device)
         self.dtype, self.precision_note = compute_dtype(precision, self.device)
@@ -59,6 +58,10 @@ class TwoTowerEmbedder(Embedder):
         else:
             self._model = self._text_model = model.to(self.device, self.dtype)
             self._text_autocast = False
+
+    @property
+    def precision(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
 
     # -- images -------------------------------------------------------------
 

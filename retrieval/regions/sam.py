@@ -42,20 +42,40 @@ class SamProposer(Proposer):
     def load(cls, model: str, device: str = "cpu", threads: int | None = None) -> "SamProposer":
         from transformers import SamImageProcessorPil, SamModel  # Pillow's processor: no torchvision
 
+        from ..embedder.checkpoint import local_folder
+        from ..embedder.loading import load_failure_message
+        from ..embedder.runtime import resolve_device, use_threads
+        from ..hub import hub_unreachable
+
+        placed = resolve_device(device)
+        use_threads(threads)
+        options = {} if local_folder(model) is not None else {"local_files_only": True}
+
+        def load():
+            return SamImageProcessorPil.from_pretrained(model, **options), SamModel.from_pretrained(model, **options)
+
         try:
-            processor = SamImageProcessorPil.from_pretrained(model)
-            loaded = SamModel.from_pretrained(model)
+            try:
+                processor, loaded = load()
+            except OSError:
+                if not options:
+                    raise
+                unreachable = hub_unreachable()  # not in the local cache: the Hub, if it answers
+                if unreachable:
+                    raise RetrievalError(load_failure_message(
+                        model, f"it is not in the local cache and {unreachable}. Or use --proposer segments, "
+                        "which needs no download.", "REGION_PROPOSER", "facebook/sam-vit-base", "--proposer")) from None
+                options.clear()
+                processor, loaded = load()
         except OSError as exc:
-            raise RetrievalError(
-                f"The region model '{model}' could not be loaded ({first_line(exc)}). Give a SAM model's Hugging "
-                "Face id (facebook/sam-vit-base) with internet access, or a folder holding one, as "
-                "REGION_PROPOSER / --proposer; or use --proposer segments, which needs no download."
-            ) from None
+            raise RetrievalError(load_failure_message(
+                model, f"{first_line(exc)}. Or use --proposer segments, which needs no download.",
+                "REGION_PROPOSER", "facebook/sam-vit-base", "--proposer")) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise RetrievalError(f"'{model}' is not a SAM model ({first_line(exc)}); --proposer takes segments, "
                                  "grid, or a SAM model.") from None
-        if device not in ("auto", "cpu"):
-            loaded = loaded.to(device)
+        if placed != "cpu":
+            loaded = loaded.to(placed)
         return cls(loaded, processor)
 
     def propose(self, image: Image.Image, limit: int) -> list[Box]:

