@@ -47,3 +47,11 @@ def test_threads_and_device_come_from_the_same_settings(tiny_model):
         torch.set_num_threads(before)
     with pytest.raises(RetrievalError, match="DEVICE"):
         SamProposer.load(str(tiny_model), device="tpu")
+
+
+def test_the_speech_model_takes_the_device_setting_too():
+    from conftest import bundled_whisper
+
+    assert SpeechRecognizer(Settings(asr_model=bundled_whisper(), device="cpu")).backend.multilingual is False
+    with pytest.raises(RetrievalError, match="DEVICE=cuda"):  # this machine has no GPU
+        SpeechRecognizer(Settings(asr_model=bundled_whisper(), device="cuda")).backend

@@ -134,13 +134,27 @@ def trusted_text(recognised: Recognised) -> tuple[str, str]:
     return text, ("" if text else (reasons[0] if reasons else ""))
 
 
+def _ctranslate2_device(setting: str) -> str:
+    """``DEVICE`` for CTranslate2 (faster-whisper), asked without importing torch: a CUDA GPU when
+    there is one and DEVICE allows it, else the CPU (CTranslate2 has no Apple MPS)."""
+    import ctranslate2
+
+    setting = (setting or "auto").lower()
+    gpus = ctranslate2.get_cuda_device_count()
+    if setting.startswith("cuda") and not gpus:
+        raise RetrievalError(f"DEVICE={setting} but CTranslate2 sees no CUDA GPU here for the speech model. "
+                             "Set DEVICE=auto or DEVICE=cpu.")
+    return "cuda" if gpus and setting in ("auto",) or setting.startswith("cuda") else "cpu"
+
+
 class FasterWhisperBackend:
-    def __init__(self, model: str, compute_type: str = "int8", threads: int | None = None):
+    def __init__(self, model: str, compute_type: str = "int8", threads: int | None = None, device: str = "auto"):
         from faster_whisper import WhisperModel
 
         source, self.description = _faster_whisper_source(model)
+        placed = _ctranslate2_device(device)
         try:
-            self._model = WhisperModel(source, device="cpu", compute_type=compute_type,
+            self._model = WhisperModel(source, device=placed, compute_type=compute_type,
                                        cpu_threads=threads or 0)
         except (OSError, RuntimeError, ValueError) as exc:
             raise RetrievalError(load_failure_message(
@@ -212,7 +226,7 @@ def _bundled_model() -> tuple[str, str] | None:
 
 
 class OpenAIWhisperBackend:
-    def __init__(self, model: str, threads: int | None = None):
+    def __init__(self, model: str, threads: int | None = None, device: str = "auto"):
         try:
             import whisper
         except ImportError:
@@ -226,11 +240,13 @@ class OpenAIWhisperBackend:
         if not path.is_file() and model not in whisper.available_models():
             raise RetrievalError(f"ASR_MODEL={model!r} is neither a .pt checkpoint nor one of "
                                  f"{', '.join(whisper.available_models())}.")
-        from ..embedder.runtime import use_threads
+        from ..embedder.runtime import resolve_device, use_threads
 
         use_threads(threads)
+        placed = resolve_device(device)
         try:
-            self._model = whisper.load_model(str(path) if path.is_file() else model, device="cpu")
+            self._model = whisper.load_model(str(path) if path.is_file() else model,
+                                             device="cpu" if placed == "mps" else placed)  # Whisper has no MPS kernels
         except Exception as exc:  # noqa: BLE001 - download and unpickling errors of every kind
             raise RetrievalError(f"Could not load the Whisper model '{model}' ({type(exc).__name__}: "
                                  f"{exc}). Offline, set ASR_MODEL to a downloaded .pt file.") from None
@@ -286,8 +302,9 @@ class SpeechRecognizer:
     def _load(self) -> Backend:
         settings = self.settings
         if settings.asr_backend == "openai-whisper":
-            return OpenAIWhisperBackend(settings.asr_model, settings.torch_threads)
-        return FasterWhisperBackend(settings.asr_model, settings.asr_compute_type, settings.torch_threads)
+            return OpenAIWhisperBackend(settings.asr_model, settings.torch_threads, settings.device)
+        return FasterWhisperBackend(settings.asr_model, settings.asr_compute_type, settings.torch_threads,
+                                    settings.device)
 
     def model_summary(self) -> str:
         """Which recogniser is in use and what it understands, for the page and the CLI."""
