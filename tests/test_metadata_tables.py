@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from photos import write_photos
@@ -143,3 +145,26 @@ def test_messages_name_the_users_file_and_print_no_binary(engine, tmp_path):
     assert "Metadata file my photos.csv has no column naming the photo" in message
     assert str(cache) not in message and "gradio" not in message
     assert all(c.isprintable() for c in message) and "\x1b" not in message
+
+
+def test_columns_the_product_has_no_field_for_are_kept_and_listed(engine, tmp_path):
+    """COCO's own table: flickr_url becomes the source link, image_license and date_captured are kept,
+    and a column named like a fact of the photo itself (width) never overwrites it."""
+    paths = write_photos(tmp_path / "photos", 2)
+    table = tmp_path / "coco.json"
+    table.write_text(json.dumps([
+        {"file_name": paths[0].name, "flickr_url": "http://farm4.staticflickr.com/1/2.jpg", "Image License": 4,
+         "date_captured": "2013-11-14 17:02:52", "width": 9999, "nested": {"a": 1}},
+        {"file_name": paths[1].name, "coco_url": "http://images.cocodataset.org/val2017/2.jpg"},
+    ]))
+    report = engine.index([tmp_path / "photos"], metadata_file=table)
+    stored = {r.metadata["filename"]: r.metadata for r in engine.store.iter_all()}
+    first = stored[paths[0].name]
+    assert first["url"] == "http://farm4.staticflickr.com/1/2.jpg" and first["image_license"] == 4
+    assert first["date_captured"] == "2013-11-14 17:02:52" and first["width"] == 64 and "nested" not in first
+    assert stored[paths[1].name]["url"] == "http://images.cocodataset.org/val2017/2.jpg"
+    notes = " | ".join(report.metadata_warnings)
+    assert "columns kept as they are: Image License (as image_license), date_captured, nested" not in notes
+    assert "columns kept as they are: Image License (as image_license), date_captured" in notes
+    assert "read as the source link: flickr_url, coco_url" in notes
+    assert "columns left out, named like what the photo itself says: width" in notes

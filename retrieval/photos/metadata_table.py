@@ -10,18 +10,21 @@ import csv
 import io
 import json
 import logging
+import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import RetrievalError
 from ..store.field_limits import fit_to_limits
+from .facts import FACTS_FIELDS
 from .tags import parse_tags
 
 log = logging.getLogger(__name__)
 
 _KEY_COLUMNS = ("filename", "file_name", "file", "image", "image_path", "path", "photo_id", "id")
 _DESCRIPTION_COLUMNS = ("photo_description", "description", "caption", "ai_description", "title", "alt")
-_URL_COLUMNS = ("photo_url", "url", "page_url", "source_url")
+_URL_COLUMNS = ("photo_url", "url", "page_url", "source_url", "flickr_url", "coco_url")  # the source link
 _IMAGE_URL_COLUMNS = ("photo_image_url", "image_url")
 _TAG_COLUMNS = ("tags", "keywords")
 
@@ -132,8 +135,37 @@ def _first(row: dict[str, Any], columns: Iterable[str]) -> Any:
     return None
 
 
+_READ_COLUMNS = {*_KEY_COLUMNS, *_DESCRIPTION_COLUMNS, *_URL_COLUMNS, *_IMAGE_URL_COLUMNS, *_TAG_COLUMNS,
+                 "photographer", "author", "artist", "photographer_first_name", "photographer_last_name",
+                 "location", "photo_location_name", "photo_location_city", "photo_location_country"}
+# What indexing and the photo itself say: a table's column of the same name never overwrites it.
+PRODUCT_FIELDS = frozenset({"path", "filename", "width", "height", "size", "mtime", "source", "added_at", "phash",
+                            "regions", "captions", "caption", "reembedded_at", "id", "score", *FACTS_FIELDS})
+
+
+def field_name(column: str) -> str:
+    """A column's name as a metadata field: lower case, words joined by "_" (``Image License`` ->
+    ``image_license``), so every backend can filter on it."""
+    return "_".join(re.findall(r"[a-z0-9]+", str(column).lower()))
+
+
+def other_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's columns the product has no field for (``image_license``, ``date_captured``), kept as
+    they are: plain values only, under a name every backend takes, never over a product field."""
+    kept: dict[str, Any] = {}
+    for column, value in row.items():
+        name = field_name(column)
+        if column in _READ_COLUMNS or not name or name in PRODUCT_FIELDS or name in _READ_COLUMNS:
+            continue
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+            kept[name] = value
+        elif isinstance(value, str) and value.strip():
+            kept[name] = value.strip()
+    return kept
+
+
 def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Map a table row to the product's metadata fields."""
+    """Map a table row to the product's metadata fields; other columns are kept as they are."""
     photographer = _first(row, ("photographer", "author", "artist"))
     if photographer is None:
         names = [row.get("photographer_first_name"), row.get("photographer_last_name")]
@@ -151,7 +183,7 @@ def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
         "image_url": _first(row, _IMAGE_URL_COLUMNS),
         "tags": parse_tags(_first(row, _TAG_COLUMNS)),
     }
-    return {key: value for key, value in metadata.items() if value not in (None, "", [])}
+    return {**other_columns(row), **{key: value for key, value in metadata.items() if value not in (None, "", [])}}
 
 
 def merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -191,7 +223,12 @@ class MetadataTable:
         self._rows: list[dict[str, Any]] = []
         self._keys: list[set[str]] = []  # each row's keys
         self.repeated = 0  # rows naming a photo an earlier row already named (merged into it)
+        seen: dict[str, None] = {}  # every column, in the order first met
+        kept: dict[str, None] = {}  # the columns kept as they are (a plain value at least once)
         for row in rows:
+            seen.update(dict.fromkeys(row))
+            extras = other_columns(row)
+            kept.update(dict.fromkeys(c for c in row if c not in _READ_COLUMNS and field_name(c) in extras))
             number = len(self._rows)
             fitted, cut = fit_to_limits(normalise_row(row))
             if cut:
@@ -209,6 +246,10 @@ class MetadataTable:
                 self._by_key.setdefault(key, []).append(number)
             self._keys.append(keys)
         self._matched: set[str] = set()  # keys that found a photo
+        columns = list(seen)
+        self.kept_columns = list(kept)
+        self.left_out_columns = [c for c in columns if c not in _READ_COLUMNS and field_name(c) in PRODUCT_FIELDS]
+        self.link_columns = [c for c in columns if c in ("flickr_url", "coco_url")]
 
     @classmethod
     def from_file(cls, path: Path, shown_as: str | None = None) -> "MetadataTable":
@@ -246,4 +287,13 @@ class MetadataTable:
         if self.repeated:
             notes.append(f"{self.repeated} rows name a photo that an earlier row already named; "
                          "they were merged (every description kept in captions, every tag kept)")
+        if self.kept_columns:
+            notes.append("columns kept as they are: " + ", ".join(
+                f"{printable(c)}" + (f" (as {field_name(c)})" if field_name(c) != c else "") for c in self.kept_columns[:20])
+                + (f" and {len(self.kept_columns) - 20} more" if len(self.kept_columns) > 20 else ""))
+        if self.link_columns:
+            notes.append(f"read as the source link: {', '.join(self.link_columns)}")
+        if self.left_out_columns:
+            notes.append("columns left out, named like what the photo itself says: "
+                         + ", ".join(printable(c) for c in self.left_out_columns[:20]))
         return notes
