@@ -20,6 +20,7 @@ from .settings import Settings, parse_store
 
 
 SKIPPED_LISTED = 20  # files listed per skip reason in the human summary
+SHORT_ID = 10  # characters of a photo's id shown in text output; --like and explain take any unique start
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser, *, store: bool = True, model: bool = True,
@@ -431,7 +432,7 @@ def cmd_reembed(engine, args) -> int:
 _SORT_ALIASES = {"oldest": "date", "newest": "-date"}
 
 
-def _search_request(args, spoken: str | None = None):
+def _search_request(args, spoken: str | None = None, engine=None):
     from .search.fact_filters import Place, date_range
     from .search.query_syntax import parse_filters, parse_query
     from .search.searcher import QueryTerm, SearchRequest
@@ -443,8 +444,9 @@ def _search_request(args, spoken: str | None = None):
     terms += [QueryTerm("text", text, -1.0) for text in args.without]
     exclude = set()
     if args.like:
-        terms.append(QueryTerm("record", args.like))
-        exclude.add(args.like)
+        like = engine.full_id(args.like) if engine is not None else args.like
+        terms.append(QueryTerm("record", like))
+        exclude.add(like)
     filters = parse_filters(args.where)
     if args.photographer:
         filters["photographer"] = args.photographer
@@ -486,7 +488,7 @@ def _warn_about_unknown_fields(engine, filters: dict) -> None:
 
 
 def cmd_search(engine, args) -> int:
-    request = _search_request(args, _spoken_query(engine, args))
+    request = _search_request(args, _spoken_query(engine, args), engine)
     results = engine.search(request)
     if not results and request.filters:
         _warn_about_unknown_fields(engine, request.filters)
@@ -506,8 +508,8 @@ def _print_results(engine, request, results, as_json: bool) -> None:
         print("No matching photos." + hint)
         return
     for rank, result in enumerate(results, start=request.offset + 1):
-        where = result.path or result.url or result.id
-        line = f"{rank:>3}. {result.score:6.3f}  {where}"
+        where = result.path or result.url or ""
+        line = f"{rank:>3}. {result.score:6.3f}  {result.id[:SHORT_ID]}  {where}"
         details = [result.metadata.get("description"), result.metadata.get("photographer"),
                    str(result.metadata.get("taken", ""))[:16], result.metadata.get("camera")]
         details = [d for d in details if d]
@@ -617,7 +619,7 @@ def cmd_explain(engine, args) -> int:
         raise RetrievalError("Give the query to explain: some text, an image, or both.")
     if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise RetrievalError(f"--out {args.out}: name a .png or .jpg file.")
-    picture, grid = engine.explain(args.id, terms)
+    picture, grid = engine.explain(engine.full_id(args.id), terms)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(args.out)
     if args.json:

@@ -222,6 +222,22 @@ class Engine:
         request.exclude_ids.add(record_id)
         return self.search(request)
 
+    def full_id(self, given: str) -> str:
+        """The photo's id from its id or the start of it (the short id `search` prints)."""
+        given = (given or "").strip()
+        if not given:
+            raise RetrievalError("Give a photo's id (the short one `search` prints will do).")
+        if self.store.get([given]):
+            return given
+        if all(c in "0123456789abcdef" for c in given):
+            found = self.store.ids_starting_with(given, limit=3)
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise RetrievalError(f"'{given}' is the start of several photos' ids ({', '.join(i[:12] + '…' for i in found)}"
+                                     "): give more of it.")
+        raise RetrievalError(f"No photo with id '{given}' is in the collection.")
+
     def explain(self, record_id: str, terms: list) -> tuple[Any, np.ndarray]:
         """Why the photo ``record_id`` matches the query ``terms``: the photo with the model's
         heat map laid over it (a PIL image), and the map itself (``views/heat_map.py``)."""

@@ -300,3 +300,24 @@ def test_help_shows_examples_and_each_command_only_its_own_options(capsys):
         main(["transcribe", "--help"])
     transcribe_help = capsys.readouterr().out
     assert "--language" in transcribe_help and "--chroma-path" not in transcribe_help
+
+
+def test_text_output_shows_a_short_id_that_more_like_this_and_explain_take(cli_env, capsys):
+    write_photos(cli_env / "photos", 20)
+    assert main(["index", str(cli_env / "photos")]) == 0
+    full = run_json(capsys, "search", "a photo", "-k", "20")
+    assert main(["search", "a photo", "-k", "20"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[2] for line in lines] == [r["id"][:10] for r in full]
+    first = full[0]["id"]
+    like = run_json(capsys, "search", "--like", first[:10], "-k", "3")
+    assert first not in {r["id"] for r in like} and len(like) == 3
+    assert main(["explain", first[:8], "a photo", "--out", str(cli_env / "why.png")]) == 0
+    assert (cli_env / "why.png").is_file()
+    by_start: dict[str, list[str]] = {}
+    for result in full:  # 20 ids over 16 first digits: some start alike
+        by_start.setdefault(result["id"][0], []).append(result["id"])
+    shared = next(start for start, ids in by_start.items() if len(ids) > 1)
+    capsys.readouterr()
+    assert main(["search", "--like", shared]) == 1
+    assert "is the start of several photos' ids" in capsys.readouterr().err

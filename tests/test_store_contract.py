@@ -231,3 +231,10 @@ def test_regions_live_beside_their_photos_and_go_with_them(store):
 
     store.rename(store.collection_name + "-old")  # switching models: the regions follow their collection
     assert store.regions.count() == 6 and store.regions.collection_name == store.collection_name + "-regions"
+
+
+def test_ids_are_found_by_their_start(store):
+    ids, _, _ = fill(store)
+    assert sorted(store.ids_starting_with("p1", limit=5)) == ["p10", "p11"]
+    assert len(store.ids_starting_with("p0", limit=3)) == 3
+    assert store.ids_starting_with("x") == []

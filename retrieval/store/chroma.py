@@ -443,6 +443,21 @@ class ChromaStore(PhotoStore):
             )
         ]
 
+    def ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
+        """Read ids only, page by page (no metadata): a short id resolves fast in a big collection."""
+        found: list[str] = []
+        offset = 0
+        while len(found) < limit:
+            with self._reading() as collection:
+                if collection is None:
+                    return found
+                ids = collection.get(include=[], limit=_READ_PAGE, offset=offset)["ids"]
+            found += [record_id for record_id in ids if record_id.startswith(prefix)][: limit - len(found)]
+            if len(ids) < _READ_PAGE:
+                return found
+            offset += len(ids)
+        return found
+
     def known_fields(self, sample: int = 200) -> set[str]:
         """Metadata field names seen on a sample of records (for "no such field" hints)."""
         with self._reading() as collection:

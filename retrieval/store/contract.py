@@ -89,6 +89,16 @@ class PhotoStore(ABC):
               tags: TagRule | None = None) -> list[Match]:
         """The ``n`` nearest matching records by cosine similarity, best first."""
 
+    def ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` ids that begin with ``prefix`` (a short id people type)."""
+        found: list[str] = []
+        for record in self.iter_all():
+            if record.id.startswith(prefix):
+                found.append(record.id)
+                if len(found) >= limit:
+                    break
+        return found
+
     @abstractmethod
     def known_fields(self, sample: int = 200) -> set[str]:
         """Metadata field names seen on a sample of records (for "no such field" hints)."""
