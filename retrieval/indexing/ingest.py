@@ -291,7 +291,9 @@ class _IndexRun:
         window = max(self.indexer.batch_size * 2, 4)
         prefetch = ordered_prefetch(self._prepare, to_read, self.indexer.decode_workers, window)
         with contextlib.closing(prefetch):
-            self._consume(prefetch)
+            # Bytes are claimed in the order the files were found, not the order decode threads
+            # finish: of two copies, the first file found always owns the record.
+            self._consume(self._claimed(prefetch))
 
     def _claimed(self, prepared: Iterable[_Prepared]) -> Iterator[_Prepared]:
         for item in prepared:
@@ -381,7 +383,9 @@ class _IndexRun:
             prepared.rejected = ImageRejected(SkipReason.EMPTY)
             return prepared
         prepared.id = content_id(data)
-        if self.claim(prepared):
+        stored = self.by_id.get(prepared.id)
+        if stored is not None:  # stored already: nothing to decode (copies within this run are claimed in order)
+            prepared.duplicate_of = stored.metadata.get("path") or stored.metadata.get("url", "")
             return prepared
         try:
             decoded = decode_image(data, self.indexer.max_image_pixels, draft=self.indexer.embedder.draft_size,
