@@ -350,9 +350,16 @@ def _print_index_report(engine, report, as_json: bool) -> None:
     if as_json:
         _print_json(report.to_dict())
         return
+    if report.added:
+        headline = (f"Added {len(report.added)} photos in {report.seconds:.1f} s "
+                    f"({report.images_per_second:.1f} img/s)")
+    elif report.photos_given_regions:  # index --regions over photos indexed before: what it did
+        headline = (f"Found the objects and regions of {report.photos_given_regions} photos indexed before "
+                    f"({report.regions_added} regions) in {report.seconds:.1f} s; no new photos")
+    else:
+        headline = f"No new photos ({report.seconds:.1f} s)"
     print(
-        f"Added {len(report.added)} photos in {report.seconds:.1f} s "
-        f"({report.images_per_second:.1f} img/s); unchanged {report.unchanged}, "
+        f"{headline}; unchanged {report.unchanged}, "
         f"updated {report.updated}, duplicates {len(report.duplicates)}, "
         f"skipped {len(report.skipped)}, pruned {report.pruned}"
         + (f", left out by exclusions {report.excluded}." if report.excluded else ".")
@@ -692,7 +699,11 @@ def cmd_load(engine, args) -> int:
             print(f"  rejected {item['path']}: {item['reason']}")
     for failure in report.failures:
         print(f"  failed {failure.url}: {failure.reason}")
-    print(f"Files are in {options.dest}; the collection now holds {engine.store.count()} photos.")
+    if args.source.startswith("folder:"):  # indexed where they are: nothing was copied
+        where = f"The photos stay in {Path(args.source.split(':', 1)[1]).expanduser()}"
+    else:
+        where = f"Files are in {options.dest}"
+    print(f"{where}; the collection now holds {engine.store.count()} photos.")
     return 0
 
 

@@ -321,3 +321,15 @@ def test_text_output_shows_a_short_id_that_more_like_this_and_explain_take(cli_e
     capsys.readouterr()
     assert main(["search", "--like", shared]) == 1
     assert "is the start of several photos' ids" in capsys.readouterr().err
+
+
+def test_the_summary_says_what_a_run_did_when_it_added_no_photo(cli_env, capsys):
+    write_photos(cli_env / "photos", 2, size=(160, 120))
+    assert main(["index", str(cli_env / "photos")]) == 0
+    capsys.readouterr()
+    assert main(["index", str(cli_env / "photos"), "--regions", "--proposer", "grid"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("Found the objects and regions of 2 photos indexed before (") and "no new photos" in first
+    assert "Added 0" not in first and "img/s" not in first
+    assert main(["index", str(cli_env / "photos")]) == 0
+    assert capsys.readouterr().out.startswith("No new photos (")

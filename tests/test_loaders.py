@@ -266,3 +266,6 @@ def test_load_command_json_summary(tmp_path, tiny_model, monkeypatch, capsys):
     assert again["index"]["added"] == 0  # idempotent
     assert main(["load", "nowhere:thing"]) == 1
     assert "Unknown source" in capsys.readouterr().err
+    assert main(argv[:-1]) == 0  # the words: a folder's photos are indexed where they are
+    said = capsys.readouterr().out
+    assert f"The photos stay in {tmp_path / 'photos'};" in said and "data/" not in said
