@@ -383,6 +383,10 @@ class MilvusStore(PhotoStore):
                     row.update({key: None for key in old.get(ids[i], {}) if key not in row})
                     rows.append(row)
                 self._client.upsert(self._name, rows)
+                if self.settings.lite_path is not None:
+                    # Milvus Lite runs in this process: written to disk now, so a batch the indexer
+                    # calls committed survives a kill (about 20 ms; a server keeps its own log).
+                    self._client.flush(self._name)
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
         """Merged into each record's metadata (as Chroma's update does), its vector kept."""
