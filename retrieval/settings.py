@@ -158,6 +158,7 @@ class SpeechSettings:
     language: str | None
     temperature: float
     threads: int | None
+    device: str
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ class Settings:
     @property
     def speech(self) -> SpeechSettings:
         return SpeechSettings(self.asr_backend, self.asr_model, self.asr_compute_type, self.asr_max_seconds,
-                              self.asr_language, self.asr_temperature, self.torch_threads)
+                              self.asr_language, self.asr_temperature, self.torch_threads, self.device)
 
     @property
     def app(self) -> AppSettings:

@@ -33,6 +33,27 @@ def load_failure_message(name: str, reason: str, setting: str = "MODEL", example
     )
 
 
+def from_cache_or_hub(name: str, load, setting: str = "MODEL", example: str = DEFAULT_EXAMPLE,
+                      flag: str = "--model", advice: str = ""):
+    """``load(**options)`` of a checkpoint by local folder or Hub id: a folder as it is; an id from the
+    local Hugging Face cache first (no network), then from the Hub when it answers, else one message
+    naming ``setting``. ``advice`` ends that message (another way round)."""
+    folder = local_folder(name)
+    if folder is None and name.startswith((".", "/", "~")):
+        raise RetrievalError(load_failure_message(name, f"the folder {Path(name).expanduser()} does not exist."
+                                                  + advice, setting, example, flag))
+    if folder is not None:
+        return load(str(folder))
+    try:
+        return load(name, local_files_only=True)
+    except OSError:
+        unreachable = hub_unreachable()
+        if unreachable:
+            raise RetrievalError(load_failure_message(
+                name, f"it is not in the local cache and {unreachable}.{advice}", setting, example, flag)) from None
+        return load(name)
+
+
 def load_checkpoint(name: str):
     """(family, model in float32 on the CPU, processor) of a checkpoint; RetrievalError if it can't be had."""
     # Imported here so that commands which never embed (stats) start fast.
@@ -41,12 +62,7 @@ def load_checkpoint(name: str):
     from transformers import AutoConfig, AutoProcessor
     from transformers.utils import logging as hf_logging
 
-    folder = local_folder(name)
-    if folder is None and name.startswith((".", "/", "~")):
-        raise RetrievalError(load_failure_message(name, f"the folder {Path(name).expanduser()} does not exist."))
-    source = str(folder) if folder is not None else name  # otherwise a Hugging Face id
-
-    def load(**options) -> tuple[Family, object, object]:
+    def load(source: str, **options) -> tuple[Family, object, object]:
         family = family_for(AutoConfig.from_pretrained(source, **options).model_type)
         model_class = getattr(transformers, family.model_class)
         model = model_class.from_pretrained(source, dtype=torch.float32, **options)
@@ -57,17 +73,7 @@ def load_checkpoint(name: str):
     hf_logging.set_verbosity_error()  # transformers' own warnings and progress bars are not for end users
     hf_logging.disable_progress_bar()
     try:
-        if folder is not None:
-            family, model, processor = load()
-        else:
-            try:  # the local Hugging Face cache first: no network needed when it is there
-                family, model, processor = load(local_files_only=True)
-            except OSError:
-                unreachable = hub_unreachable()
-                if unreachable:
-                    raise RetrievalError(load_failure_message(
-                        name, f"it is not in the local cache and {unreachable}.")) from None
-                family, model, processor = load()
+        family, model, processor = from_cache_or_hub(name, load)
     except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RetrievalError(load_failure_message(name, reason)) from None

@@ -42,16 +42,19 @@ def read_all() -> dict:
     return known if isinstance(known, dict) else {}
 
 
-def remember(key: str, result: dict) -> None:
-    """Best effort and atomic: a read-only home only means the trial runs again next time."""
+def _write_all(known: dict) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of one."""
     path = cache_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        json.dump(known, handle, indent=1)
+    os.replace(handle.name, path)
+
+
+def remember(key: str, result: dict) -> None:
+    """Best effort: a read-only home only means the trial runs again next time."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        known = read_all()
-        known[key] = result
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-            json.dump(known, handle, indent=1)
-        os.replace(handle.name, path)
+        _write_all({**read_all(), key: result})
     except OSError as exc:
         log.debug("could not remember the precision trial: %s", exc)
 
@@ -67,12 +70,7 @@ def forget(model_name: str) -> int:
     known = read_all()
     gone = [key for key in known if _of_model(key, model_name)]
     if gone:
-        for key in gone:
-            del known[key]
-        path = cache_file()
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-            json.dump(known, handle, indent=1)
-        os.replace(handle.name, path)
+        _write_all({key: result for key, result in known.items() if key not in gone})
     return len(gone)
 
 

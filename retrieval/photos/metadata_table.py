@@ -227,10 +227,11 @@ class MetadataTable:
         kept: dict[str, None] = {}  # the columns kept as they are (a plain value at least once)
         for row in rows:
             seen.update(dict.fromkeys(row))
-            extras = other_columns(row)
-            kept.update(dict.fromkeys(c for c in row if c not in _READ_COLUMNS and field_name(c) in extras))
             number = len(self._rows)
-            fitted, cut = fit_to_limits(normalise_row(row))
+            normalised = normalise_row(row)
+            kept.update(dict.fromkeys(c for c in row if c not in _READ_COLUMNS and field_name(c) not in _READ_COLUMNS
+                                      and field_name(c) in normalised))
+            fitted, cut = fit_to_limits(normalised)
             if cut:
                 name = next((str(row[c]) for c in _KEY_COLUMNS if row.get(c) not in (None, "")), "?")
                 self.problems.append(f"row {number + 1} ({name[:80]}): {'; '.join(cut)}")

@@ -42,35 +42,21 @@ class SamProposer(Proposer):
     def load(cls, model: str, device: str = "cpu", threads: int | None = None) -> "SamProposer":
         from transformers import SamImageProcessorPil, SamModel  # Pillow's processor: no torchvision
 
-        from ..embedder.checkpoint import local_folder
-        from ..embedder.loading import load_failure_message
+        from ..embedder.loading import from_cache_or_hub, load_failure_message
         from ..embedder.runtime import resolve_device, use_threads
-        from ..hub import hub_unreachable
 
         placed = resolve_device(device)
         use_threads(threads)
-        options = {} if local_folder(model) is not None else {"local_files_only": True}
+        policy = dict(setting="REGION_PROPOSER", example="facebook/sam-vit-base", flag="--proposer")
+        advice = " Or use --proposer segments, which needs no download."
 
-        def load():
-            return SamImageProcessorPil.from_pretrained(model, **options), SamModel.from_pretrained(model, **options)
+        def load(source: str, **options):
+            return SamImageProcessorPil.from_pretrained(source, **options), SamModel.from_pretrained(source, **options)
 
         try:
-            try:
-                processor, loaded = load()
-            except OSError:
-                if not options:
-                    raise
-                unreachable = hub_unreachable()  # not in the local cache: the Hub, if it answers
-                if unreachable:
-                    raise RetrievalError(load_failure_message(
-                        model, f"it is not in the local cache and {unreachable}. Or use --proposer segments, "
-                        "which needs no download.", "REGION_PROPOSER", "facebook/sam-vit-base", "--proposer")) from None
-                options.clear()
-                processor, loaded = load()
+            processor, loaded = from_cache_or_hub(model, load, advice=advice, **policy)
         except OSError as exc:
-            raise RetrievalError(load_failure_message(
-                model, f"{first_line(exc)}. Or use --proposer segments, which needs no download.",
-                "REGION_PROPOSER", "facebook/sam-vit-base", "--proposer")) from None
+            raise RetrievalError(load_failure_message(model, f"{first_line(exc)}.{advice}", **policy)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise RetrievalError(f"'{model}' is not a SAM model ({first_line(exc)}); --proposer takes segments, "
                                  "grid, or a SAM model.") from None

@@ -31,11 +31,10 @@ from .audio import Clip, load_clip
 from ..embedder.loading import load_failure_message
 from ..errors import RetrievalError
 from ..hub import hub_unreachable
-from ..settings import Settings
+from ..settings import ASR_BACKENDS as BACKENDS, Settings
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("faster-whisper", "openai-whisper")
 # Below this peak level (about -50 dBFS) a clip is taken as silence without running the model.
 SILENCE_PEAK = 0.003
 _WORDS = re.compile(r"\w", re.UNICODE)
@@ -286,9 +285,7 @@ class SpeechRecognizer:
         """``search_reads_many_languages``: the search model embeds text in any language, so speech
         is searched as spoken instead of translated to English."""
         self.keep_language = search_reads_many_languages
-        if settings.asr_backend not in BACKENDS:
-            raise RetrievalError(f"ASR_BACKEND={settings.asr_backend!r}: use one of {', '.join(BACKENDS)}.")
-        self.settings = settings
+        self.settings = settings.speech  # its own group; the values were checked when the settings were made
         self._backend: Backend | None = None
         self._lock = threading.Lock()  # one transcription at a time: the model is not re-entrant
 
@@ -300,11 +297,10 @@ class SpeechRecognizer:
         return self._backend
 
     def _load(self) -> Backend:
-        settings = self.settings
-        if settings.asr_backend == "openai-whisper":
-            return OpenAIWhisperBackend(settings.asr_model, settings.torch_threads, settings.device)
-        return FasterWhisperBackend(settings.asr_model, settings.asr_compute_type, settings.torch_threads,
-                                    settings.device)
+        speech = self.settings
+        if speech.backend == "openai-whisper":
+            return OpenAIWhisperBackend(speech.model, speech.threads, speech.device)
+        return FasterWhisperBackend(speech.model, speech.compute_type, speech.threads, speech.device)
 
     def model_summary(self) -> str:
         """Which recogniser is in use and what it understands, for the page and the CLI."""
@@ -320,9 +316,9 @@ class SpeechRecognizer:
 
     def transcribe(self, path: str | Path, language: str | None = None) -> Transcript:
         """``language``: a Whisper language code to skip detection (default: ASR_LANGUAGE, else detect)."""
-        clip = load_clip(path, self.settings.asr_max_seconds)
+        clip = load_clip(path, self.settings.max_seconds)
         backend = self.backend
-        language = language or self.settings.asr_language
+        language = language or self.settings.language
         if language and language != "en" and not backend.multilingual:
             raise RetrievalError(
                 f"The speech model in use (Whisper {backend.description}) understands English only, so it "
@@ -335,7 +331,7 @@ class SpeechRecognizer:
             recognised = Recognised([], None, None, "transcribe")
         else:
             with self._lock:
-                recognised = backend.recognise(clip.samples, language, self.settings.asr_temperature,
+                recognised = backend.recognise(clip.samples, language, self.settings.temperature,
                                                translate=not self.keep_language)
         text, why = trusted_text(recognised)
         return Transcript(
@@ -362,7 +358,7 @@ class SpeechRecognizer:
             notes.append(f"language: {transcript.language}"
                          + (", translated to English" if transcript.task == "translate" else ""))
         if transcript.trimmed:
-            notes.append(f"only the first {self.settings.asr_max_seconds:g} s were used (ASR_MAX_SECONDS)")
+            notes.append(f"only the first {self.settings.max_seconds:g} s were used (ASR_MAX_SECONDS)")
         return f"Heard “{transcript.text}”" + (f" ({'; '.join(notes)})" if notes else "")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 from ..search.fact_filters import date_range
@@ -33,10 +33,6 @@ class ResultControls:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(field.name for field in fields(cls))
-
-    def values(self) -> tuple:
-        """In the order the page's controls are wired."""
-        return tuple(asdict(self).values())
 
     def request_fields(self) -> dict[str, Any]:
         """As fields of a ``SearchRequest``."""
