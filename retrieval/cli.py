@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -369,7 +370,16 @@ def _print_index_report(engine, report, as_json: bool) -> None:
               + (f"; {len(report.region_failures)} photos left without (run again to retry)"
                  if report.region_failures else ""))
     if report.facts_read:
-        print(f"  read the dates, cameras and places of {report.facts_read} photos indexed before (nothing re-embedded)")
+        print(f"  completed {report.facts_read} photos indexed before with what they lacked "
+              "(dates, cameras, places, hashes; nothing re-embedded)")
+    failures = [f for f in report.stage_failures if f.stage != "regions"]  # regions: counted above
+    for stage, count in sorted(Counter(f.stage for f in failures).items()):
+        print(f"  indexed without their {stage}: {count} photos (the next index tries again)")
+        listed = [f for f in failures if f.stage == stage]
+        for failure in listed[:SKIPPED_LISTED]:
+            print(f"    {failure.path}  ({failure.reason})")
+        if len(listed) > SKIPPED_LISTED:
+            print(f"    ... and {len(listed) - SKIPPED_LISTED} more (--json lists them all)")
     for reason, count in sorted(report.skipped_counts.items()):
         print(f"  skipped, {reason}: {count}")
         listed = [item for item in report.skipped if item.reason == reason]

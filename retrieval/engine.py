@@ -128,12 +128,11 @@ class Engine:
         from .indexing.ingest import Indexer
         from .photos.metadata_table import MetadataTable
 
-        preparer = None
+        cluster = None
         if ray is not None:
-            from .indexing.cluster import RayPreparer
+            from .indexing.cluster import RayCluster
 
-            preparer = RayPreparer(self.settings, ray, ray_workers,
-                                   precision=lambda: self.embedder.precision)
+            cluster = RayCluster(self.settings, ray, ray_workers, precision=lambda: self.embedder.precision)
 
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
         if table is not None:
@@ -145,7 +144,7 @@ class Engine:
             decode_workers=self.settings.decode_workers,
             max_image_pixels=self.settings.max_image_pixels,
             max_file_bytes=self.settings.max_file_bytes,
-            prepare_elsewhere=preparer,
+            cluster=cluster,
             regions=self._region_indexer if (self.settings.regions if regions is None else regions) else None,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,

@@ -73,6 +73,15 @@ def test_update_merges_metadata_and_keeps_the_vector(store):
     np.testing.assert_allclose(record.embedding, vecs[1], atol=1e-6)
 
 
+def test_a_field_updated_to_none_is_removed(store):
+    fill(store, 3)
+    store.update_metadata(["p02"], [{"failed_stages": ["phash: odd file"], "note": "kept"}])
+    store.update_metadata(["p02"], [{"failed_stages": None}])
+    record = store.get(["p02"])[0]
+    assert "failed_stages" not in record.metadata and record.metadata["note"] == "kept"
+    assert record.metadata["photographer"] == 'Cy "the eye"'
+
+
 def test_delete_and_upsert_replace(store):
     ids, _, _ = fill(store, 5)
     store.delete(["p00", "p03", "never-there"])

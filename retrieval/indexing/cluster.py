@@ -1,9 +1,10 @@
-"""Indexing on a Ray cluster: the read -> decode -> embed stage as a Ray Data pipeline.
+"""Indexing on a Ray cluster: the pipeline's stages and embed step as a Ray Data pipeline.
 
-The indexer (``indexing/ingest.py``) still runs here: it scans the folders, skips what is
-stored already (so a run resumes where the last one stopped) and tells moves and
-duplicates apart. What costs time, reading and decoding every photo and running
-the model, happens in a pool of Ray actors, each holding the model once. With a
+The indexer (``indexing/ingest.py``) and its writer still run here: they scan the folders,
+skip what is stored already (so a run resumes where the last one stopped) and tell moves
+and duplicates apart. What costs time, the stages (read, decode, preprocess, facts, hash:
+the same stage objects as on this process's threads, ``stages.photo_stages``) and the model,
+happens in a pool of Ray actors, each holding the model once. With a
 store every worker can reach (a Milvus server or cluster) each worker also stores
 the photos it embeds, so no vector passes through this process and the writes
 spread over the cluster; with an embedded store (Chroma, Milvus Lite) this
@@ -65,16 +66,51 @@ def connect(address: str, num_cpus: int | None = None) -> None:
                              "(`ray status` on the head node), or use --ray local.") from None
 
 
+_COLUMNS = ("path", "id", "size", "mtime", "width", "height", "reason", "detail", "fields", "failed", "timings")
+
+
+def _row(photo) -> dict[str, Any]:
+    """A prepared photo as one row of a Ray batch (plain values: what crosses between processes)."""
+    rejected = photo.rejected
+    return {"path": str(photo.path), "id": photo.id, "size": photo.size, "mtime": photo.mtime,
+            "width": photo.width, "height": photo.height, "reason": rejected.reason.value if rejected else "",
+            "detail": rejected.detail if rejected else "", "fields": json.dumps(photo.fields),
+            "failed": json.dumps(photo.failed), "timings": json.dumps(photo.timings)}
+
+
+def _photo(batch: dict[str, np.ndarray], i: int):
+    """Row ``i`` of a batch the workers sent back, as the ``Photo`` the writer takes."""
+    from ..photos.images import ImageRejected, SkipReason
+    from .photo import Photo
+
+    photo = Photo(path=Path(str(batch["path"][i])), size=int(batch["size"][i]), mtime=float(batch["mtime"][i]),
+                  id=str(batch["id"][i]), width=int(batch["width"][i]), height=int(batch["height"][i]),
+                  fields=json.loads(str(batch["fields"][i])), failed=json.loads(str(batch["failed"][i])),
+                  timings=json.loads(str(batch["timings"][i])))
+    if batch["reason"][i]:
+        photo.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
+    elif "written" in batch:
+        photo.written = bool(batch["written"][i])
+        photo.metadata = json.loads(str(batch["metadata"][i])) if photo.written else {}
+    else:
+        photo.vector = np.asarray(batch["vector"][i], dtype=np.float32)
+    return photo
+
+
 class EmbedFiles:
-    """One Ray actor: the model loaded once; each call reads, decodes and embeds a batch of files."""
+    """One Ray actor: the model and the stages built once; each call runs a batch of files
+    through the stages and the model (and, with ``writes``, stores the new photos)."""
 
     def __init__(self, settings: Settings, threads: int, writes=None):
         """``writes``: an ``ingest.WorkerWrites`` when this worker stores what it embeds."""
         from ..embedder import load_embedder
+        from .stages import photo_stages
 
         self.settings = settings
         self.embedder = load_embedder(settings.model, threads, settings.precision, settings.device,
                                       text_export=False)
+        self.stages = photo_stages(self.embedder, max_image_pixels=settings.max_image_pixels,
+                                   max_file_bytes=settings.max_file_bytes)
         self.writes, self.store = writes, None
         if writes is not None:
             from ..store import open_store
@@ -83,74 +119,52 @@ class EmbedFiles:
             self.store.bind(self.embedder.signature)  # the model guard holds on every worker too
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from ..photos.images import ImageRejected, SkipReason, decode_image, read_file_bytes
-        from .ingest import content_id, described
+        import time
 
-        rows: dict[str, list] = {name: [] for name in ("path", "id", "size", "mtime", "width", "height",
-                                                        "reason", "detail", "facts")}
-        pixels, good = [], []
-        for path in batch["path"]:
-            row = {"path": str(path), "id": "", "size": 0, "mtime": 0.0, "width": 0, "height": 0,
-                   "reason": "", "detail": "", "facts": "{}"}
-            try:
-                stat = os.stat(path)
-                data = read_file_bytes(Path(path), self.settings.max_file_bytes)
-                row["size"], row["mtime"] = stat.st_size, stat.st_mtime
-                if not data:
-                    raise ImageRejected(SkipReason.EMPTY)
-                row["id"] = content_id(data)
-                decoded = decode_image(data, self.settings.max_image_pixels, draft=self.embedder.draft_size,
-                                       name=str(path))
-                pixels.append(self.embedder.preprocess_image(decoded.image))
-                row["width"], row["height"] = decoded.width, decoded.height
-                row["facts"] = json.dumps(described(decoded))
-                good.append(len(rows["path"]))
-            except OSError as exc:
-                row["reason"], row["detail"] = SkipReason.UNREADABLE.value, exc.strerror or str(exc)
-            except ImageRejected as exc:
-                row["reason"], row["detail"] = exc.reason.value, exc.detail
-            except Exception as exc:  # noqa: BLE001 - a decoder bug on one odd file must not stop the run
-                row["reason"], row["detail"] = SkipReason.CORRUPT.value, f"{type(exc).__name__}: {exc}"
-            for name, value in row.items():
-                rows[name].append(value)
-        vectors = np.zeros((len(rows["path"]), self.embedder.dim), dtype=np.float32)
-        if pixels:
-            vectors[good] = self.embedder.embed_pixels(pixels)
+        from .photo import Photo
+        from .stages import run_stages
+
+        photos = [run_stages(Photo(path=Path(str(path))), self.stages) for path in batch["path"]]
+        good = [n for n, photo in enumerate(photos) if not photo.finished_early]
+        vectors = np.zeros((len(photos), self.embedder.dim), dtype=np.float32)
+        if good:
+            started = time.perf_counter()
+            vectors[good] = self.embedder.embed_pixels([photos[n].pixels for n in good])
+            each = (time.perf_counter() - started) / len(good)
+            for n in good:
+                photos[n].timings["embed"] = each
+        rows = [_row(photo) for photo in photos]
+        columns = {name: np.asarray([row[name] for row in rows]) for name in _COLUMNS}
         if self.writes is not None:
-            return self._store_batch(rows, vectors, good)
-        return {**{name: np.asarray(values) for name, values in rows.items()}, "vector": vectors}
+            return {**columns, **self._store_batch(photos, vectors, good)}
+        return {**columns, "vector": vectors}
 
-    def _store_batch(self, rows: dict[str, list], vectors: np.ndarray, good: list[int]) -> dict[str, Any]:
+    def _store_batch(self, photos: list, vectors: np.ndarray, good: list[int]) -> dict[str, Any]:
         """Store the batch's new photos here; send back what the indexer needs, without vectors."""
-        from .ingest import new_record_metadata
+        from .writer import new_record_metadata
 
         writes = self.writes
         new, seen = [], set()
         for n in good:
-            record_id = rows["id"][n]
+            record_id = photos[n].id
             if record_id not in writes.stored_ids and record_id not in seen:  # a copy is the indexer's to judge
                 seen.add(record_id)
                 new.append(n)
-        metadata = ["" for _ in rows["path"]]
+        metadata = ["" for _ in photos]
         if new:
-            records = []
-            for n in new:
-                path = Path(rows["path"][n])
-                records.append(new_record_metadata(path, rows["width"][n], rows["height"][n], rows["size"][n],
-                                                   rows["mtime"][n], json.loads(rows["facts"][n]), writes.source,
-                                                   writes.added_at, writes.metadata(path)))
-            self.store.upsert([rows["id"][n] for n in new], vectors[new], records)
+            records = [new_record_metadata(photos[n], writes.source, writes.added_at, writes.metadata(photos[n].path))
+                       for n in new]
+            self.store.upsert([photos[n].id for n in new], vectors[new], records)
             for n, record in zip(new, records):
                 metadata[n] = json.dumps(record)
-        written = np.zeros(len(rows["path"]), dtype=bool)
+        written = np.zeros(len(photos), dtype=bool)
         written[new] = True
-        return {**{name: np.asarray(values) for name, values in rows.items()}, "written": written,
-                "metadata": np.asarray(metadata)}
+        return {"written": written, "metadata": np.asarray(metadata)}
 
 
-class RayPreparer:
-    """``Indexer(prepare_elsewhere=...)``: files in, each file's prepared result out, as the
-    cluster finishes them."""
+class RayCluster:
+    """``Indexer(cluster=...)``: files in, each file's prepared ``Photo`` out, as the cluster
+    finishes them, in the order given."""
 
     def __init__(self, settings: Settings, address: str = LOCAL, workers: int | None = None,
                  num_cpus: int | None = None, precision: Callable[[], str] | None = None):
@@ -164,15 +178,12 @@ class RayPreparer:
         store lives in one process)."""
         return self.settings.store_backend == "milvus" and self.settings.milvus_lite_path is None
 
-    def __call__(self, paths: list[Path], writes=None) -> Iterator:
+    def prepare(self, paths: list[Path], writes=None) -> Iterator:
         """``writes`` (``ingest.WorkerWrites``): let the workers store what they embed, when they can."""
         if not paths:
             return
         import ray
         import ray.data
-
-        from ..photos.images import ImageRejected, SkipReason
-        from .ingest import _Prepared
 
         connect(self.address, self.num_cpus)
         context = ray.data.DataContext.get_current()
@@ -203,16 +214,5 @@ class RayPreparer:
                 max_restarts=-1, max_task_retries=-1,
             )
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for i, path in enumerate(batch["path"]):
-                item = _Prepared(path=Path(str(path)), size=int(batch["size"][i]),
-                                 mtime=float(batch["mtime"][i]), id=str(batch["id"][i]),
-                                 width=int(batch["width"][i]), height=int(batch["height"][i]),
-                                 facts=json.loads(str(batch["facts"][i])))
-                if batch["reason"][i]:
-                    item.rejected = ImageRejected(SkipReason(str(batch["reason"][i])), str(batch["detail"][i]))
-                elif "written" in batch:
-                    item.written = bool(batch["written"][i])
-                    item.metadata = json.loads(str(batch["metadata"][i])) if item.written else {}
-                else:
-                    item.vector = np.asarray(batch["vector"][i], dtype=np.float32)
-                yield item
+            for i in range(len(batch["path"])):
+                yield _photo(batch, i)

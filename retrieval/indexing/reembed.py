@@ -11,8 +11,7 @@ the old one is kept under another name.
 
 from __future__ import annotations
 
-from ..regions.records import REGION_COUNT_FIELD
-
+import contextlib
 import logging
 import re
 import time
@@ -21,13 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from ..embedder import Embedder
-from ..photos.images import ImageRejected, decode_image, read_file_bytes
-from .ingest import ordered_prefetch
-from ..store import PhotoStore, StoredRecord
+from ..photos.images import ImageRejected, SkipReason, read_file_bytes
 from ..photos.web_urls import web_url
+from ..regions.records import REGION_COUNT_FIELD
+from ..store import PhotoStore
+from .photo import Photo
+from .runner import EmbedStep, ThreadRunner, drive, timed
+from .stages import Decode, Preprocess, Stage, StageTimes
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,41 @@ class ReembedProgress:
     total: int
 
 
-@dataclass
-class _Prepared:
-    record: StoredRecord
-    pixels: np.ndarray | None = None
-    problem: str = ""
+class ReadRecord(Stage):
+    """A stored photo's bytes: from its file, or when that is gone, its image URL."""
+
+    name, needs, required = "read", ("record",), True
+
+    def __init__(self, max_file_bytes: int):
+        self.max_file_bytes = max_file_bytes
+
+    def run(self, photo: Photo) -> None:
+        metadata = photo.record.metadata
+        path = metadata.get("path")
+        url = web_url(metadata.get("image_url")) or web_url(metadata.get("url"))
+        problem = "no file or image URL is recorded"
+        if path:
+            try:
+                photo.data = read_file_bytes(Path(path), self.max_file_bytes)
+                return
+            except (OSError, ImageRejected) as exc:
+                problem = f"the file can't be read ({getattr(exc, 'strerror', None) or exc})"
+        if url:
+            import httpx
+
+            try:
+                response = httpx.get(url, timeout=URL_TIMEOUT_S, follow_redirects=True)
+                response.raise_for_status()
+                photo.data = response.content
+                return
+            except httpx.HTTPError as exc:
+                problem += f"; its image URL failed ({type(exc).__name__}: {exc})"
+        raise ImageRejected(SkipReason.UNREADABLE, problem)
 
 
 class Reembedder:
+    """The store's records -> read (file or URL), decode, preprocess -> the new collection."""
+
     def __init__(self, source: PhotoStore, target: PhotoStore, embedder: Embedder, *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int):
         self.source, self.target, self.embedder = source, target, embedder
@@ -99,20 +126,14 @@ class Reembedder:
         done_already = self._already_in_target([r.id for r in records])
         todo = [r for r in records if r.id not in done_already]
         report.already = len(records) - len(todo)
-        batch: list[_Prepared] = []
-        done = report.already
-        for prepared in ordered_prefetch(self._prepare, todo, self.decode_workers, 4 * self.batch_size):
-            if prepared.pixels is None:
-                report.left_behind.append(LeftBehind(prepared.record.id, _where(prepared.record), prepared.problem))
-            else:
-                batch.append(prepared)
-                if len(batch) >= self.batch_size:
-                    report.embedded += self._commit(batch)
-                    batch = []
-            done += 1
-            if progress is not None:
-                progress(ReembedProgress(done, report.total))
-        report.embedded += self._commit(batch)
+        times = StageTimes()
+        stages = [ReadRecord(self.max_file_bytes), Decode(self.max_image_pixels, self.embedder.draft_size),
+                  Preprocess(self.embedder)]
+        writer = ReembedWriter(self.target, EmbedStep(self.embedder, times), report, times, progress)
+        prepared = ThreadRunner(self.decode_workers, 4 * self.batch_size).prepare(
+            (Photo(record=record) for record in todo), stages)
+        with contextlib.closing(prepared):
+            drive(prepared, writer, self.batch_size, times)
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -122,59 +143,37 @@ class Reembedder:
             found.update(r.id for r in self.target.get(ids[start : start + 1000]))
         return found
 
-    def _prepare(self, record: StoredRecord) -> _Prepared:
-        prepared = _Prepared(record)
-        try:
-            data = self._bytes_of(record)
-            decoded = decode_image(data, self.max_image_pixels, draft=self.embedder.draft_size,
-                                   name=record.metadata.get("path") or "")
-            prepared.pixels = self.embedder.preprocess_image(decoded.image)
-        except (ImageRejected, _Gone) as exc:
-            prepared.problem = str(exc)
-        except Exception as exc:  # one odd file must not stop the run
-            log.debug("unexpected error re-reading %s", _where(record), exc_info=True)
-            prepared.problem = f"{type(exc).__name__}: {exc}"
-        return prepared
 
-    def _bytes_of(self, record: StoredRecord) -> bytes:
-        path = record.metadata.get("path")
-        url = web_url(record.metadata.get("image_url")) or web_url(record.metadata.get("url"))
-        problem = "no file or image URL is recorded"
-        if path:
-            try:
-                return read_file_bytes(Path(path), self.max_file_bytes)
-            except (OSError, ImageRejected) as exc:
-                problem = f"the file can't be read ({getattr(exc, 'strerror', None) or exc})"
-        if url:
-            import httpx
+class ReembedWriter:
+    """Each batch's new vectors stored in the new collection, with the records' metadata."""
 
-            try:
-                response = httpx.get(url, timeout=URL_TIMEOUT_S, follow_redirects=True)
-                response.raise_for_status()
-                return response.content
-            except httpx.HTTPError as exc:
-                problem += f"; its image URL failed ({type(exc).__name__}: {exc})"
-        raise _Gone(problem)
+    def __init__(self, target: PhotoStore, embed: EmbedStep, report: ReembedReport, times: StageTimes,
+                 progress: Callable[[ReembedProgress], None] | None):
+        self.target, self.embed, self.report, self.times, self.progress = target, embed, report, times, progress
+        self.done = report.already
 
-    def _commit(self, batch: list[_Prepared]) -> int:
+    def take(self, photo: Photo) -> bool:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(ReembedProgress(self.done, self.report.total))
+        if photo.rejected is not None:
+            self.report.left_behind.append(LeftBehind(photo.record.id, photo.where,
+                                                      photo.rejected.detail or str(photo.rejected)))
+            return False
+        return True
+
+    def commit(self, batch: list[Photo]) -> None:
         if not batch:
-            return 0
-        vectors = self.embedder.embed_pixels([item.pixels for item in batch])
+            return
+        vectors = self.embed([photo.pixels for photo in batch], len(batch))
         moved_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         # Regions stay with the old model's collection: the new one gives them again (index --regions).
-        metadatas = [{**{k: v for k, v in item.record.metadata.items() if k != REGION_COUNT_FIELD},
-                      "reembedded_at": moved_at} for item in batch]
-        self.target.upsert([item.record.id for item in batch], vectors, metadatas)
+        metadatas = [{**{k: v for k, v in photo.record.metadata.items() if k != REGION_COUNT_FIELD},
+                      "reembedded_at": moved_at} for photo in batch]
+        with timed(self.times, "write", len(batch)):
+            self.target.upsert([photo.record.id for photo in batch], vectors, metadatas)
+        self.report.embedded += len(batch)
         log.info("committed %d re-embedded photos", len(batch))
-        return len(batch)
-
-
-class _Gone(Exception):
-    """Neither the record's file nor its image URL gives its bytes."""
-
-
-def _where(record: StoredRecord) -> str:
-    return str(record.metadata.get("path") or record.metadata.get("image_url") or record.metadata.get("url") or "")
 
 
 def kept_name(collection: str) -> str:

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
 from PIL import Image
 
-from ..photos.images import DEFAULT_MAX_FILE_BYTES, ImageRejected, decode_image, read_file_bytes
-from ..store import PhotoStore, StoredRecord
+from ..photos.images import DEFAULT_MAX_FILE_BYTES
 from ..regions.proposals import Box, Proposer
 from ..regions.records import REGION_COUNT_FIELD, needs_regions, region_id, region_metadata
+from ..store import PhotoStore, StoredRecord
+from .photo import FAILED_STAGES_FIELD, Photo
+from .runner import EmbedStep, ThreadRunner, drive, timed
+from .stages import Decode, ReadFile, Stage, StageTimes
+from .writer import with_stages_rerun
 
 if TYPE_CHECKING:
     from ..embedder import Embedder
@@ -41,14 +44,6 @@ class RegionReport:
     photos: int = 0  # photos given their regions in this run
     regions: int = 0  # region vectors embedded
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of photos left without
-
-
-@dataclass
-class _Cut:
-    record: StoredRecord
-    boxes: list[Box] = field(default_factory=list)
-    pixels: list[np.ndarray] = field(default_factory=list)
-    problem: str = ""
 
 
 def usable_boxes(boxes: Sequence[Box], width: int, height: int, limit: int) -> list[Box]:
@@ -81,7 +76,24 @@ def cut_regions(image: Image.Image, width: int, height: int, proposer: Proposer,
     return boxes, crops
 
 
+class RegionCuts(Stage):
+    """The photo's regions: boxes proposed, their crops made the model's input."""
+
+    name, needs, adds = "regions", ("decoded",), (REGION_COUNT_FIELD,)
+
+    def __init__(self, proposer: Proposer, per_photo: int, preprocess: Callable[[Image.Image], object]):
+        self.proposer, self.per_photo, self.preprocess = proposer, per_photo, preprocess
+
+    def run(self, photo: Photo) -> None:
+        decoded = photo.decoded
+        photo.boxes, crops = cut_regions(decoded.image, decoded.width, decoded.height, self.proposer,
+                                         self.per_photo)
+        photo.region_pixels = [self.preprocess(crop) for crop in crops]
+
+
 class RegionIndexer:
+    """Stored photos without regions -> read, decode, regions -> ``RegionWriter``."""
+
     def __init__(self, store: PhotoStore, embedder: "Embedder", proposer: Proposer, *, per_photo: int,
                  batch_size: int, decode_workers: int, max_image_pixels: int,
                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
@@ -91,66 +103,87 @@ class RegionIndexer:
         self.decode_workers = decode_workers
         self.max_image_pixels, self.max_file_bytes = max_image_pixels, max_file_bytes
 
-    def run(self, records: Sequence[StoredRecord], progress: Callable[[int, int, str], None] | None = None) -> RegionReport:
-        from .ingest import ordered_prefetch
+    def stages(self) -> list[Stage]:
+        return [ReadFile(self.max_file_bytes), Decode(self.max_image_pixels, REGION_DECODE),
+                RegionCuts(self.proposer, self.per_photo, self.embedder.preprocess_image)]
 
+    def run(self, records: Sequence[StoredRecord], progress: Callable[[int, int, str], None] | None = None,
+            times: StageTimes | None = None) -> RegionReport:
         report = RegionReport()
         records = [r for r in records if needs_regions(r)]
         if not records:
             return report
+        times = times if times is not None else StageTimes()
         self.store.regions.bind(self.embedder.signature)
-        batch: list[_Cut] = []
-        prefetch = ordered_prefetch(self._cut, records, self.decode_workers, self.photos_per_batch * 2)
-        with contextlib.closing(prefetch):
-            for done, cut in enumerate(prefetch, start=1):
-                if cut.problem:
-                    report.failed.append((str(cut.record.metadata.get("path", cut.record.id)), cut.problem))
-                else:
-                    batch.append(cut)
-                if len(batch) >= self.photos_per_batch:
-                    self._commit(batch, report)
-                    batch = []
-                if progress is not None:
-                    progress(done, len(records), str(cut.record.metadata.get("path", "")))
-        self._commit(batch, report)
+        writer = RegionWriter(self.store, EmbedStep(self.embedder, times), report, times, len(records), progress)
+        photos = (Photo(path=Path(r.metadata["path"]) if r.metadata.get("path") else None, record=r)
+                  for r in records)
+        prepared = ThreadRunner(self.decode_workers, self.photos_per_batch * 2).prepare(photos, self.stages())
+        with contextlib.closing(prepared):
+            drive(prepared, writer, self.photos_per_batch, times)
         return report
 
-    def _cut(self, record: StoredRecord) -> _Cut:
-        cut = _Cut(record)
-        path = record.metadata.get("path")
-        if not path:
-            cut.problem = "no local file"
-            return cut
-        try:
-            decoded = decode_image(read_file_bytes(Path(path), self.max_file_bytes), self.max_image_pixels,
-                                   draft=REGION_DECODE, name=Path(path).name)
-            cut.boxes, crops = cut_regions(decoded.image, decoded.width, decoded.height, self.proposer,
-                                           self.per_photo)
-            cut.pixels = [self.embedder.preprocess_image(crop) for crop in crops]
-        except (OSError, ImageRejected) as exc:
-            cut.problem = str(getattr(exc, "strerror", None) or exc)
-        except Exception as exc:  # a proposer failing on one odd photo must not stop the run
-            log.debug("no regions for %s", path, exc_info=True)
-            cut.problem = f"{type(exc).__name__}: {exc}"
-        return cut
 
-    def _commit(self, batch: list[_Cut], report: RegionReport) -> None:
-        if not batch:
-            return
-        pixels = [p for cut in batch for p in cut.pixels]
-        vectors = self.embedder.embed_pixels(pixels) if pixels else np.zeros((0, self.embedder.dim), np.float32)
+class RegionWriter:
+    """Stores a batch's regions, then stamps its photos with how many they have; a photo the
+    regions failed on is left unstamped (so the next run tries again), the failure noted on it."""
+
+    def __init__(self, store: PhotoStore, embed: EmbedStep, report: RegionReport, times: StageTimes, total: int,
+                 progress: Callable[[int, int, str], None] | None):
+        self.store, self.embed, self.report, self.times = store, embed, report, times
+        self.total, self.done, self.progress = total, 0, progress
+        self.failures: list[tuple[StoredRecord, str]] = []
+
+    def take(self, photo: Photo) -> bool:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, str(photo.record.metadata.get("path", "")))
+        problem = "no local file" if photo.path is None else (
+            photo.failed.get(RegionCuts.name) or (str(photo.rejected.detail or photo.rejected)
+                                                  if photo.rejected is not None else ""))
+        if problem:
+            self.report.failed.append((photo.where, problem))
+            self.failures.append((photo.record, problem))
+            return False
+        return True
+
+    def commit(self, batch: list[Photo]) -> None:
+        pixels = [p for photo in batch for p in photo.region_pixels]
+        vectors = self.embed(pixels, len(batch))
         ids, metadatas = [], []
-        for cut in batch:
-            for number, box in enumerate(cut.boxes):
-                ids.append(region_id(cut.record.id, number))
-                metadatas.append(region_metadata(cut.record.id, number, box))
-        regions = self.store.regions
-        regions.delete_regions_of([cut.record.id for cut in batch])  # what a killed run left half-written
-        if ids:
-            regions.upsert(ids, vectors, metadatas)
-        for cut in batch:
-            cut.record.metadata[REGION_COUNT_FIELD] = len(cut.boxes)
-        self.store.update_metadata([cut.record.id for cut in batch], [cut.record.metadata for cut in batch])
-        report.photos += len(batch)
-        report.regions += len(ids)
-        log.info("committed the regions of %d photos (%d regions this run)", len(batch), report.regions)
+        for photo in batch:
+            for number, box in enumerate(photo.boxes):
+                ids.append(region_id(photo.record.id, number))
+                metadatas.append(region_metadata(photo.record.id, number, box))
+        records = [photo.record for photo in batch]
+        with timed(self.times, "write regions", len(batch)):
+            if batch:
+                regions = self.store.regions
+                regions.delete_regions_of([record.id for record in records])  # what a killed run left half-written
+                if ids:
+                    regions.upsert(ids, vectors, metadatas)
+            for photo in batch:
+                photo.record.metadata[REGION_COUNT_FIELD] = len(photo.boxes)
+            records += [record for record, _problem in self.failures]
+            if records:
+                self.store.update_metadata([r.id for r in records], self._with_failures_noted(records))
+        self.failures = []
+        self.report.photos += len(batch)
+        self.report.regions += len(ids)
+        if batch:
+            log.info("committed the regions of %d photos (%d regions this run)", len(batch), self.report.regions)
+
+    def _with_failures_noted(self, records: list[StoredRecord]) -> list[dict]:
+        """Each record's metadata with ``failed_stages`` saying whether the regions failed (None:
+        the field removed, once they worked)."""
+        failed = {record.id: problem for record, problem in self.failures}
+        updates = []
+        for record in records:
+            notes = with_stages_rerun(record.metadata, [RegionCuts.name],
+                                      {RegionCuts.name: failed[record.id]} if record.id in failed else {})
+            updates.append({**record.metadata, FAILED_STAGES_FIELD: notes})
+            if notes is None:
+                record.metadata.pop(FAILED_STAGES_FIELD, None)
+            else:
+                record.metadata[FAILED_STAGES_FIELD] = notes
+        return updates

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..settings import DEFAULT_MAX_FILE_MB
 from .formats import (IMAGE_EXTENSIONS, MAX_ASPECT_RATIO, RAW_EXTENSIONS,
                       UNSUPPORTED_IMAGE_EXTENSIONS, SkipReason)
-from .facts import read_facts
+from .facts import facts_of_exif
 
 __all__ = ["IMAGE_EXTENSIONS", "UNSUPPORTED_IMAGE_EXTENSIONS", "SkipReason", "ImageRejected", "decode_image"]
 
@@ -67,7 +67,12 @@ class DecodedImage:
     width: int  # the full size, upright
     height: int
     format: str | None
-    facts: dict = field(default_factory=dict)  # when, where and with what (facts.py)
+    facts: dict = field(default_factory=dict)  # what a camera RAW file's own reader found
+    exif: Image.Exif | None = None  # read for its facts by an indexing stage of their own
+
+    def read_facts(self) -> dict:
+        """When, where and with what it was taken (``facts.py``); may raise on odd EXIF."""
+        return facts_of_exif(self.exif) if self.exif is not None else dict(self.facts)
 
 
 def _looks_like_image(data: bytes) -> bool:
@@ -147,7 +152,10 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
     check_proportions(width, height)
 
     image_format = image.format
-    facts = read_facts(image)
+    try:
+        exif = image.getexif()
+    except Exception:  # noqa: BLE001 - a malformed EXIF block means no facts, never a failed photo
+        exif = None
     try:
         if _EXIF_ORIENTATION_SWAPS_SIDES.intersection({image.getexif().get(0x0112)}):
             width, height = height, width  # as shown upright
@@ -160,7 +168,7 @@ def decode_image(data: bytes, max_pixels: int, draft: tuple[int, int] | None = N
         raise ImageRejected(SkipReason.TRUNCATED if truncated else SkipReason.CORRUPT, str(exc)) from None
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise ImageRejected(SkipReason.CORRUPT, str(exc)) from None
-    return DecodedImage(image=rgb, width=width, height=height, format=image_format, facts=facts)
+    return DecodedImage(image=rgb, width=width, height=height, format=image_format, exif=exif)
 
 
 def _decode_raw(data: bytes, max_pixels: int) -> DecodedImage:

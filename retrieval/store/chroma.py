@@ -505,7 +505,7 @@ class ChromaStore(PhotoStore):
             end = start + self._max_batch
             with self._writing() as collection:
                 collection.update(
-                    ids=list(ids[start:end]), metadatas=[clean_metadata(m) for m in metadatas[start:end]]
+                    ids=list(ids[start:end]), metadatas=[_update_of(m) for m in metadatas[start:end]]
                 )
 
     def companion(self, collection_name: str) -> "ChromaStore":
@@ -568,3 +568,8 @@ def repair_local(settings: ChromaSettings):
     store = ChromaStore(settings)
     report.count = store.count()  # raises, in words, when the store still can't be read
     return report
+
+
+def _update_of(metadata: dict) -> dict:
+    """What Chroma's update takes: the cleaned fields, and None for each field to remove."""
+    return {**clean_metadata(metadata), **{key: None for key, value in metadata.items() if value is None}}

@@ -120,7 +120,8 @@ class PhotoStore(ABC):
 
     @abstractmethod
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
-        """Replace the metadata of existing records, keeping their vectors."""
+        """Merge these fields into existing records' metadata, keeping their vectors; a field given
+        as None is removed from the record."""
 
     @abstractmethod
     def delete_records(self, ids: Sequence[str]) -> None:

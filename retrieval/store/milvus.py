@@ -389,13 +389,18 @@ class MilvusStore(PhotoStore):
                     self._client.flush(self._name)
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
-        """Merged into each record's metadata (as Chroma's update does), its vector kept."""
+        """Merged into each record's metadata (as Chroma's update does), its vector kept; a field
+        given as None is removed (written as null, which reads back as absent)."""
         for start in range(0, len(ids), _WRITE_BATCH):
             wanted = dict(zip(ids[start:start + _WRITE_BATCH], metadatas[start:start + _WRITE_BATCH]))
             with self._lock, self._guard("written"):
                 self._require()
                 current = self.get(list(wanted), with_embeddings=True)
-                rows = [_row(r.id, r.embedding, {**r.metadata, **wanted[r.id]}) for r in current]
+                rows = []
+                for r in current:
+                    row = _row(r.id, r.embedding, {**r.metadata, **wanted[r.id]})
+                    row.update({key: None for key in r.metadata if key not in row})  # a field set to None goes
+                    rows.append(row)
                 if rows:
                     self._client.upsert(self._name, rows)
 

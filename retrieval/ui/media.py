@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..errors import RetrievalError
 from ..photos.images import ImageRejected, SkipReason, decode_image, open_image_file, read_file_bytes
-from ..indexing.ingest import content_id
+from ..indexing.photo import content_id
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,210 @@
+"""The per-photo stages of indexing, each a small object with a name, what it needs and what it adds.
+
+A stage reads what earlier stages put on the ``Photo`` (``needs``, attribute names) and adds
+to it: model inputs, or metadata fields (``adds``: a stored record lacking one of them owes
+the stage, and the next run gives it). Stages are isolated from each other by ``run_stages``:
+
+- a **required** stage (reading the bytes, decoding, the model's preprocessing) failing means
+  the photo can't be used: it is rejected with a reason and nothing more is done with it;
+- an **optional** stage (photo facts, the perceptual hash, regions, and later OCR words or
+  captions) failing is recorded on the photo (``Photo.failed``, stored as ``failed_stages``) and
+  the photo is indexed with what the other stages gave; the next run retries that stage only.
+
+The same stage objects run on this process's threads or on Ray workers (``runner.py``,
+``cluster.py``): a stage is written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..photos.facts import MARKER as FACTS_MARKER
+from ..photos.facts import with_file_time
+from ..photos.images import ImageRejected, SkipReason, decode_image, read_file_bytes
+from ..photos.near_duplicates import HASH_FIELD, perceptual_hash
+from .photo import Photo, content_id, failed_stage_names
+
+if TYPE_CHECKING:
+    from ..embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+
+class Stage:
+    name: str = ""
+    needs: tuple[str, ...] = ()  # attributes of the Photo an earlier stage (or the reader) set
+    adds: tuple[str, ...] = ()  # metadata fields this stage gives a record
+    required: bool = False  # failing rejects the photo (else it is recorded, and the photo kept)
+
+    def run(self, photo: Photo) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<stage {self.name}>"
+
+
+def run_stages(photo: Photo, stages: Sequence[Stage]) -> Photo:
+    """Run ``stages`` on ``photo`` in order, each isolated from the others (see the module's notes)."""
+    for stage in stages:
+        if photo.finished_early:
+            break
+        missing = next((need for need in stage.needs if getattr(photo, need) is None), None)
+        if missing is not None:
+            why = f"no {missing} to work from"
+            if stage.required:
+                photo.rejected = ImageRejected(SkipReason.UNREADABLE, why)
+            else:
+                photo.failed[stage.name] = why
+            continue
+        started = time.perf_counter()
+        try:
+            stage.run(photo)
+        except ImageRejected as exc:
+            _failed(photo, stage, exc)
+        except Exception as exc:  # one odd file (a decoder bug, a model's edge case) must not stop the run
+            log.debug("stage %s failed on %s", stage.name, photo.where, exc_info=True)
+            _failed(photo, stage, ImageRejected(SkipReason.CORRUPT, f"{type(exc).__name__}: {exc}"))
+        photo.timings[stage.name] = photo.timings.get(stage.name, 0.0) + time.perf_counter() - started
+    photo.data, photo.decoded = None, None  # what the writer needs is on the photo now
+    return photo
+
+
+def _failed(photo: Photo, stage: Stage, problem: ImageRejected) -> None:
+    if stage.required:
+        photo.rejected = problem
+    else:
+        photo.failed[stage.name] = problem.detail or str(problem)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+class ReadFile(Stage):
+    """The file's bytes, size, time and content id. ``stored_at``: where bytes with this id are
+    stored already (then nothing more is done with them), or None."""
+
+    name, needs, required = "read", ("path",), True
+
+    def __init__(self, max_file_bytes: int, stored_at: Callable[[str], str | None] | None = None):
+        self.max_file_bytes, self.stored_at = max_file_bytes, stored_at
+
+    def run(self, photo: Photo) -> None:
+        try:
+            stat = photo.path.stat()
+            data = read_file_bytes(photo.path, self.max_file_bytes)
+        except OSError as exc:
+            raise ImageRejected(SkipReason.UNREADABLE, exc.strerror or str(exc)) from None
+        photo.size, photo.mtime = stat.st_size, stat.st_mtime
+        if not data:
+            raise ImageRejected(SkipReason.EMPTY)
+        photo.data, photo.id = data, content_id(data)
+        if self.stored_at is not None:
+            photo.duplicate_of = self.stored_at(photo.id)
+
+
+class Decode(Stage):
+    """The photo decoded upright, at about ``draft`` (a JPEG decodes at a reduced scale) or full size."""
+
+    name, needs, required = "decode", ("data",), True
+
+    def __init__(self, max_image_pixels: int, draft: tuple[int, int] | None):
+        self.max_image_pixels, self.draft = max_image_pixels, draft
+
+    def run(self, photo: Photo) -> None:
+        name = photo.path.name if photo.path is not None else Path(photo.where).name
+        decoded = decode_image(photo.data, self.max_image_pixels, draft=self.draft, name=name)
+        photo.decoded, photo.width, photo.height = decoded, decoded.width, decoded.height
+
+
+class Preprocess(Stage):
+    """The model's input for the whole photo."""
+
+    name, needs, required = "preprocess", ("decoded",), True
+
+    def __init__(self, embedder: Embedder):
+        self.embedder = embedder
+
+    def run(self, photo: Photo) -> None:
+        photo.pixels = self.embedder.preprocess_image(photo.decoded.image)
+
+
+# -- optional analyses ---------------------------------------------------------------
+
+
+class PhotoFacts(Stage):
+    """When, where and with what it was taken (EXIF; the file's time when EXIF has no date)."""
+
+    name, needs, adds = "facts", ("decoded",), (FACTS_MARKER,)
+
+    def run(self, photo: Photo) -> None:
+        photo.fields.update(with_file_time(photo.decoded.read_facts(), photo.mtime))
+
+
+class PerceptualHash(Stage):
+    """The 64-bit hash near-duplicates are found by."""
+
+    name, needs, adds = "phash", ("decoded",), (HASH_FIELD,)
+
+    def run(self, photo: Photo) -> None:
+        photo.fields[HASH_FIELD] = perceptual_hash(photo.decoded.image)
+
+
+# -- the stage lists -----------------------------------------------------------------
+
+
+def analyses() -> list[Stage]:
+    """The optional stages every indexed photo gets."""
+    return [PhotoFacts(), PerceptualHash()]
+
+
+def photo_stages(embedder: Embedder, *, max_image_pixels: int, max_file_bytes: int,
+                 stored_at: Callable[[str], str | None] | None = None) -> list[Stage]:
+    """What a new photo goes through before its vector is made (here, or on a cluster worker)."""
+    return [ReadFile(max_file_bytes, stored_at), Decode(max_image_pixels, embedder.draft_size),
+            Preprocess(embedder), *analyses()]
+
+
+def owed_stages(metadata: dict[str, Any], stages: Sequence[Stage]) -> list[Stage]:
+    """Of the optional ``stages``, those a stored record lacks the fields of or says failed."""
+    failed = failed_stage_names(metadata)
+    return [stage for stage in stages if not stage.required
+            and (stage.name in failed or any(name not in metadata for name in stage.adds))]
+
+
+# -- what a run spent ----------------------------------------------------------------
+
+
+@dataclass
+class StageCount:
+    photos: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+class StageTimes:
+    """Per stage: photos it ran on, how many it failed on, seconds spent (summed over threads)."""
+
+    def __init__(self) -> None:
+        self.by_stage: dict[str, StageCount] = {}
+
+    def count(self, photo: Photo) -> None:
+        last = next(reversed(photo.timings), None)
+        for name, seconds in photo.timings.items():
+            failed = name in photo.failed or (photo.rejected is not None and name == last)
+            self.add(name, seconds, photos=1, failed=int(failed))
+
+    def add(self, name: str, seconds: float, *, photos: int, failed: int = 0) -> None:
+        entry = self.by_stage.setdefault(name, StageCount())
+        entry.photos += photos
+        entry.failed += failed
+        entry.seconds += seconds
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        total = sum(entry.seconds for entry in self.by_stage.values()) or 1.0
+        return {name: {"photos": entry.photos, "failed": entry.failed, "seconds": round(entry.seconds, 3),
+                       "share": round(entry.seconds / total, 3)}
+                for name, entry in self.by_stage.items()}
