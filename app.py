@@ -92,6 +92,10 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                            label="Also find objects and regions in each photo",
                                            info="A search can then match part of a photo and shows the box; "
                                                 "about 17 times the work per photo")
+                read_words = gr.Checkbox(engine.settings.ocr, elem_id="read-words",
+                                         label="Also read the words in each photo",
+                                         info="Signs, labels, screenshots: kept with the photo and shown in "
+                                              "its details; about a third of a second per photo")
                 add_button = gr.Button("Add to the collection", variant="primary", elem_id="add-button")
                 add_summary = gr.Markdown(elem_id="add-summary")
                 collection = gr.Markdown(collection_text(engine), elem_id="collection-info")
@@ -206,7 +210,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
 
         # One progress bar, over the summary; the small updates around it show none.
         uploads.change(on.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
-        add_button.click(on.add_photos, [uploads, metadata_file, find_regions],
+        add_button.click(on.add_photos, [uploads, metadata_file, find_regions, read_words],
                          [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
             lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)

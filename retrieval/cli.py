@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--proposer", metavar="NAME",
                        help="how --regions finds them: segments (default, no download), grid, or a SAM model "
                             "by Hugging Face id or folder, e.g. facebook/sam-vit-base (REGION_PROPOSER)")
+    index.add_argument("--ocr", action="store_true", default=None,
+                       help="also read the words in each photo (signs, labels, screenshots; OCR=1); photos "
+                            "indexed before are read on this run, nothing is embedded again")
     index.add_argument("--regions-per-photo", type=int, metavar="N",
                        help="at most N regions per photo (default 16; REGIONS_PER_PHOTO)")
     index.add_argument("--ray-workers", type=int, metavar="N",
@@ -336,7 +339,7 @@ def cmd_index(engine, args) -> int:
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers,
-                              exclude=args.exclude, regions=args.regions)
+                              exclude=args.exclude, regions=args.regions, ocr=args.ocr)
     finally:
         progress.close()
     _print_index_report(engine, report, args.json)

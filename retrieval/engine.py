@@ -121,18 +121,22 @@ class Engine:
         ray_workers: int | None = None,
         exclude: Sequence[str] = (),
         regions: bool | None = None,
+        ocr: bool | None = None,
     ) -> IndexReport:
         """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
         ``indexing/cluster.py``); this process still decides what is new and writes the store.
-        ``regions``: give the photos their regions too (``None``: the REGIONS setting)."""
+        ``regions``: give the photos their regions too (``None``: the REGIONS setting).
+        ``ocr``: read the words in them too (``None``: the OCR setting)."""
         from .indexing.ingest import Indexer
         from .photos.metadata_table import MetadataTable
 
+        ocr = self.settings.ocr if ocr is None else ocr
         cluster = None
         if ray is not None:
             from .indexing.cluster import RayCluster
 
-            cluster = RayCluster(self.settings, ray, ray_workers, precision=lambda: self.embedder.precision)
+            cluster = RayCluster(self.settings.with_overrides(ocr=ocr), ray, ray_workers,
+                                 precision=lambda: self.embedder.precision)
 
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
         if table is not None:
@@ -146,12 +150,21 @@ class Engine:
             max_file_bytes=self.settings.max_file_bytes,
             cluster=cluster,
             regions=self._region_indexer if (self.settings.regions if regions is None else regions) else None,
+            ocr=self.ocr_reader() if ocr else None,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
                              prune=prune, progress=progress, exclude=exclude)
         if table is not None:
             report.metadata_warnings = table.warnings()
         return report
+
+    def ocr_reader(self):
+        """The reader of words in photos, made once (its models load on each thread's first photo)."""
+        if getattr(self, "_ocr_reader", None) is None:
+            from .text.ocr import OcrReader
+
+            self._ocr_reader = OcrReader()
+        return self._ocr_reader
 
     def _region_indexer(self):
         from .regions.choice import load_proposer

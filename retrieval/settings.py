@@ -199,6 +199,7 @@ class Settings:
     asr_temperature: float = 0.0  # 0: deterministic decoding; higher values sample (not reproducible)
     app_concurrency: int = 4  # searches the app runs at once
     regions: bool = False  # index objects and regions of each photo too (index --regions)
+    ocr: bool = False  # read the words in each photo too (index --ocr)
     region_proposer: str = "segments"  # segments, grid, or a SAM model (Hugging Face id or folder)
     regions_per_photo: int = 16
     app_host: str = "127.0.0.1"
@@ -248,6 +249,7 @@ class Settings:
             asr_temperature=_float("ASR_TEMPERATURE", 0.0),
             app_concurrency=_int("APP_CONCURRENCY", 4),
             regions=_flag("REGIONS", False),
+            ocr=_flag("OCR", False),
             region_proposer=env.get("REGION_PROPOSER", "").strip() or "segments",
             regions_per_photo=_int("REGIONS_PER_PHOTO", 16),
             # A Hugging Face Space tells Gradio where to listen through GRADIO_SERVER_NAME/PORT:

@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "model_signature", "hub", "settings"},
     {"store"},
     {"photos", "embedder"},
-    {"regions"},
+    {"regions", "text"},
     {"search", "speech", "views"},
     {"indexing"},
     {"loaders"},

@@ -109,8 +109,13 @@ class EmbedFiles:
         self.settings = settings
         self.embedder = load_embedder(settings.model, threads, settings.precision, settings.device,
                                       text_export=False)
+        ocr = None
+        if settings.ocr:
+            from ..text.ocr import OcrReader
+
+            ocr = OcrReader()
         self.stages = photo_stages(self.embedder, max_image_pixels=settings.max_image_pixels,
-                                   max_file_bytes=settings.max_file_bytes)
+                                   max_file_bytes=settings.max_file_bytes, ocr=ocr)
         self.writes, self.store = writes, None
         if writes is not None:
             from ..store import open_store

@@ -30,6 +30,7 @@ from .photo import Photo, content_id, failed_stage_names
 
 if TYPE_CHECKING:
     from ..embedder import Embedder
+    from ..text.ocr import OcrReader
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Stage:
     needs: tuple[str, ...] = ()  # attributes of the Photo an earlier stage (or the reader) set
     adds: tuple[str, ...] = ()  # metadata fields this stage gives a record
     required: bool = False  # failing rejects the photo (else it is recorded, and the photo kept)
+    decode_at: tuple[int, int] | None = None  # the least size it needs the photo decoded at (None: any)
 
     def run(self, photo: Photo) -> None:
         raise NotImplementedError
@@ -153,19 +155,45 @@ class PerceptualHash(Stage):
         photo.fields[HASH_FIELD] = perceptual_hash(photo.decoded.image)
 
 
+class OcrWords(Stage):
+    """The words in the photo, their boxes and confidence (``text/ocr.py``)."""
+
+    name, needs = "ocr", ("decoded",)
+
+    def __init__(self, reader: OcrReader):
+        from ..text.ocr import DETECT_SIDE, OCR_COUNT_FIELD
+
+        self.reader, self.adds, self.decode_at = reader, (OCR_COUNT_FIELD,), (DETECT_SIDE, DETECT_SIDE)
+
+    def run(self, photo: Photo) -> None:
+        from ..text.ocr import ocr_fields
+
+        decoded = photo.decoded
+        photo.fields.update(ocr_fields(self.reader.read(decoded.image, decoded.width, decoded.height)))
+
+
 # -- the stage lists -----------------------------------------------------------------
 
 
-def analyses() -> list[Stage]:
-    """The optional stages every indexed photo gets."""
-    return [PhotoFacts(), PerceptualHash()]
+def analyses(ocr: OcrReader | None = None) -> list[Stage]:
+    """The optional stages every indexed photo gets (``ocr``: read its words too)."""
+    return [PhotoFacts(), PerceptualHash(), *([OcrWords(ocr)] if ocr is not None else [])]
+
+
+def decode_size(stages: Sequence[Stage], least: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The draft size to decode at: ``least``, or larger where a stage needs more (None: full size)."""
+    sizes = [stage.decode_at for stage in stages if stage.decode_at is not None]
+    if least is None:
+        return None
+    return max([least, *sizes], key=lambda size: size[0] * size[1])
 
 
 def photo_stages(embedder: Embedder, *, max_image_pixels: int, max_file_bytes: int,
-                 stored_at: Callable[[str], str | None] | None = None) -> list[Stage]:
+                 stored_at: Callable[[str], str | None] | None = None, ocr: OcrReader | None = None) -> list[Stage]:
     """What a new photo goes through before its vector is made (here, or on a cluster worker)."""
-    return [ReadFile(max_file_bytes, stored_at), Decode(max_image_pixels, embedder.draft_size),
-            Preprocess(embedder), *analyses()]
+    optional = analyses(ocr)
+    return [ReadFile(max_file_bytes, stored_at), Decode(max_image_pixels, decode_size(optional, embedder.draft_size)),
+            Preprocess(embedder), *optional]
 
 
 def owed_stages(metadata: dict[str, Any], stages: Sequence[Stage]) -> list[Stage]:

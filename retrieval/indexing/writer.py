@@ -414,19 +414,22 @@ class CompletionWriter:
         self.index, self.rerun = index, list(rerun)
 
     def take(self, photo: Photo) -> bool:
-        index, record = self.index, photo.record
-        failed = dict(photo.failed)
-        if photo.rejected is not None:  # unreadable now: every stage it lacked failed again
-            failed = {name: photo.rejected.detail or str(photo.rejected) for name in self.rerun}
-        fields = {**photo.fields, **index.metadata(photo.path),
-                  FAILED_STAGES_FIELD: with_stages_rerun(record.metadata, self.rerun, failed)}
-        index._refresh_metadata(record, fields)
-        index.report.facts_read += 1
-        index.report.unchanged += 1
-        for stage, why in failed.items():
-            index.report.stage_failures.append(StageFailure(str(photo.path), stage, why))
-        index._tick(photo.path)
-        return False
+        return True  # committed in batches, as new photos are: a kill loses at most one batch
 
     def commit(self, batch: list[Photo]) -> None:
-        self.index._flush_updates()
+        index = self.index
+        for photo in batch:
+            record, failed = photo.record, dict(photo.failed)
+            if photo.rejected is not None:  # unreadable now: every stage it lacked failed again
+                failed = {name: photo.rejected.detail or str(photo.rejected) for name in self.rerun}
+            fields = {**photo.fields, **index.metadata(photo.path),
+                      FAILED_STAGES_FIELD: with_stages_rerun(record.metadata, self.rerun, failed)}
+            index._refresh_metadata(record, fields)
+            index.report.facts_read += 1
+            index.report.unchanged += 1
+            for stage, why in failed.items():
+                index.report.stage_failures.append(StageFailure(str(photo.path), stage, why))
+            index._tick(photo.path)
+        index._flush_updates()
+        if batch:
+            log.info("committed the missing stages of %d photos indexed before", len(batch))

@@ -297,7 +297,7 @@ class SearchPage:
         return f"{present.count(len(files), 'file')} chosen ({size / 1e6:.1f} MB)"
 
     def add_photos(self, files: list[str] | None, metadata_file: str | None, find_regions: bool = False,
-                   progress=gr.Progress()):
+                   read_words: bool = False, progress=gr.Progress()):
         if not files:
             raise RetrievalError("Choose or drop some photos first.")
         table = MetadataTable.from_file(Path(metadata_file), shown_as=Path(metadata_file).name) \
@@ -325,7 +325,7 @@ class SearchPage:
         if originals:
             report = self.engine.index([self.media.uploads / name for name in originals],
                                        metadata=metadata_for, source="upload", progress=report_progress,
-                                       regions=bool(find_regions))
+                                       regions=bool(find_regions), ocr=bool(read_words))
             rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
             self.facets.add(report.added)
             if report.changed_the_store:

@@ -1,0 +1,1 @@
+"""Words: what is read in photos (OCR)."""

@@ -1,0 +1,162 @@
+"""Words in photos, read by the real PP-OCR models that come with the rapidocr wheel."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from cli_runs import run_in_process, run_until_committed
+from photos import scene_photo
+from retrieval.engine import Engine
+from retrieval.indexing.photo import FAILED_STAGES_FIELD
+from retrieval.indexing.stages import OcrWords
+from retrieval.photos.images import decode_image
+from retrieval.text.ocr import OCR_COUNT_FIELD, OCR_TEXT_FIELD, OcrReader, lines_of
+
+
+
+def sign(word: str, seed: int = 0, size=(640, 480), height: int = 64, at=(60, 120)) -> tuple[Image.Image, tuple]:
+    """A photo with ``word`` painted on a light board: the photo, and the word's box."""
+    photo = scene_photo(seed, size=size)
+    draw = ImageDraw.Draw(photo)
+    font = ImageFont.load_default(size=height)
+    left, top, right, bottom = draw.textbbox(at, word, font=font)
+    draw.rectangle((left - 16, top - 16, right + 16, bottom + 16), fill=(245, 240, 230))
+    draw.text(at, word, font=font, fill=(20, 20, 30))
+    return photo, (left, top, right, bottom)
+
+
+def overlap(a, b) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    return width * height / ((b[2] - b[0]) * (b[3] - b[1]))
+
+
+@pytest.fixture(scope="module")
+def reader() -> OcrReader:
+    return OcrReader()
+
+
+def by_name(engine: Engine) -> dict[str, dict]:
+    return {r.metadata["filename"]: r.metadata for r in engine.store.iter_all()}
+
+
+def test_a_painted_word_is_read_with_its_box(reader):
+    photo, box = sign("BAKERY")
+    lines = reader.read(photo, *photo.size)
+    found = [line for line in lines if "bakery" in line.text.casefold()]
+    assert found and found[0].confidence >= 0.5
+    assert overlap(found[0].box, box) >= 0.6
+
+
+def test_boxes_are_in_pixels_of_the_full_photo_when_read_reduced(reader):
+    photo, box = sign("MARKET", size=(1920, 1440), height=160, at=(300, 500))
+    lines = reader.read(photo.resize((480, 360)), 1920, 1440)  # as decoded at a quarter
+    found = [line for line in lines if "market" in line.text.casefold()]
+    assert found and overlap(found[0].box, box) >= 0.6
+
+
+def test_a_photo_without_words_gives_none(reader):
+    assert reader.read(scene_photo(4, size=(640, 480)), 640, 480) == []
+
+
+def test_a_photo_turned_by_its_exif_is_read_upright(reader):
+    photo, _box = sign("STATION", seed=2)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter; shown turned back
+    buffer = io.BytesIO()
+    photo.transpose(Image.Transpose.ROTATE_90).save(buffer, "JPEG", quality=92, exif=exif)
+    decoded = decode_image(buffer.getvalue(), 10**8)
+    assert (decoded.width, decoded.height) == (640, 480)
+    lines = reader.read(decoded.image, decoded.width, decoded.height)
+    assert any("station" in line.text.casefold() for line in lines)
+
+
+def write_signs(folder) -> None:
+    folder.mkdir()
+    sign("BAKERY", seed=1)[0].save(folder / "bakery.jpg", quality=92)
+    sign("PHARMACY", seed=3)[0].save(folder / "pharmacy.jpg", quality=92)
+    scene_photo(5, size=(640, 480)).save(folder / "plain.jpg", quality=92)
+
+
+def test_index_with_ocr_keeps_the_words_and_a_textless_or_broken_photo_fails_nothing(settings, tmp_path):
+    folder = tmp_path / "photos"
+    write_signs(folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    report = Engine(settings).index([folder], ocr=True)
+    assert len(report.added) == 3 and report.skipped_counts == {"corrupt image": 1}
+    assert report.stage_failures == [] and report.stages["ocr"]["photos"] == 3
+    stored = by_name(Engine(settings))
+    assert "BAKERY" in stored["bakery.jpg"][OCR_TEXT_FIELD].upper()
+    assert "PHARMACY" in stored["pharmacy.jpg"][OCR_TEXT_FIELD].upper()
+    assert stored["plain.jpg"][OCR_COUNT_FIELD] == 0 and OCR_TEXT_FIELD not in stored["plain.jpg"]
+    assert lines_of(stored["bakery.jpg"])[0].box[2] <= 640
+
+
+def test_ocr_is_added_later_to_indexed_photos_without_embedding_again(settings, tmp_path):
+    folder = tmp_path / "photos"
+    write_signs(folder)
+    Engine(settings).index([folder])
+    assert all(OCR_COUNT_FIELD not in m for m in by_name(Engine(settings)).values())
+    later = Engine(settings)
+    report = later.index([folder], ocr=True)
+    assert report.added == [] and report.facts_read == 3
+    assert later._embedder is None, "reading words embeds nothing"
+    assert "BAKERY" in by_name(later)["bakery.jpg"][OCR_TEXT_FIELD].upper()
+    assert Engine(settings).index([folder], ocr=True).facts_read == 0
+
+
+def test_ocr_failing_on_one_photo_leaves_it_indexed_and_the_next_run_reads_it(settings, tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    write_signs(folder)
+    works = OcrWords.run
+
+    def run(self, photo):
+        if photo.path.name == "pharmacy.jpg":
+            raise RuntimeError("onnx session lost")
+        works(self, photo)
+
+    monkeypatch.setattr(OcrWords, "run", run)
+    report = Engine(settings).index([folder], ocr=True)
+    assert len(report.added) == 3
+    assert [(f.stage, f.reason) for f in report.stage_failures] == [("ocr", "RuntimeError: onnx session lost")]
+    assert by_name(Engine(settings))["pharmacy.jpg"][FAILED_STAGES_FIELD] == ["ocr: RuntimeError: onnx session lost"]
+    monkeypatch.undo()
+    again = Engine(settings).index([folder], ocr=True)
+    assert again.facts_read == 1 and again.stage_failures == []
+    stored = by_name(Engine(settings))["pharmacy.jpg"]
+    assert "PHARMACY" in stored[OCR_TEXT_FIELD].upper() and FAILED_STAGES_FIELD not in stored
+
+
+def test_index_ocr_from_the_command_line(settings, tmp_path):
+    folder = tmp_path / "photos"
+    write_signs(folder)
+    code, out, err = run_in_process(settings, "index", str(folder), "--ocr")
+    assert code == 0, err
+    assert "Added 3 photos" in out
+    assert "BAKERY" in by_name(Engine(settings))["bakery.jpg"][OCR_TEXT_FIELD].upper()
+
+
+@pytest.mark.slow
+def test_reading_words_killed_part_way_resumes_where_it_stopped(settings, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed in range(24):
+        sign(f"SHOP {seed}", seed=seed, size=(320, 240), height=32, at=(20, 40))[0].save(folder / f"s{seed:02d}.jpg")
+    Engine(settings.with_overrides(batch_size=2)).index([folder])
+    env = dict(os.environ, MODEL=str(settings.model), CHROMA_PATH=str(settings.chroma_path), BATCH_SIZE="2",
+               DECODE_WORKERS="1", PYTHONUNBUFFERED="1")
+    process = run_until_committed(["index", str(folder), "--ocr"], env, batches=3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    read = sum(OCR_COUNT_FIELD in m for m in by_name(Engine(settings)).values())
+    assert 4 <= read < 24, "the run was not stopped part-way"
+    resumed = Engine(settings).index([folder], ocr=True)
+    assert resumed.added == [] and resumed.facts_read == 24 - read
+    assert all(OCR_COUNT_FIELD in m for m in by_name(Engine(settings)).values())
