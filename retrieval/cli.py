@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(\"Canon EOS R5\")")
     search.add_argument("--near", metavar="LAT,LON", help="only photos taken near this place, in degrees (south and west negative: --near=-33.86,151.21)")
     search.add_argument("--within", type=float, metavar="KM", help="distance for --near (default 1 km)")
+    search.add_argument("--contains", action="append", default=[], metavar="PHRASE",
+                        help="only photos whose text (description, captions, words read in the photo, tags, "
+                             "file name) holds this word or phrase, in any case; repeat for several")
+    search.add_argument("--no-hybrid", dest="hybrid", action="store_false",
+                        help="rank by the picture only: the query's words found in photos' text don't count")
     search.add_argument("--no-regions", dest="regions", action="store_false",
                         help="score whole photos only, even where the collection has regions")
     search.add_argument("--collapse", action="store_true",
@@ -484,7 +489,8 @@ def _search_request(args, spoken: str | None = None, engine=None):
     return SearchRequest(terms=terms, tags=tags, match_all_tags=args.match_all, filters=filters,
                          k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude,
                          place=place, sort=_SORT_ALIASES.get(args.sort, args.sort) or ("score" if terms or tags else "-date"),
-                         collapse_duplicates=args.collapse, regions=args.regions)
+                         collapse_duplicates=args.collapse, regions=args.regions, contains=args.contains,
+                         hybrid=args.hybrid)
 
 
 def _spoken_query(engine, args) -> str | None:
@@ -536,7 +542,8 @@ def _print_results(engine, request, results, as_json: bool) -> None:
         print(line + (f"  — {' · '.join(details)}"[:160] if details else "")
               + (f"  (+{len(result.similar)} similar)" if result.similar else "")
               + (f"  [matched region {','.join(map(str, result.matched_box))}; whole photo {result.photo_score:.3f}]"
-                 if result.matched_box else ""))
+                 if result.matched_box else "")
+              + (f"  [words: {', '.join(result.matched_words)}]" if result.matched_words else ""))
 
 
 def cmd_stats(engine, args) -> int:

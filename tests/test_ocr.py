@@ -141,6 +141,12 @@ def test_index_ocr_from_the_command_line(settings, tmp_path):
     assert code == 0, err
     assert "Added 3 photos" in out
     assert "BAKERY" in by_name(Engine(settings))["bakery.jpg"][OCR_TEXT_FIELD].upper()
+    code, out, err = run_in_process(settings, "search", "bakery")
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert "bakery.jpg" in first and "[words: bakery]" in first
+    code, out, err = run_in_process(settings, "search", "--contains", "pharmacy")
+    assert code == 0 and "pharmacy.jpg" in out and "bakery.jpg" not in out
 
 
 @pytest.mark.slow

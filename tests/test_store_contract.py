@@ -82,6 +82,25 @@ def test_a_field_updated_to_none_is_removed(store):
     assert record.metadata["photographer"] == 'Cy "the eye"'
 
 
+def test_text_matches_phrases_in_any_case_within_the_filters(store):
+    ids = ["sign", "menu", "plain", "other"]
+    store.upsert(ids, vectors(4), [
+        {"description": "A BAKERY&CO storefront", "photographer": "Ana", "filename": "IMG_1.jpg"},
+        {"ocr_text": "Bakery menu: Red Door specials", "photographer": "Ben", "filename": "IMG_2.jpg"},
+        {"description": "A quiet street", "photographer": "Ana", "filename": "bakery_street.jpg"},
+        {"tags": ["door", "red"], "photographer": "Ana", "filename": "IMG_4.jpg"},
+    ])
+    found = lambda *phrases, **options: sorted(r.id for r in store.match_text(list(phrases), **options))
+    assert found("bakery") == ["menu", "plain", "sign"]  # descriptions, words read, file names
+    assert found("red door") == ["menu"]  # a phrase: words in order (tags "door, red" are not)
+    assert found("BAKERY", "menu") == ["menu"] and found("storefront", "quiet", any_of=True) == ["plain", "sign"]
+    assert found("bakery", filters={"photographer": "Ana"}) == ["plain", "sign"]
+    assert found("bakery", limit=1) in (["menu"], ["plain"], ["sign"])
+    store.update_metadata(["other"], [{"ocr_text": "BAKERY"}])  # the text follows a merged update
+    assert found("bakery") == ["menu", "other", "plain", "sign"]
+    assert found("nowhere") == []
+
+
 def test_delete_and_upsert_replace(store):
     ids, _, _ = fill(store, 5)
     store.delete(["p00", "p03", "never-there"])

@@ -78,6 +78,7 @@ class Indexer:
         """``exclude``: gitignore-style patterns, relative to each folder, never indexed (and,
         with ``prune``, removed from the store if they were)."""
         started = time.perf_counter()
+        self.store.fill_documents()  # a collection from before searchable text was kept: once
         roots = [Path(r).expanduser().resolve() for r in roots]
         scan = scan_folders(roots, exclude)
         times = StageTimes()

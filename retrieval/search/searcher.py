@@ -17,7 +17,10 @@ from ..store.filters import TagRule, normalise
 from ..photos.tags import parse_tags
 from ..photos.near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices, shape_of
 from ..regions.ranking import MAX_REGION_READ, REGION_READ_FACTOR, best_region_per_photo, region_wins
-from ..store import Match, PhotoStore
+from ..store import Match, PhotoStore, StoredRecord
+from ..store.documents import document_of, holds
+from ..store.documents import normalise as normalise_text
+from .keywords import TEXT_CANDIDATES, bm25_ranking, fuse, query_words
 
 MAX_K = 1000
 MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clauses grow too fast)
@@ -26,6 +29,8 @@ MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clau
 DATE_SORT_POOL = 200
 SORTS = ("score", "date", "-date")  # best first; oldest first; newest first
 COLLAPSE_READ_FACTOR = 3  # grouping near-duplicates reads this many times the page's matches
+FUSION_DEPTH = 100  # photos of each ranking fused, at least (more when a page reaches further)
+MAX_TEXT_MATCHES = 20000  # photos --contains ranks by their vectors (a phrase more common is no filter)
 MAX_PLACE_READ = 16384  # matches read to find those within a distance (the box is a little wider)
 TermKind = Literal["text", "image", "record"]
 
@@ -54,6 +59,8 @@ class SearchRequest:
     sort: str = "score"
     collapse_duplicates: bool = False  # near-identical photos as one result, the others under "similar"
     regions: bool = True  # a photo's regions count too, where the collection has them
+    contains: list[str] = field(default_factory=list)  # only photos whose text holds every phrase
+    hybrid: bool = True  # a text query's words rank photos too (their text), fused with the vector ranking
 
 
 @dataclass
@@ -64,6 +71,7 @@ class SearchResult:
     similar: list[str] = field(default_factory=list)  # near-identical photos folded into this one
     matched_box: list[int] | None = None  # the region that matched (left, top, right, bottom), if one did
     photo_score: float | None = None  # the whole photo's own score, when a region's is the result's
+    matched_words: list[str] = field(default_factory=list)  # the query's words found in the photo's text
 
     @property
     def path(self) -> str | None:
@@ -77,6 +85,8 @@ class SearchResult:
         extra: dict[str, Any] = {"similar": list(self.similar)} if self.similar else {}
         if self.matched_box is not None:
             extra.update(matched_box=list(self.matched_box), photo_score=round(float(self.photo_score), 6))
+        if self.matched_words:
+            extra["matched_words"] = list(self.matched_words)
         return {"id": self.id, "score": round(self.score, 6), **self.metadata, **extra}
 
 
@@ -150,7 +160,8 @@ def validate(request: SearchRequest) -> None:
         raise RetrievalError(f"The offset can't be negative, got {request.offset}.")
     if request.min_score is not None and not -1.0 <= request.min_score <= 1.0:
         raise RetrievalError(f"The minimum score is a cosine similarity between -1 and 1, got {request.min_score}.")
-    if not request.terms and not request.tags and not request.filters and request.place is None:
+    if not request.terms and not request.tags and not request.filters and request.place is None \
+            and not any(normalise_text(p) for p in request.contains):
         raise RetrievalError("Nothing to search for: give some text, an image, tags or a filter.")
     if request.sort not in SORTS:
         raise RetrievalError(f"Unknown order '{request.sort}': use score, date (oldest first) or -date (newest first).")
@@ -211,13 +222,76 @@ class Searcher:
         tags = None
         if request.tags:
             tags = TagRule.all_of(request.tags) if request.match_all_tags else TagRule.any_of(request.tags)
-        matches: list[Match] = self.store.query(vector, wanted, request.filters, tags)
-        results = [SearchResult(m.id, m.score, m.metadata) for m in matches]
-        if request.regions and self.store.regions.count():
-            results = self._with_regions(vector, request, tags, wanted, results)
+        results = self._vector_ranking(vector, request, tags, wanted)
+        ranked = self._word_ranking(request, tags) if request.hybrid else []
+        if ranked:
+            depth = max(wanted, FUSION_DEPTH)  # a page's order never depends on the page's size
+            if len(results) >= wanted and wanted < depth:
+                results = self._vector_ranking(vector, request, tags, depth)
+            results = self._fused(vector, request, tags, results, ranked[:depth])
+        return results
+
+    def _vector_ranking(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None,
+                        wanted: int) -> list[SearchResult]:
+        if request.contains:
+            results = self._within_text(vector, request, tags, wanted)
+        else:
+            matches: list[Match] = self.store.query(vector, wanted, request.filters, tags)
+            results = [SearchResult(m.id, m.score, m.metadata) for m in matches]
+            if request.regions and self.store.regions.count():
+                results = self._with_regions(vector, request, tags, wanted, results)
         # Equal scores in a stable order, so that pages never repeat or skip a photo.
         results.sort(key=lambda r: (-round(r.score, 6), r.id))
         return results
+
+    def _scored(self, vector: np.ndarray, ids: list[str], request: SearchRequest,
+                tags: TagRule | None) -> list[SearchResult]:
+        """These photos (those the filters keep), each scored by its vector's cosine with ``vector``."""
+        unit = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+        scored = []
+        for record in self.store.get(ids, with_embeddings=True, filters=request.filters, tags=tags):
+            embedding = np.asarray(record.embedding, dtype=np.float64)
+            scored.append(SearchResult(record.id, float(embedding @ unit / max(np.linalg.norm(embedding), 1e-12)),
+                                       record.metadata))
+        return scored
+
+    def _within_text(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None,
+                     wanted: int) -> list[SearchResult]:
+        """``--contains``: the photos whose text holds the phrases, ranked by the vector."""
+        held = self.store.match_text(request.contains, filters=request.filters, tags=tags, limit=MAX_TEXT_MATCHES)
+        results = self._scored(vector, [record.id for record in held], request, tags)
+        results.sort(key=lambda r: (-round(r.score, 6), r.id))
+        return results[:wanted]
+
+    def _word_ranking(self, request: SearchRequest, tags: TagRule | None) -> list[tuple[StoredRecord, float, list[str]]]:
+        """The photos whose text holds the text query's words, best first (BM25); none without words,
+        and none for a query composed with weights (``dog:1 beach:3``, ``-fruit``): those are the
+        vectors' arithmetic, which words can't follow."""
+        if any(term.weight != 1.0 for term in request.terms):
+            return []
+        text = " ".join(t.value for t in request.terms if t.kind == "text" and isinstance(t.value, str))
+        wanted_words = query_words(text)
+        if not wanted_words:
+            return []
+        candidates = self.store.match_text(wanted_words, any_of=True, filters=request.filters, tags=tags,
+                                           limit=TEXT_CANDIDATES)
+        if request.contains:
+            candidates = [c for c in candidates if holds(document_of(c.metadata), request.contains)]
+        return bm25_ranking(candidates, wanted_words, self.store.count())
+
+    def _fused(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, results: list[SearchResult],
+               ranked: list[tuple[StoredRecord, float, list[str]]]) -> list[SearchResult]:
+        """The vector ranking and the word ranking as one (reciprocal rank fusion); each photo keeps
+        its own cosine as its score, and the words it holds."""
+        by_id = {result.id: result for result in results}
+        missing = [record.id for record, _score, _words in ranked if record.id not in by_id]
+        for result in self._scored(vector, missing, request, tags) if missing else []:
+            by_id[result.id] = result
+        for record, _score, found in ranked:
+            if record.id in by_id:
+                by_id[record.id].matched_words = found
+        fused = fuse([[r.id for r in results], [record.id for record, _score, _words in ranked]])
+        return sorted(by_id.values(), key=lambda r: (-round(fused.get(r.id, 0.0), 9), -round(r.score, 6), r.id))
 
     def _with_regions(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, wanted: int,
                       results: list[SearchResult]) -> list[SearchResult]:
@@ -253,11 +327,16 @@ class Searcher:
         else:
             levels = list(range(len(tags), 0, -1))
         if levels is None:  # many tags: read every match once and rank them here
-            return self._rank_by_tags(self.store.iter_all(request.filters, TagRule.any_of(tags)), tags)
+            records = self.store.iter_all(request.filters, TagRule.any_of(tags))
+            if request.contains:
+                records = (r for r in records if holds(document_of(r.metadata), request.contains))
+            return self._rank_by_tags(records, tags)
         results: list[SearchResult] = []
         seen: set[str] = set()
         for level in levels:
             for record in self.store.find(request.filters, TagRule(tuple(tags), level), wanted + len(seen)):
+                if request.contains and not holds(document_of(record.metadata), request.contains):
+                    continue
                 if record.id not in seen:
                     seen.add(record.id)
                     results.append(SearchResult(record.id, tag_score(record.metadata.get("tags"), tags),
@@ -267,7 +346,8 @@ class Searcher:
         return results
 
     def _browse(self, request: SearchRequest) -> list[SearchResult]:
-        records = self.store.iter_all(request.filters)
+        records = (self.store.match_text(request.contains, filters=request.filters) if request.contains
+                   else self.store.iter_all(request.filters))
         results = [SearchResult(r.id, 0.0, r.metadata) for r in records
                    if request.place is None or request.place.holds(r.metadata)]
         return results if request.sort != "score" else order_by_date(results, newest_first=True)

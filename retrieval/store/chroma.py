@@ -35,6 +35,8 @@ from .filters import AllOf, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import ChromaSettings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
+from .documents import document_of
+from .documents import normalise as normalise_text
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +372,8 @@ class ChromaStore(PhotoStore):
                                signature, self.collection_name, self.location)
             if facts is None:
                 return
+            if collection is None or collection.count() == 0 or recorded.get(DOCUMENTED):
+                facts = {**facts, DOCUMENTED: 1}  # every record written from now on has its document
             if collection is None:
                 self._collection = self._connection.client.get_or_create_collection(
                     self.collection_name,
@@ -458,6 +462,46 @@ class ChromaStore(PhotoStore):
             offset += len(ids)
         return found
 
+    def match_text(self, phrases: Sequence[str], *, any_of: bool = False, filters: dict[str, Any] | None = None,
+                   tags: TagRule | None = None, limit: int | None = None) -> list[StoredRecord]:
+        """Through Chroma's own full-text index over the records' documents (the generic scan for
+        a collection whose older records have none yet: ``fill_documents``)."""
+        clauses = [{"$contains": text} for p in phrases if (text := normalise_text(p))]
+        with self._reading() as collection:
+            if collection is None or not clauses:
+                return []
+            documented = bool((collection.metadata or {}).get(DOCUMENTED))
+        if not documented:
+            return super().match_text(phrases, any_of=any_of, filters=filters, tags=tags, limit=limit)
+        where_document = clauses[0] if len(clauses) == 1 else {"$or" if any_of else "$and": clauses}
+        with self._reading("searched") as collection:
+            got = collection.get(where=chroma_where(filters, tags), where_document=where_document,
+                                 include=["metadatas"], limit=limit)
+        return _records(got, False)
+
+    def fill_documents(self) -> int:
+        """Give the records written before documents were kept theirs (once per collection)."""
+        with self._reading() as collection:
+            if collection is None or (collection.metadata or {}).get(DOCUMENTED):
+                return 0
+        filled, offset = 0, 0
+        while True:
+            with self._writing() as collection:
+                got = collection.get(include=["metadatas", "documents", "embeddings"], limit=_READ_PAGE,
+                                     offset=offset)
+                missing = [n for n, document in enumerate(got["documents"]) if not document]
+                if missing:  # with their own vectors: Chroma embeds documents given without
+                    collection.update(ids=[got["ids"][n] for n in missing],
+                                      embeddings=np.asarray([got["embeddings"][n] for n in missing], dtype=np.float32),
+                                      documents=[document_of(got["metadatas"][n] or {}) for n in missing])
+                filled += len(missing)
+            if len(got["ids"]) < _READ_PAGE:
+                break
+            offset += len(got["ids"])
+        with self._writing() as collection:
+            collection.modify(metadata={**(collection.metadata or {}), DOCUMENTED: 1})
+        return filled
+
     def known_fields(self, sample: int = 200) -> set[str]:
         """Metadata field names seen on a sample of records (for "no such field" hints)."""
         with self._reading() as collection:
@@ -490,23 +534,37 @@ class ChromaStore(PhotoStore):
                 keep = [n for n, record_id in enumerate(chunk_ids) if not (only_new and record_id in old_keys)]
                 if not keep:
                     continue
-                rows = []
+                rows, documents = [], []
                 for n in keep:
                     row: dict[str, Any] = clean_metadata(metadatas[start + n])
+                    documents.append(document_of(row))
                     row.update({key: None for key in old_keys.get(chunk_ids[n], set()) - set(row)})
                     rows.append(row or None)
                 vectors = np.asarray(embeddings[start:end], dtype=np.float32)[keep]
-                collection.upsert(ids=[chunk_ids[n] for n in keep], embeddings=vectors, metadatas=rows)
+                collection.upsert(ids=[chunk_ids[n] for n in keep], embeddings=vectors, metadatas=rows,
+                                  documents=documents)
                 written.extend(chunk_ids[n] for n in keep)
         return written
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
+            chunk_ids, updates = list(ids[start:end]), [_update_of(m) for m in metadatas[start:end]]
             with self._writing() as collection:
+                # The document follows the merged fields. Chroma embeds documents given without
+                # vectors, so each record's own vector goes with its new document.
+                current = collection.get(ids=chunk_ids, include=["metadatas", "embeddings"])
+                merged = {i: dict(m or {}) for i, m in zip(current["ids"], current["metadatas"])}
+                vectors = dict(zip(current["ids"], current["embeddings"]))
+                wanted = {record_id: update for record_id, update in zip(chunk_ids, updates) if record_id in merged}
+                if not wanted:
+                    continue
+                for record_id, update in wanted.items():
+                    merged[record_id].update(update)
                 collection.update(
-                    ids=list(ids[start:end]), metadatas=[_update_of(m) for m in metadatas[start:end]]
-                )
+                    ids=list(wanted), metadatas=list(wanted.values()),
+                    embeddings=np.asarray([vectors[i] for i in wanted], dtype=np.float32),
+                    documents=[document_of({k: v for k, v in merged[i].items() if v is not None}) for i in wanted])
 
     def companion(self, collection_name: str) -> "ChromaStore":
         return ChromaStore(replace(self._settings, collection=collection_name))
@@ -568,6 +626,9 @@ def repair_local(settings: ChromaSettings):
     store = ChromaStore(settings)
     report.count = store.count()  # raises, in words, when the store still can't be read
     return report
+
+
+DOCUMENTED = "documents"  # in a collection's metadata: every record has its searchable text
 
 
 def _update_of(metadata: dict) -> dict:

@@ -24,6 +24,7 @@ from ..errors import RetrievalError
 from .filters import TagRule
 from ..model_signature import ModelSignature
 from ..settings import MAX_REGIONS_PER_PHOTO
+from .documents import document_of, holds
 from .field_limits import fit_to_limits
 
 # 1: one record per photo, its metadata flat (str/int/float/bool or lists of text); a photo's
@@ -98,6 +99,24 @@ class PhotoStore(ABC):
                 if len(found) >= limit:
                     break
         return found
+
+    def match_text(self, phrases: Sequence[str], *, any_of: bool = False, filters: dict[str, Any] | None = None,
+                   tags: TagRule | None = None, limit: int | None = None) -> list[StoredRecord]:
+        """Records (metadata only) whose searchable text (``documents.document_of``) holds every
+        phrase, or one of them with ``any_of``, in the store's own order. Here by reading every
+        record; a backend with a text index of its own uses it (embedded Chroma)."""
+        found: list[StoredRecord] = []
+        for record in self.iter_all(filters, tags):
+            if holds(document_of(record.metadata), phrases, any_of):
+                found.append(record)
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    def fill_documents(self) -> int:
+        """Give the records written before searchable text was kept theirs; how many (nothing to
+        do for a backend that reads the text from the metadata, as ``match_text`` does here)."""
+        return 0
 
     @abstractmethod
     def known_fields(self, sample: int = 200) -> set[str]:

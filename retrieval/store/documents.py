@@ -1,0 +1,52 @@
+"""A record's searchable text (its document), and the words in it.
+
+The document is what keyword search reads: the human and AI descriptions, captions, the
+words read from the photo, the tags and the file name. It is kept lower-case and
+accent-folded, one space between words and one at each end, so that a store's plain
+substring test matches words whatever their case and however the source spaced them, and
+" word " matches a whole word.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import PurePath
+from typing import Any, Iterable
+
+TEXT_FIELDS = ("description", "ai_description", "alt_description", "caption", "captions", "ocr_text", "tags")
+EMPTY = " "  # the document of a record without text: every stored record has one
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text``, lower-case and accent-folded the same way documents are."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    return _WORD.findall("".join(c for c in folded if not unicodedata.combining(c)))
+
+
+def normalise(text: str) -> str:
+    return " ".join(words(text))
+
+
+def document_of(metadata: dict[str, Any]) -> str:
+    """The searchable text of one photo record (``EMPTY`` when it has none)."""
+    parts: list[str] = []
+    for name in TEXT_FIELDS:
+        value = metadata.get(name)
+        if isinstance(value, (list, tuple)):
+            parts.extend(str(v) for v in value)
+        elif value not in (None, ""):
+            parts.append(str(value))
+    name = metadata.get("filename") or metadata.get("path")
+    if name:
+        parts.append(PurePath(str(name)).stem)
+    text = normalise(" ".join(parts))
+    return f" {text} " if text else EMPTY
+
+
+def holds(document: str, phrases: Iterable[str], any_of: bool = False) -> bool:
+    """Whether a document holds every phrase (or, ``any_of``, one of them) as a run of its text:
+    "bakery" is in "bakery co" and in "the bakerys"; "red door" only where the words follow."""
+    found = [normalise(phrase) in (document or "") for phrase in phrases]
+    return any(found) if any_of else all(found)
