@@ -109,7 +109,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 map_pick = gr.Textbox(elem_id="map-pick", elem_classes=["offscreen"], show_label=False)
                 map_open = gr.Button("Open", elem_id="map-open", elem_classes=["offscreen"])
 
-        with gr.Accordion("Options: number of results, minimum score, order, dates, camera, photographer, source",
+        with gr.Accordion("Options: number of results, minimum score, order, dates, camera, photographer, source, "
+                          "words",
                           open=False, elem_id="options"):
             with gr.Row():
                 k = gr.Slider(1, 100, value=12, step=1, label="Number of results", elem_id="k")
@@ -130,6 +131,13 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                      label="Camera", elem_id="camera")
                 collapse = gr.Checkbox(False, label="Near-identical photos as one result",
                                        info="The copies are counted under it (+2 similar)", elem_id="collapse")
+            with gr.Row():
+                contains = gr.Textbox("", label="Words in the photo's text", elem_id="contains", max_lines=1,
+                                      placeholder="bakery, red door",
+                                      info="Only photos whose description, captions, words read in them, tags "
+                                           "or file name hold these (phrases apart by commas)")
+                words = gr.Checkbox(True, label="Rank by words too", elem_id="words",
+                                    info="A text search also ranks photos whose text holds its words")
 
         # -- results ---------------------------------------------------------------
         status = gr.Markdown(elem_id="status")
@@ -163,7 +171,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
 
         # -- wiring: every function comes guarded from PageEndpoints ----------------------
         on = PageEndpoints(page)
-        controls = [k, min_score, photographer, source, camera, after, before, order, collapse]  # ResultControls
+        controls = [k, min_score, photographer, source, camera, after, before, order, collapse, contains,
+                    words]  # ResultControls
         outputs = [gallery, status, results, last_request, spoken]
         after_search = {"fn": on.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
@@ -193,7 +202,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         more_button.click(on.more_results, [last_request], outputs, api_name="more_results")
         # Changing a result control re-runs the current search.
         gr.on([k.release, min_score.release, photographer.input, source.input, camera.input, order.input,
-               after.submit, before.submit, collapse.input], on.rerun,
+               after.submit, before.submit, collapse.input, contains.submit, words.input], on.rerun,
               [last_request, *controls], outputs, trigger_mode="always_last", **PRIVATE).success(**after_search)
 
         viewer_outputs = [viewer_image, details_info, selected_id, viewer_index, viewer]

@@ -674,3 +674,14 @@ def test_every_search_endpoint_takes_only_what_a_client_names(running_app, tmp_p
     parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/search_text"]["parameters"]
     assert [p["parameter_name"] for p in parameters] == ["query", "without", "k", "min_score", "photographer", "source",
                                                          "camera", "after", "before", "order", "collapse"]
+
+
+def test_words_in_photos_text_filter_and_rank_through_the_page(running_app):
+    client, _, _ = running_app
+    gallery, status, results, _ = client.predict("a barn", k=6, contains="number 2", api_name="/search_text")
+    assert [r["description"] for r in results] == ["photo number 2"]
+    gallery, _, results, _ = client.predict("number", k=6, api_name="/search_text")
+    assert len(results) == 6 and all(r["matched_words"] == ["number"] for r in results)
+    assert all(" · words: number · " in item["caption"] for item in gallery)
+    gallery, _, results, _ = client.predict("number", k=6, words=False, api_name="/search_text")
+    assert not any("matched_words" in r for r in results) and not any("words:" in g["caption"] for g in gallery)

@@ -310,3 +310,33 @@ def test_duplicate_evaluation_smoke_run(tmp_path, capsys):
     # The arithmetic, on hand-made groups: one true pair found, one false pair found, one true pair missed.
     assert pair_scores([[0, 1], [2, 3]], truth=[0, 0, 1, 2, 3, 3]) == (0.5, 0.5)
     assert main([str(tmp_path / "nothing-here")]) == 1
+
+
+def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys):
+    from photos import scene_photo
+    from retrieval.bench import ocr_eval, text_eval
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    captions = ["A bakery with fresh bread", "Bread on a shelf of the bakery", "A red door in a wall",
+                "Someone painting a red door", "Boats moored in a harbour", "Fishing boats in the harbour"]
+    lines = ["image_path\tcaption"]
+    for seed in range(3):
+        scene_photo(seed, size=(320, 240)).save(folder / f"p{seed}.jpg", quality=92)
+        lines += [f"photos/p{seed}.jpg\t{captions[2 * seed]}", f"photos/p{seed}.jpg\t{captions[2 * seed + 1]}"]
+    table = tmp_path / "captions.tsv"
+    table.write_text("\n".join(lines) + "\n")
+
+    out = tmp_path / "ocr.json"
+    assert ocr_eval.main([str(folder), "--captions", str(table), "--with-words", "2", "--model", str(tiny_model),
+                          "--out", str(out)]) == 0
+    assert "| all | 2 |" in capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    assert figures["with_words"] == 2 and figures["without_words"] == 1 and len(figures["rows"]) == 2
+    assert figures["ms_per_photo"]["ocr"] > 0 and figures["all"]["hybrid_recall@5"] >= figures["all"]["read"]
+
+    out = tmp_path / "text.json"
+    assert text_eval.main([str(table), "--model", str(tiny_model), "--out", str(out)]) == 0
+    recall = json.loads(out.read_text())["recall"]
+    assert recall["words"]["recall@1"] == 1.0  # each held-out caption shares a rare word with the other
+    assert recall["fused"]["recall@5"] == 1.0 and set(recall) == {"words", "picture", "fused"}

@@ -264,12 +264,14 @@ class Searcher:
         return results[:wanted]
 
     def _word_ranking(self, request: SearchRequest, tags: TagRule | None) -> list[tuple[StoredRecord, float, list[str]]]:
-        """The photos whose text holds the text query's words, best first (BM25); none without words,
-        and none for a query composed with weights (``dog:1 beach:3``, ``-fruit``): those are the
-        vectors' arithmetic, which words can't follow."""
-        if any(term.weight != 1.0 for term in request.terms):
+        """The photos whose text holds the text query's words, best first (BM25). Only for a query of
+        words: its positive terms all text, of one weight (words to leave out may follow); none for
+        an image in the query or a balance set by weights (``dog:1 beach:3``), the vectors' own
+        arithmetic, which words can't follow."""
+        positive = [term for term in request.terms if term.weight > 0]
+        if not positive or any(t.kind != "text" or t.weight != positive[0].weight for t in positive):
             return []
-        text = " ".join(t.value for t in request.terms if t.kind == "text" and isinstance(t.value, str))
+        text = " ".join(t.value for t in positive if isinstance(t.value, str))
         wanted_words = query_words(text)
         if not wanted_words:
             return []

@@ -29,6 +29,8 @@ class ResultControls:
     before: str | None = None  # taken before
     order: str = "best match"  # one of ORDERS
     collapse: bool = False  # near-identical photos as one result ("+N similar")
+    contains: str | None = None  # only photos whose text holds these words (phrases apart by commas)
+    words: bool = True  # a text query's words found in photos' text rank them too (hybrid)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -43,8 +45,10 @@ class ResultControls:
         taken = date_range(self.after or None, self.before or None)
         if taken is not None:
             filters["taken_at"] = taken
+        contains = [phrase.strip() for phrase in (self.contains or "").split(",") if phrase.strip()]
         return {"k": int(self.k), "min_score": float(self.min_score or 0) or None, "filters": filters,
-                "sort": ORDERS.get(self.order or "", "score"), "collapse_duplicates": bool(self.collapse)}
+                "sort": ORDERS.get(self.order or "", "score"), "collapse_duplicates": bool(self.collapse),
+                "contains": contains, "hybrid": bool(self.words)}
 
 
 def with_controls(handler: Callable, *inputs: str, request_type: type | None = None, **optional: Any) -> Callable:

@@ -15,7 +15,8 @@ escape = html.escape
 
 # Shown in the details panel in this order; other fields follow alphabetically.
 _DETAIL_ORDER = ("description", "photographer", "tags", "ocr_text", "location", "taken", "camera", "lens", "focal_length_mm",
-                 "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_box", "photo_score")
+                 "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_words", "matched_box",
+                 "photo_score")
 _HIDDEN = {"path", "mtime", "size", "image_url"}  # file-system details: never leave the server
 # In the details panel in a friendlier form (taken, camera, the place) or not at all.
 _NOT_LISTED = _HIDDEN | {"taken_at", "taken_utc", "taken_from", "camera_make", "camera_model", "gps_lat", "gps_lon", "gps_alt",
@@ -43,6 +44,8 @@ def caption(result: dict[str, Any], wanted_tags: int = 0) -> str:
         parts = [f"{have}/{wanted_tags} tags"]
     else:
         parts = [f"{float(result.get('score', 0.0)):.3f}"]
+    if result.get("matched_words"):  # early: the reason a photo with a low picture score is here
+        parts.append("words: " + ", ".join(result["matched_words"]))
     if result.get("photographer"):
         parts.append(f"by {result['photographer']}")
     parts.append(title(result))
@@ -106,7 +109,7 @@ def details_html(result: dict[str, Any]) -> str:
 
 _LABELS = {"focal_length_mm": "focal length (mm)", "matched_box": "matched region (left, top, right, bottom)",
            "photo_score": "whole photo's score", "regions": "regions indexed", "ocr_text": "words in the photo",
-           "ocr": "lines of words read", "failed_stages": "not done yet (the next index tries again)"}
+           "ocr": "lines of words read", "matched_words": "words it matched", "failed_stages": "not done yet (the next index tries again)"}
 
 
 def map_link(result: dict[str, Any]) -> str | None:
