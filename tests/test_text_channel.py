@@ -24,12 +24,13 @@ def record(record_id: str, **metadata) -> StoredRecord:
 def test_a_document_holds_every_text_of_a_record_folded():
     document = document_of({"description": "Café BAKERY&CO", "ocr_text": "Open 7-22", "tags": ["Shop", "street"],
                             "filename": "IMG_2041.JPG", "photographer": "Not Searched"})
-    assert document == " cafe bakery co open 7 22 shop street img 2041 "
+    assert document == " cafe bakery co open 7 22 shop street open7 722 img 2041 "  # words read: pairs joined too
     assert holds(document, ["bakery"]) and holds(document, ["BAKERY co"]) and holds(document, ["café"])
     assert holds(document, ["bake"])  # part of a word: "bakery" in "BAKERY&CO", "bake" in "bakery"
     assert not holds(document, ["co bakery"]) and not holds(document, ["searched"])
     assert holds(document, ["nothing", "shop"], any_of=True) and not holds(document, ["nothing", "shop"])
     assert document_of({}) == " " and words("Ünïcode ß") == ["unicode", "ss"]
+    assert holds(document_of({"ocr_text": "RAIL WAY STATION"}), ["railway"])  # a word read in two pieces
 
 
 def test_query_words_leave_out_stop_words_and_single_letters():
@@ -135,3 +136,12 @@ def test_an_older_chroma_collection_gains_its_documents_on_the_next_index(descri
     assert sorted(r.metadata["filename"] for r in older.store.match_text(["bakery"])) == ["p1.jpg", "p3.jpg"]
     assert older.store.fill_documents() == 5 and older.store.fill_documents() == 0
     assert sorted(r.metadata["filename"] for r in older.store.match_text(["bakery"])) == ["p1.jpg", "p3.jpg"]
+
+
+def test_a_photo_found_by_its_words_beyond_the_pictures_depth_still_comes_first(described, monkeypatch):
+    import retrieval.search.searcher as searcher
+
+    monkeypatch.setattr(searcher, "FUSION_DEPTH", 1)  # the picture ranking holds one photo only
+    for word, owner in (("storefront", "p1.jpg"), ("window", "p3.jpg"), ("wall", "p2.jpg")):
+        found = described.search(SearchRequest(terms=[QueryTerm("text", word)], k=1))
+        assert names(found) == [owner], word

@@ -35,6 +35,9 @@ TEXT_TARGETS = {100_000: (25.0, 50.0), 1_000_000: (60.0, None)}  # size -> (p50,
 RECALL_TARGET = 0.99
 
 
+HYBRID_TARGET = 1.5  # a text query ranked by its words too costs at most this many times the picture alone
+
+
 def synthetic_collection(size: int, dim: int, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
     """Unit vectors around many cluster centres, as photo embeddings are, and metadata for each."""
     rng = np.random.default_rng(seed)
@@ -139,6 +142,8 @@ def run_one(report: Report, label: str, embedder: Embedder, settings: Settings, 
         "text": [lambda t=t: engine.search_text(t, k=10) for t in texts],
         "text, filtered (year >= 2020)": [lambda t=t: engine.search_text(t, k=10, filters=RECENT)
                                           for t in texts],
+        "text, picture only (--no-hybrid)": [
+            lambda t=t: engine.search(SearchRequest(terms=[QueryTerm("text", t)], k=10, hybrid=False)) for t in texts],
         "tags": [lambda t=t: engine.search_tags(t, k=10) for t in tag_sets],
     }
     if images:
@@ -159,6 +164,9 @@ def run_one(report: Report, label: str, embedder: Embedder, settings: Settings, 
             report.add(label, f"{kind} p95", summary["p95_ms"], "ms",
                        target=f"<= {p95_target:g}" if p95_target else "",
                        met=summary["p95_ms"] <= p95_target if p95_target else None)
+    words = latencies["text"]["p50_ms"] / max(latencies["text, picture only (--no-hybrid)"]["p50_ms"], 1e-9)
+    report.add(label, "text p50: words and picture / picture only", words, "x", baseline="picture only",
+               ratio=words, target=f"<= {HYBRID_TARGET:g}", met=words <= HYBRID_TARGET)
     recall = ann_recall(engine, vectors)
     report.add(label, "ANN recall@10", recall, "", baseline="exact search", ratio=recall,
                target=f">= {RECALL_TARGET}", met=recall >= RECALL_TARGET)

@@ -292,7 +292,10 @@ class Searcher:
         for record, _score, found in ranked:
             if record.id in by_id:
                 by_id[record.id].matched_words = found
-        fused = fuse([[r.id for r in results], [record.id for record, _score, _words in ranked]])
+        # A photo found by its words but past the vector ranking's depth is still ranked by its
+        # picture (its cosine is known now), after those: else it would tie with the picture's best.
+        picture = results + sorted((by_id[i] for i in missing if i in by_id), key=lambda r: (-round(r.score, 6), r.id))
+        fused = fuse([[r.id for r in picture], [record.id for record, _score, _words in ranked]])
         return sorted(by_id.values(), key=lambda r: (-round(fused.get(r.id, 0.0), 9), -round(r.score, 6), r.id))
 
     def _with_regions(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, wanted: int,

@@ -15,6 +15,7 @@ from pathlib import PurePath
 from typing import Any, Iterable
 
 TEXT_FIELDS = ("description", "ai_description", "alt_description", "caption", "captions", "ocr_text", "tags")
+READ_FIELD = "ocr_text"  # the words read in the photo (text/ocr.py)
 EMPTY = " "  # the document of a record without text: every stored record has one
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
@@ -38,6 +39,10 @@ def document_of(metadata: dict[str, Any]) -> str:
             parts.extend(str(v) for v in value)
         elif value not in (None, ""):
             parts.append(str(value))
+    read = words(str(metadata.get(READ_FIELD) or ""))
+    # A word read off a photo often comes in two pieces (a pole in front of a sign, a gap the
+    # detector cut at): each two pieces in a row are also kept joined, so "rail way" finds "railway".
+    parts.extend(a + b for a, b in zip(read, read[1:]))
     name = metadata.get("filename") or metadata.get("path")
     if name:
         parts.append(PurePath(str(name)).stem)

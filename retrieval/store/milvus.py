@@ -32,11 +32,15 @@ from .filters import AllOf, Compare, Condition, OneOf, TagRule, normalise
 from ..model_signature import ModelSignature
 from ..settings import MilvusSettings
 from .contract import Match, PhotoStore, StoredRecord, bind_facts, clean_metadata
+from .documents import document_of
+from .documents import normalise as normalise_text
 
 log = logging.getLogger(__name__)
 
 ID_FIELD = "_pk"  # leading underscores keep them apart from any metadata column
 VECTOR_FIELD = "_vector"
+DOCUMENT_FIELD = "_document"  # each record's searchable text (``documents.document_of``), a dynamic field
+DOCUMENTED = "documents"  # in the facts: every record has its document
 FACTS_PROPERTY = "photo_store"  # the model facts, as JSON, in the collection's properties
 MAX_ID_LENGTH = 2048
 MAX_RESULTS = 16384  # Milvus caps limit (and offset + limit) per request
@@ -266,6 +270,8 @@ class MilvusStore(PhotoStore):
             facts = bind_facts(recorded, count, signature, self.collection_name, self.location)
             if facts is None:
                 return
+            if recorded is None or count == 0 or recorded.get(DOCUMENTED):
+                facts = {**facts, DOCUMENTED: 1}  # every record written from now on has its document
             if recorded is None:
                 self._create(signature.dim, facts)
             elif recorded.get("dim") != signature.dim:  # empty: the schema's vector size changes
@@ -346,6 +352,47 @@ class MilvusStore(PhotoStore):
         finally:
             with contextlib.suppress(Exception):
                 iterator.close()
+
+    def match_text(self, phrases: Sequence[str], *, any_of: bool = False, filters: dict[str, Any] | None = None,
+                   tags: TagRule | None = None, limit: int | None = None) -> list[StoredRecord]:
+        """Through a LIKE filter on each record's document (the generic scan for a collection whose
+        older records have none yet: ``fill_documents``)."""
+        texts = [text for phrase in phrases if (text := normalise_text(phrase))]
+        with self._guard("read"):
+            documented = bool((self._facts() or {}).get(DOCUMENTED))
+        if not texts:
+            return []
+        if not documented:
+            return super().match_text(phrases, any_of=any_of, filters=filters, tags=tags, limit=limit)
+        # Words are letters and digits only (``documents.words``): nothing in them is LIKE's or a quote.
+        likes = [f'{DOCUMENT_FIELD} like "%{text}%"' for text in texts]
+        expression = _all([part for part in ((_any if any_of else _all)(likes), milvus_filter(filters, tags)) if part])
+        return list(self._paged(expression, False, -1 if limit is None else limit))
+
+    def fill_documents(self) -> int:
+        """Give the records written before documents were kept theirs (once per collection)."""
+        with self._guard("read"):
+            facts = self._facts()
+        if facts is None or facts.get(DOCUMENTED):
+            return 0
+        page: list[StoredRecord] = []
+        filled = 0
+        for record in self.iter_all(with_embeddings=True):
+            page.append(record)
+            if len(page) >= _WRITE_BATCH:
+                filled += self._rewrite(page)
+                page = []
+        filled += self._rewrite(page)
+        with self._lock, self._guard("written"):
+            self._client.alter_collection_properties(
+                self._name, properties={FACTS_PROPERTY: json.dumps({**facts, DOCUMENTED: 1})})
+        return filled
+
+    def _rewrite(self, records: list[StoredRecord]) -> int:
+        if records:
+            self.upsert([r.id for r in records], np.stack([r.embedding for r in records]),
+                        [r.metadata for r in records])
+        return len(records)
 
     def query(self, vector: np.ndarray, n: int, filters: dict[str, Any] | None = None,
               tags: TagRule | None = None) -> list[Match]:
@@ -436,13 +483,15 @@ def _row(record_id: str, vector: np.ndarray, metadata: dict[str, Any]) -> dict[s
     if len(record_id) > MAX_ID_LENGTH:
         raise RetrievalError(f"The record id '{record_id[:60]}…' is longer than {MAX_ID_LENGTH} characters.")
     row = {key: value for key, value in clean_metadata(metadata).items() if key not in (ID_FIELD, VECTOR_FIELD)}
+    row[DOCUMENT_FIELD] = document_of(row)
     row[ID_FIELD] = record_id
     row[VECTOR_FIELD] = np.asarray(vector, dtype=np.float32).tolist()
     return row
 
 
 def _metadata(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in row.items() if key not in (ID_FIELD, VECTOR_FIELD) and value is not None}
+    return {key: value for key, value in row.items()
+            if key not in (ID_FIELD, VECTOR_FIELD, DOCUMENT_FIELD) and value is not None}
 
 
 def _record(row: dict[str, Any], with_embeddings: bool) -> StoredRecord:
