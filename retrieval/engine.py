@@ -38,6 +38,8 @@ class Engine:
         self._embedder: Embedder | None = embedder
         self._speech: SpeechRecognizer | None = None
         self._load_lock = threading.RLock()
+        self._keywords_lock = threading.Lock()  # one build of the word index at a time (the app's searches)
+        self._keyword_index = None
         if embedder is not None:
             self.store.bind(embedder.signature)
 
@@ -181,7 +183,17 @@ class Engine:
     def search(self, request: SearchRequest) -> list[SearchResult]:
         from .search.searcher import Searcher
 
-        return Searcher(self.store, self._embed_term).search(self._with_cameras_named(request))
+        return Searcher(self.store, self._embed_term, self._keywords).search(self._with_cameras_named(request))
+
+    def _keywords(self):
+        """The word index of the collection's texts as they are now, kept by this process and, for
+        the next command, in the cache (None where the store can't tell whether it changed)."""
+        from .search.keyword_index import keyword_index
+        from .settings import cache_dir
+
+        with self._keywords_lock:
+            self._keyword_index = keyword_index(self.store, cache_dir(), self._keyword_index)
+            return self._keyword_index
 
     def _with_cameras_named(self, request: SearchRequest) -> SearchRequest:
         """A camera filter typed as people name cameras ("iPhone 15 Pro", "canon") becomes the

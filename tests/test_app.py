@@ -673,7 +673,8 @@ def test_every_search_endpoint_takes_only_what_a_client_names(running_app, tmp_p
     assert len(three) == 3
     parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/search_text"]["parameters"]
     assert [p["parameter_name"] for p in parameters] == ["query", "without", "k", "min_score", "photographer", "source",
-                                                         "camera", "after", "before", "order", "collapse"]
+                                                         "camera", "after", "before", "order", "collapse",
+                                                         "contains", "words"]
 
 
 def test_words_in_photos_text_filter_and_rank_through_the_page(running_app):

@@ -145,3 +145,26 @@ def test_a_photo_found_by_its_words_beyond_the_pictures_depth_still_comes_first(
     for word, owner in (("storefront", "p1.jpg"), ("window", "p3.jpg"), ("wall", "p2.jpg")):
         found = described.search(SearchRequest(terms=[QueryTerm("text", word)], k=1))
         assert names(found) == [owner], word
+
+
+def test_the_word_index_ranks_as_bm25_does_and_follows_every_change_of_the_store(described, settings, tmp_path):
+    from retrieval.search.keyword_index import KeywordIndex
+    from retrieval.settings import cache_dir
+
+    records = list(described.store.iter_all())
+    index = KeywordIndex.build(((r.id, document_of(r.metadata)) for r in records), "marker")
+    for wanted in (["bakery"], ["red", "door"], ["bake"], ["wall", "window", "nothing"], ["nothing"]):
+        expected = {r.id: (pytest.approx(score), found) for r, score, found in bm25_ranking(records, wanted, 5)}
+        assert {i: (score, found) for i, score, found in index.rank(wanted, 10)} == expected
+    assert [i for i, _s, _f in index.rank(["bakery"], 1)] == [index.rank(["bakery"], 10)[0][0]]
+
+    kept = described._keywords()
+    assert kept is not None and described._keywords() is kept  # nothing changed: the same index
+    assert list((cache_dir() / "keywords").glob("*.npz")), "kept on disk for the next command"
+    assert Engine(settings)._keywords().marker == kept.marker  # the next command reads it back
+    folder = tmp_path / "more"
+    folder.mkdir()
+    scene_photo(9, size=(160, 120)).save(folder / "p9.jpg")
+    Engine(settings).index([folder], metadata=lambda path: {"description": "a lighthouse"})  # another process
+    found = described.search(SearchRequest(terms=[QueryTerm("text", "lighthouse")], k=1))
+    assert names(found) == ["p9.jpg"] and found[0].matched_words == ["lighthouse"]

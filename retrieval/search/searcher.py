@@ -17,10 +17,11 @@ from ..store.filters import TagRule, normalise
 from ..photos.tags import parse_tags
 from ..photos.near_duplicates import DEFAULT_THRESHOLD, HASH_FIELD, group_indices, shape_of
 from ..regions.ranking import MAX_REGION_READ, REGION_READ_FACTOR, best_region_per_photo, region_wins
-from ..store import Match, PhotoStore, StoredRecord
+from ..store import Match, PhotoStore
 from ..store.documents import document_of, holds
 from ..store.documents import normalise as normalise_text
-from .keywords import TEXT_CANDIDATES, bm25_ranking, fuse, query_words
+from .keyword_index import KeywordIndex
+from .keywords import RRF_K, TEXT_CANDIDATES, bm25_ranking, fuse, query_words
 
 MAX_K = 1000
 MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clauses grow too fast)
@@ -169,9 +170,13 @@ def validate(request: SearchRequest) -> None:
 
 
 class Searcher:
-    def __init__(self, store: PhotoStore, embed_term: Callable[[QueryTerm], np.ndarray]):
+    def __init__(self, store: PhotoStore, embed_term: Callable[[QueryTerm], np.ndarray],
+                 keywords: Callable[[], KeywordIndex | None] | None = None):
+        """``keywords``: the word index of the store's texts as they are now (``keyword_index.py``),
+        or None where the store's own text match must serve."""
         self.store = store
         self.embed_term = embed_term
+        self.keywords = keywords
 
     def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
         return combine_vectors([self.embed_term(t) for t in terms], [t.weight for t in terms])
@@ -222,14 +227,12 @@ class Searcher:
         tags = None
         if request.tags:
             tags = TagRule.all_of(request.tags) if request.match_all_tags else TagRule.any_of(request.tags)
-        results = self._vector_ranking(vector, request, tags, wanted)
-        ranked = self._word_ranking(request, tags) if request.hybrid else []
-        if ranked:
-            depth = max(wanted, FUSION_DEPTH)  # a page's order never depends on the page's size
-            if len(results) >= wanted and wanted < depth:
-                results = self._vector_ranking(vector, request, tags, depth)
-            results = self._fused(vector, request, tags, results, ranked[:depth])
-        return results
+        depth = max(wanted, FUSION_DEPTH)  # a page's order never depends on the page's size
+        ranked = self._word_ranking(request, tags, depth) if request.hybrid else []
+        if not ranked:
+            return self._vector_ranking(vector, request, tags, wanted)
+        results = self._vector_ranking(vector, request, tags, depth)
+        return self._fused(vector, request, tags, results, ranked[:depth], wanted)
 
     def _vector_ranking(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None,
                         wanted: int) -> list[SearchResult]:
@@ -263,40 +266,60 @@ class Searcher:
         results.sort(key=lambda r: (-round(r.score, 6), r.id))
         return results[:wanted]
 
-    def _word_ranking(self, request: SearchRequest, tags: TagRule | None) -> list[tuple[StoredRecord, float, list[str]]]:
-        """The photos whose text holds the text query's words, best first (BM25). Only for a query of
-        words: its positive terms all text, of one weight (words to leave out may follow); none for
-        an image in the query or a balance set by weights (``dog:1 beach:3``), the vectors' own
-        arithmetic, which words can't follow."""
+    def _word_ranking(self, request: SearchRequest, tags: TagRule | None,
+                      depth: int) -> list[tuple[str, float, list[str]]]:
+        """The photos whose text holds the text query's words, best first (BM25): (id, score, the
+        words it holds). Only for a query of words: its positive terms all text, of one weight (words
+        to leave out may follow); none for an image in the query or a balance set by weights
+        (``dog:1 beach:3``), the vectors' own arithmetic, which words can't follow."""
         positive = [term for term in request.terms if term.weight > 0]
         if not positive or any(t.kind != "text" or t.weight != positive[0].weight for t in positive):
             return []
-        text = " ".join(t.value for t in positive if isinstance(t.value, str))
-        wanted_words = query_words(text)
+        wanted_words = query_words(" ".join(t.value for t in positive if isinstance(t.value, str)))
         if not wanted_words:
             return []
-        candidates = self.store.match_text(wanted_words, any_of=True, filters=request.filters, tags=tags,
-                                           limit=TEXT_CANDIDATES)
-        if request.contains:
-            candidates = [c for c in candidates if holds(document_of(c.metadata), request.contains)]
-        return bm25_ranking(candidates, wanted_words, self.store.count())
+        index = self.keywords() if self.keywords is not None and not request.contains else None
+        if index is None:  # the store's own match, within the filters and the phrases
+            candidates = self.store.match_text(wanted_words, any_of=True, filters=request.filters, tags=tags,
+                                               limit=TEXT_CANDIDATES)
+            if request.contains:
+                candidates = [c for c in candidates if holds(document_of(c.metadata), request.contains)]
+            return [(record.id, score, found)
+                    for record, score, found in bm25_ranking(candidates, wanted_words, self.store.count())]
+        ranked = index.rank(wanted_words, TEXT_CANDIDATES)
+        if not ranked or (not request.filters and tags is None):
+            return ranked
+        kept: list[tuple[str, float, list[str]]] = []  # the best ``depth`` the filters keep, read a few at a time
+        for start in range(0, len(ranked), depth):
+            chunk = ranked[start:start + depth]
+            passing = {r.id for r in self.store.get([i for i, _s, _w in chunk], filters=request.filters, tags=tags)}
+            kept += [item for item in chunk if item[0] in passing]
+            if len(kept) >= depth:
+                break
+        return kept
 
     def _fused(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, results: list[SearchResult],
-               ranked: list[tuple[StoredRecord, float, list[str]]]) -> list[SearchResult]:
-        """The vector ranking and the word ranking as one (reciprocal rank fusion); each photo keeps
-        its own cosine as its score, and the words it holds."""
+               ranked: list[tuple[str, float, list[str]]], wanted: int) -> list[SearchResult]:
+        """The best ``wanted`` of the vector ranking and the word ranking as one (reciprocal rank
+        fusion); each photo keeps its own cosine as its score, and the words it holds."""
         by_id = {result.id: result for result in results}
-        missing = [record.id for record, _score, _words in ranked if record.id not in by_id]
-        for result in self._scored(vector, missing, request, tags) if missing else []:
+        words = {record_id: found for record_id, _score, found in ranked}
+        fused = fuse([[r.id for r in results], list(words)])
+        # A photo found by its words past the picture ranking's depth ranks by its picture just after
+        # it (else it would tie with the picture's best, which has no words).
+        beyond = 1.0 / (RRF_K + len(results) + 1)
+        for record_id in words:
+            if record_id not in by_id:
+                fused[record_id] += beyond
+        order = sorted(fused, key=lambda i: (-round(fused[i], 9), -round(by_id[i].score, 6) if i in by_id else 0.0, i))
+        page = order[:wanted]
+        missing = [i for i in page if i not in by_id]
+        for result in self._scored(vector, missing, request, tags) if missing else []:  # their cosine, for the page
             by_id[result.id] = result
-        for record, _score, found in ranked:
-            if record.id in by_id:
-                by_id[record.id].matched_words = found
-        # A photo found by its words but past the vector ranking's depth is still ranked by its
-        # picture (its cosine is known now), after those: else it would tie with the picture's best.
-        picture = results + sorted((by_id[i] for i in missing if i in by_id), key=lambda r: (-round(r.score, 6), r.id))
-        fused = fuse([[r.id for r in picture], [record.id for record, _score, _words in ranked]])
-        return sorted(by_id.values(), key=lambda r: (-round(fused.get(r.id, 0.0), 9), -round(r.score, 6), r.id))
+        chosen = [by_id[i] for i in page if i in by_id]
+        for result in chosen:
+            result.matched_words = words.get(result.id, [])
+        return chosen
 
     def _with_regions(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, wanted: int,
                       results: list[SearchResult]) -> list[SearchResult]:

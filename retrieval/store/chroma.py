@@ -93,6 +93,40 @@ def _tag_clause(rule: TagRule | None) -> dict | None:
     return {"$or": [_all(list(group)) for group in combinations(has, count)]}
 
 
+_COMPARE = {"$eq": lambda a, b: a == b, "$ne": lambda a, b: a != b, "$gt": lambda a, b: a > b,
+            "$gte": lambda a, b: a >= b, "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b}
+
+
+def holds_where(metadata: dict[str, Any], where: dict) -> bool:
+    """Whether a record's metadata meets a ``where`` clause as ``chroma_where`` writes them (the
+    operators it uses), as Chroma itself decides: a field the record lacks meets nothing but ``$ne``,
+    and text never equals a number."""
+    if "$and" in where:
+        return all(holds_where(metadata, part) for part in where["$and"])
+    if "$or" in where:
+        return any(holds_where(metadata, part) for part in where["$or"])
+    (field, test), = where.items()
+    (operator, wanted), = test.items()
+    if operator == "$ne":  # as Chroma: a record without the field, or with another kind of value, differs
+        return field not in metadata or not (_same_kind(metadata[field], wanted) and metadata[field] == wanted)
+    if field not in metadata:
+        return False
+    value = metadata[field]
+    if operator == "$contains":
+        return isinstance(value, list) and wanted in value
+    if operator == "$in":
+        return any(_same_kind(value, w) and value == w for w in wanted)
+    return _same_kind(value, wanted) and _COMPARE[operator](value, wanted)
+
+
+def _same_kind(value: Any, wanted: Any) -> bool:
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return isinstance(value, bool) and isinstance(wanted, bool)
+    if isinstance(value, (int, float)):
+        return isinstance(wanted, (int, float))
+    return type(value) is type(wanted)
+
+
 def chroma_where(filters: dict[str, Any] | None, tags: TagRule | None = None) -> dict | None:
     """One Chroma ``where`` clause: every filter and the tag rule, combined with AND."""
     clauses = [_condition_clause(field, c) for field, c in normalise(filters).items()]
@@ -400,8 +434,10 @@ class ChromaStore(PhotoStore):
             if collection is None:
                 return []
             for start in range(0, len(ids), self._max_batch):
-                got = collection.get(ids=ids[start : start + self._max_batch], where=where, include=include)
-                records.extend(_records(got, with_embeddings))
+                # By ids alone, the filter applied here: Chroma 1.5 takes half a second or more for
+                # ids and a where clause together (584 ms for 10 ids of 100,000), 3 ms for ids alone.
+                got = collection.get(ids=ids[start : start + self._max_batch], include=include)
+                records.extend(r for r in _records(got, with_embeddings) if where is None or holds_where(r.metadata, where))
         return records
 
     def find(self, filters: dict[str, Any] | None, tags: TagRule | None, limit: int) -> list[StoredRecord]:
@@ -478,6 +514,13 @@ class ChromaStore(PhotoStore):
             got = collection.get(where=chroma_where(filters, tags), where_document=where_document,
                                  include=["metadatas"], limit=limit)
         return _records(got, False)
+
+    def change_marker(self) -> str | None:
+        """Embedded Chroma's write log position (every write of any process moves it)."""
+        if not isinstance(self._connection, _LocalConnection):
+            return None
+        position = self._connection._log_position()
+        return None if position is None else f"{position}"
 
     def fill_documents(self) -> int:
         """Give the records written before documents were kept theirs (once per collection)."""

@@ -113,6 +113,11 @@ class PhotoStore(ABC):
                     break
         return found
 
+    def change_marker(self) -> str | None:
+        """A value that moves whenever any record changes, if the backend can tell cheaply (it lets a
+        word index built from the documents be kept between commands); None here."""
+        return None
+
     def fill_documents(self) -> int:
         """Give the records written before searchable text was kept theirs; how many (nothing to
         do for a backend that reads the text from the metadata, as ``match_text`` does here)."""
