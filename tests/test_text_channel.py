@@ -168,3 +168,12 @@ def test_the_word_index_ranks_as_bm25_does_and_follows_every_change_of_the_store
     Engine(settings).index([folder], metadata=lambda path: {"description": "a lighthouse"})  # another process
     found = described.search(SearchRequest(terms=[QueryTerm("text", "lighthouse")], k=1))
     assert names(found) == ["p9.jpg"] and found[0].matched_words == ["lighthouse"]
+
+
+def test_the_word_index_finds_numbers_and_parts_of_words():
+    from retrieval.search.keyword_index import KeywordIndex
+
+    index = KeywordIndex.build([("a", " img 2041 "), ("b", " shop 20412 "), ("c", " img2041 open7 "), ("d", " ")], "m")
+    assert sorted(i for i, _s, _w in index.rank(["2041"], 10)) == ["a", "b", "c"]
+    assert sorted(i for i, _s, _w in index.rank(["img"], 10)) == ["a", "c"]
+    assert [i for i, _s, _w in index.rank(["open7", "nothing"], 10)] == ["c"] and index.rank(["zzz"], 10) == []

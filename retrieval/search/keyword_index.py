@@ -33,8 +33,14 @@ class KeywordIndex:
         """``postings[offsets[t]:offsets[t + 1]]``: the documents token ``t`` is in, once per time."""
         self.ids, self.lengths, self.tokens = ids, lengths, tokens
         self.offsets, self.postings, self.marker = offsets, postings, marker
-        self._joined = "\n" + "\n".join(tokens) + "\n"  # the vocabulary, searched for parts of words at once
-        self._starts = np.cumsum([1] + [len(t) + 1 for t in tokens])  # where each token starts in it
+        # The vocabulary as one text, searched at once for the tokens a word is part of; in two, as
+        # file names make most tokens numbers ("img 2041"), which a word with a letter is never in.
+        self._numbers = [n for n, t in enumerate(tokens) if t.isdigit()]
+        self._words = [n for n, t in enumerate(tokens) if not t.isdigit()]
+        self._joined = {kind: "\n" + "\n".join(tokens[n] for n in members) + "\n"
+                        for kind, members in (("numbers", self._numbers), ("words", self._words))}
+        self._starts = {kind: np.cumsum([1] + [len(tokens[n]) + 1 for n in members])
+                        for kind, members in (("numbers", self._numbers), ("words", self._words))}
 
     @classmethod
     def build(cls, documents: Iterable[tuple[str, str]], marker: str) -> "KeywordIndex":
@@ -57,11 +63,15 @@ class KeywordIndex:
     def _tokens_holding(self, word: str) -> list[int]:
         """The vocabulary's tokens that hold ``word`` (as a part, like ``bm25_ranking`` counts)."""
         found = []
-        position = self._joined.find(word)
-        while position >= 0:
-            token = int(np.searchsorted(self._starts, position, side="right")) - 1
-            found.append(token)
-            position = self._joined.find(word, int(self._starts[token + 1]))  # on from the next token
+        for kind, members in (("words", self._words), ("numbers", self._numbers)):
+            if kind == "numbers" and not word.isdigit():
+                continue
+            joined, starts = self._joined[kind], self._starts[kind]
+            position = joined.find(word)
+            while position >= 0:
+                member = int(np.searchsorted(starts, position, side="right")) - 1
+                found.append(members[member])
+                position = joined.find(word, int(starts[member + 1]))  # on from the next token
         return found
 
     def rank(self, words: list[str], limit: int) -> list[tuple[str, float, list[str]]]:
@@ -84,7 +94,9 @@ class KeywordIndex:
             scores[present] += idf * tf * (K1 + 1) / (tf + norm[present])
             held[word] = counts > 0
         found = np.nonzero(scores)[0]
-        best = found[np.argsort(-scores[found], kind="stable")][:limit]  # ties: in the store's order
+        if len(found) > limit:  # the best ``limit`` first, then only those sorted
+            found = np.sort(found[np.argpartition(-scores[found], limit - 1)[:limit]])
+        best = found[np.argsort(-scores[found], kind="stable")]  # ties: in the store's order
         return [(self.ids[n], float(scores[n]), [w for w in words if w in held and held[w][n]]) for n in best]
 
     # -- kept on disk between commands --------------------------------------------------

@@ -30,7 +30,7 @@ MAX_LEVELLED_TAGS = 6  # more tags than this: read every match (the levels' clau
 DATE_SORT_POOL = 200
 SORTS = ("score", "date", "-date")  # best first; oldest first; newest first
 COLLAPSE_READ_FACTOR = 3  # grouping near-duplicates reads this many times the page's matches
-FUSION_DEPTH = 100  # photos of each ranking fused, at least (more when a page reaches further)
+FUSION_DEPTH = 50  # photos of each ranking fused, at least (more when a page reaches further)
 MAX_TEXT_MATCHES = 20000  # photos --contains ranks by their vectors (a phrase more common is no filter)
 MAX_PLACE_READ = 16384  # matches read to find those within a distance (the box is a little wider)
 TermKind = Literal["text", "image", "record"]
@@ -286,9 +286,9 @@ class Searcher:
                 candidates = [c for c in candidates if holds(document_of(c.metadata), request.contains)]
             return [(record.id, score, found)
                     for record, score, found in bm25_ranking(candidates, wanted_words, self.store.count())]
+        if not request.filters and tags is None:
+            return index.rank(wanted_words, depth)
         ranked = index.rank(wanted_words, TEXT_CANDIDATES)
-        if not ranked or (not request.filters and tags is None):
-            return ranked
         kept: list[tuple[str, float, list[str]]] = []  # the best ``depth`` the filters keep, read a few at a time
         for start in range(0, len(ranked), depth):
             chunk = ranked[start:start + depth]
