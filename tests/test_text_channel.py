@@ -177,3 +177,18 @@ def test_the_word_index_finds_numbers_and_parts_of_words():
     assert sorted(i for i, _s, _w in index.rank(["2041"], 10)) == ["a", "b", "c"]
     assert sorted(i for i, _s, _w in index.rank(["img"], 10)) == ["a", "c"]
     assert [i for i, _s, _w in index.rank(["open7", "nothing"], 10)] == ["c"] and index.rank(["zzz"], 10) == []
+
+
+def test_the_word_index_is_kept_without_pickles_and_a_damaged_file_is_rebuilt(tmp_path):
+    from retrieval.search.keyword_index import KeywordIndex
+
+    index = KeywordIndex.build([("a", " café bakery 12 "), ("b", " red door ")], "m1")
+    index.save(tmp_path / "words.npz")
+    loaded = KeywordIndex.load(tmp_path / "words.npz", "m1")
+    assert loaded.ids == ["a", "b"] and loaded.rank(["bakery"], 5) == index.rank(["bakery"], 5)
+    assert KeywordIndex.load(tmp_path / "words.npz", "m2") is None  # the store moved on
+    (tmp_path / "words.npz").write_bytes(b"not an index")
+    assert KeywordIndex.load(tmp_path / "words.npz", "m1") is None
+    empty = KeywordIndex.build([], "m")
+    empty.save(tmp_path / "empty.npz")
+    assert KeywordIndex.load(tmp_path / "empty.npz", "m").rank(["x"], 5) == []

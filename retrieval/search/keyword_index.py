@@ -24,7 +24,7 @@ from ..store.documents import document_of
 from .keywords import B, K1
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2
 
 
 class KeywordIndex:
@@ -105,22 +105,31 @@ class KeywordIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         with partial.open("wb") as handle:
-            np.savez(handle, format=np.asarray([FORMAT]), marker=np.asarray([self.marker]),
-                     ids=np.asarray(self.ids, dtype=object), lengths=self.lengths,
-                     tokens=np.asarray(self.tokens, dtype=object), offsets=self.offsets, postings=self.postings)
+            np.savez(handle, format=np.asarray([FORMAT]), marker=_text(self.marker), ids=_text("\n".join(self.ids)),
+                     lengths=self.lengths, tokens=_text("\n".join(self.tokens)), offsets=self.offsets,
+                     postings=self.postings)
         partial.replace(path)  # whole or not at all: a reader never sees half a file
 
     @classmethod
     def load(cls, path: Path, marker: str) -> "KeywordIndex | None":
         """The index kept at ``path``, if it was built at ``marker`` (else None)."""
         try:
-            with np.load(path, allow_pickle=True) as data:
-                if int(data["format"][0]) != FORMAT or str(data["marker"][0]) != marker:
+            with np.load(path, allow_pickle=False) as data:  # numbers and bytes only: nothing to unpickle
+                if int(data["format"][0]) != FORMAT or _words(data["marker"]) != marker:
                     return None
-                return cls(list(data["ids"]), data["lengths"], list(data["tokens"]), data["offsets"],
-                           data["postings"], marker)
-        except (OSError, ValueError, KeyError):
+                ids, tokens = _words(data["ids"]).split("\n"), _words(data["tokens"]).split("\n")
+                return cls(ids if ids != [""] else [], data["lengths"], tokens if tokens != [""] else [],
+                           data["offsets"], data["postings"], marker)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError):
             return None
+
+
+def _text(value: str) -> np.ndarray:
+    return np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+
+
+def _words(stored: np.ndarray) -> str:
+    return stored.tobytes().decode("utf-8")
 
 
 def index_path(cache: Path, location: str, collection: str) -> Path:
