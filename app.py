@@ -25,6 +25,7 @@ SPOKEN_LANGUAGES = [("detect it", "auto"), ("English", "en"), ("German", "de"), 
                     ("Chinese", "zh"), ("Japanese", "ja")]
 EXAMPLE_QUERIES = ["a cat lying down", "a rocket launch", "a cup of coffee on a table", "stars in the night sky"]
 PRIVATE = {"api_visibility": "private"}
+WHY_THIS_MATCHED, WORKING_OUT_WHY = "Why this matched", "Working out why…"
 
 
 def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = "") -> gr.Blocks:
@@ -56,7 +57,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
             with gr.Tab("Tags"):
                 with gr.Row(equal_height=True):
                     tags = gr.Dropdown(choices=[], multiselect=True, filterable=True, allow_custom_value=True,
-                                       label="Tags (number of photos)", scale=4, elem_id="tags")
+                                       label="Tags (number of photos)", scale=4, elem_id="tags",
+                                       info="Type a tag or pick from the list")
                     tag_match = gr.Radio(["any", "all"], value="any", label="Photos with", scale=1)
                     tags_button = gr.Button("Search", variant="primary", scale=1, elem_id="tags-search")
             with gr.Tab("Image + Text"):
@@ -153,7 +155,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 prev_button = gr.Button("‹ Previous", elem_id="viewer-prev", size="sm")
                 next_button = gr.Button("Next ›", elem_id="viewer-next", size="sm")
                 like_button = gr.Button("More like this", variant="primary", elem_id="more-like-this", size="sm")
-                why_button = gr.Button("Why this matched", elem_id="why-matched", size="sm")
+                why_button = gr.Button(WHY_THIS_MATCHED, elem_id="why-matched", size="sm")
                 close_button = gr.Button("Close (Esc)", elem_id="viewer-close", size="sm")
             with gr.Row():
                 with gr.Column(scale=3):
@@ -209,8 +211,11 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         gr.on([map_tab.select, colour_by.input, map_button.click], on.map_html, [colour_by, results],
               collection_map, **PRIVATE)
         map_open.click(on.open_from_map, map_pick, viewer_outputs, **PRIVATE)
-        why_button.click(on.why_this_matched, [selected_id, last_request], viewer_image,
-                         api_name="why_this_matched")
+        # 1-6 s of work: the button says so and waits, and comes back however the work ended.
+        why_button.click(lambda: gr.Button(WORKING_OUT_WHY, interactive=False), None, why_button, queue=False,
+                         **PRIVATE).then(
+            on.why_this_matched, [selected_id, last_request], viewer_image, api_name="why_this_matched").then(
+            lambda: gr.Button(WHY_THIS_MATCHED, interactive=True), None, why_button, queue=False, **PRIVATE)
         gallery.select(on.details, [results], viewer_outputs, **PRIVATE)
         prev_button.click(on.show_previous, [results, viewer_index], viewer_outputs, **PRIVATE)
         next_button.click(on.show_next, [results, viewer_index], viewer_outputs, **PRIVATE)

@@ -686,3 +686,16 @@ def test_words_in_photos_text_filter_and_rank_through_the_page(running_app):
     assert all(" · words: number · " in item["caption"] for item in gallery)
     gallery, _, results, _ = client.predict("number", k=6, words=False, api_name="/search_text")
     assert not any("matched_words" in r for r in results) and not any("words:" in g["caption"] for g in gallery)
+
+
+def test_the_tags_hint_names_the_most_used_tags(engine, tmp_path):
+    from retrieval.ui.handlers import SearchPage
+    from retrieval.ui.media import MediaFolder
+
+    page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
+    assert page.tags_hint().startswith("No photo has tags yet")
+    paths, table = write_collection(tmp_path)
+    engine.index([tmp_path / "photos"], metadata_file=table)
+    page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
+    assert page.tags_hint() == "Type a tag or pick from the list. Most used: beach (3), forest (2), night (2), " \
+                               "sunset (1), city (1)"

@@ -193,6 +193,16 @@ def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     expect(gallery_images(page)).to_have_count(3)
 
 
+def test_the_tags_box_says_what_to_type(page):
+    from playwright.sync_api import expect
+
+    open_tab(page, "Tags")
+    hint = page.locator("#tags").get_by_text("No photo has tags yet")  # this collection's table has none
+    expect(hint).to_be_visible()
+    assert in_viewport(page, hint)
+    shot(page, "tags")
+
+
 def test_enter_in_without_and_the_examples_search(page):
     from playwright.sync_api import expect
 
@@ -293,8 +303,17 @@ def test_dates_order_and_the_map(page):
     expect(viewer.locator("#viewer-details")).to_contain_text("taken")
     shot(page, "map-viewer")
     before = viewer.locator("#viewer-image img").get_attribute("src")
+    page.evaluate("""() => {  // every label the button shows, however briefly
+        const button = document.querySelector('#why-matched');
+        window.__whyLabels = [];
+        new MutationObserver(() => window.__whyLabels.push([button.innerText.trim(), button.disabled]))
+            .observe(button, {childList: true, subtree: true, characterData: true, attributes: true});
+    }""")
     page.locator("#why-matched").click()  # the heat map of the last search ("a photo") over this photo
     expect(viewer.locator("#viewer-image img")).not_to_have_attribute("src", before or "")
+    expect(page.locator("#why-matched")).to_have_text("Why this matched")  # back when the work is done
+    expect(page.locator("#why-matched")).to_be_enabled()
+    assert ["Working out why…", True] in page.evaluate("window.__whyLabels"), "no sign of the work going on"
     shot(page, "why-this-matched")
     page.keyboard.press("Escape")
     expect(viewer).to_be_hidden()

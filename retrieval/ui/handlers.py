@@ -366,7 +366,15 @@ class SearchPage:
             return f"Voice search is unavailable: {present.escape(str(exc))}"
 
     def facet_updates(self):
-        return tuple(gr.Dropdown(choices=self.facets.choices(field)) for field in FACET_FIELDS)
+        hints = {"tags": {"info": self.tags_hint()}}
+        return tuple(gr.Dropdown(choices=self.facets.choices(field), **hints.get(field, {})) for field in FACET_FIELDS)
+
+    def tags_hint(self) -> str:
+        """Under the Tags box: the most used tags, or where tags come from when there are none."""
+        most = [label for label, _value in self.facets.choices("tags")[:5]]
+        if not most:
+            return "No photo has tags yet: they come from a metadata table's tags column (Add photos)"
+        return "Type a tag or pick from the list. Most used: " + ", ".join(most)
 
 
 
