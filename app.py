@@ -179,15 +179,15 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         after_search = {"fn": on.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
 
-        def after_text_search(event) -> None:
-            """Close the viewer, then make the address a link to this search."""
-            event.success(**after_search).then(None, [query, k], None, js=WRITE_LINK_JS)
-
         text_inputs = [query, without, *controls]
-        after_text_search(gr.on([text_button.click, query.submit, without.submit], on.search_text,
-                                text_inputs, outputs, api_name="search_text"))
-        after_text_search(examples.click(lambda sample: sample[0], examples, query, **PRIVATE).then(
-            on.search_text, text_inputs, outputs, **PRIVATE))  # an example fills the box, then searches
+        text_search = [text_button.click, query.submit, without.submit]
+        # The address becomes a link to the search as it starts, so a quick second search is in
+        # the history (Back) even before its photos arrive.
+        gr.on(text_search, None, [query, k], None, js=WRITE_LINK_JS, queue=False, **PRIVATE)
+        gr.on(text_search, on.search_text, text_inputs, outputs, api_name="search_text").success(**after_search)
+        examples.click(lambda sample: sample[0], examples, query, **PRIVATE).then(  # fills the box, then searches
+            None, [query, k], None, js=WRITE_LINK_JS, queue=False, **PRIVATE).then(
+            on.search_text, text_inputs, outputs, **PRIVATE).success(**after_search)
         image_button.click(on.search_image, [image, *controls], outputs, api_name="search_image").success(
             **after_search)
         tags_button.click(on.search_tags, [tags, tag_match, *controls], outputs, api_name="search_tags").success(

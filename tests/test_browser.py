@@ -182,9 +182,19 @@ def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     assert len(kept) < 6 and all(score >= cut for score in kept)
     shot(page, "min-score")
 
+    page.evaluate("""() => {  // when the address was written, and when the results came
+        window.__pushedAt = null; window.__resultsAt = null;
+        const push = history.pushState.bind(history);
+        history.pushState = (...args) => { window.__pushedAt ??= performance.now(); return push(...args); };
+        new MutationObserver(() => { if (document.querySelector('#status').innerText.includes('another photo'))
+            window.__resultsAt ??= performance.now(); })
+            .observe(document.querySelector('#status'), {childList: true, subtree: true, characterData: true});
+    }""")
     search(page, "another photo")
     expect(page.locator("#status")).to_contain_text("another photo")
     page.wait_for_url(re.compile(r"\?q=another\+photo&k=12$"))
+    pushed, arrived = page.evaluate("[window.__pushedAt, window.__resultsAt]")
+    assert pushed is not None and arrived is not None and pushed < arrived, "the address waited for the results"
     page.go_back()  # the previous search comes back
     expect(page.locator("#status")).to_contain_text("“a photo”")
 

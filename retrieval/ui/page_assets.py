@@ -77,7 +77,7 @@ document.addEventListener("click", (event) => {
 </script>
 """
 
-# After a text search the address becomes a link to it (?q=...&k=...); opening such a link runs it.
+# As a text search starts the address becomes a link to it (?q=...&k=...); opening such a link runs it.
 WRITE_LINK_JS = """(query, k) => {
   const url = new URL(window.location.href);
   if ((query || "").trim() && query.length <= 1500 && (url.searchParams.get("q") !== query || url.searchParams.get("k") !== String(k))) {
