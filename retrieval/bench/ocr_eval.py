@@ -212,8 +212,7 @@ def table(figures: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from ..settings import Settings
-    from .random_model import build_random_model
+    from .random_model import add_model_arguments, evaluated_settings
 
     parser = argparse.ArgumentParser(prog="python scripts/evaluate_ocr.py",
                                      description="Recall of searching for words painted on real photos, "
@@ -222,20 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions", type=Path, required=True,
                         help="a captions table whose words are painted (COCO's captions.tsv)")
     parser.add_argument("--with-words", type=int, default=200, help="photos that get a word (default 200)")
-    parser.add_argument("--model", help="image-text model id or folder (default: MODEL)")
-    parser.add_argument("--random-weights", metavar="CONFIG", help="a full-size model with random weights "
-                                                                   "from this configuration folder")
+    add_model_arguments(parser)
     parser.add_argument("--limit", type=int, help="use at most this many photos")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
-        with tempfile.TemporaryDirectory(prefix="ocr-eval-model-") as models:
-            if args.random_weights:
-                settings = settings.with_overrides(model=str(build_random_model(args.random_weights, Path(models))))
-            elif args.model:
-                settings = settings.with_overrides(model=args.model)
+        with evaluated_settings(args) as settings:
             photos = sorted(walk_images(args.photos))[:args.limit]
             figures = evaluate(photos, args.captions, settings, args.with_words, args.seed)
     except RetrievalError as exc:

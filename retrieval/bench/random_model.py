@@ -7,9 +7,12 @@ tokenizer and preprocessor files, no weights) or the name of one built in here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import RetrievalError
 
@@ -87,3 +90,25 @@ def _stand_in_siglip_processor(image_processor: dict):
     vocab = {t: i for i, t in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)] + letters)}
     tokenizer = Siglip2Tokenizer(vocab=vocab, merges=[], model_max_length=64)
     return SiglipProcessor(image_processor=SiglipImageProcessorPil(**image_processor), tokenizer=tokenizer)
+
+
+def add_model_arguments(parser) -> None:
+    """An evaluation's choice of model: --model, or --random-weights CONFIG."""
+    parser.add_argument("--model", help="image-text model id or folder (default: MODEL)")
+    parser.add_argument("--random-weights", metavar="CONFIG",
+                        help="a full-size model with random weights from this configuration folder")
+
+
+@contextlib.contextmanager
+def evaluated_settings(args) -> Iterator:
+    """The settings from the environment with the model ``add_model_arguments`` chose (a random-weight
+    one built in a temporary folder, gone afterwards)."""
+    from ..settings import Settings
+
+    settings = Settings.from_env()
+    with tempfile.TemporaryDirectory(prefix="evaluated-model-") as models:
+        if args.random_weights:
+            settings = settings.with_overrides(model=str(build_random_model(args.random_weights, Path(models))))
+        elif args.model:
+            settings = settings.with_overrides(model=args.model)
+        yield settings

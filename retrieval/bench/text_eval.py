@@ -72,27 +72,19 @@ def table(figures: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from ..settings import Settings
-    from .random_model import build_random_model
+    from .random_model import add_model_arguments, evaluated_settings
 
     parser = argparse.ArgumentParser(prog="python scripts/evaluate_text.py",
                                      description="Recall of finding photos by a held-out caption, through "
                                                  "their other captions (words), their pixels, and both.")
     parser.add_argument("captions", type=Path, help="a TSV with image_path and caption columns (COCO's captions.tsv)")
     parser.add_argument("--root", type=Path, help="the folder image_path is relative to (default: the table's)")
-    parser.add_argument("--model", help="image-text model id or folder (default: MODEL)")
-    parser.add_argument("--random-weights", metavar="CONFIG",
-                        help="a full-size model with random weights from this configuration folder")
+    add_model_arguments(parser)
     parser.add_argument("--limit", type=int, help="use at most this many photos")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
-        with tempfile.TemporaryDirectory(prefix="text-eval-model-") as models:
-            if args.random_weights:
-                settings = settings.with_overrides(model=str(build_random_model(args.random_weights, Path(models))))
-            elif args.model:
-                settings = settings.with_overrides(model=args.model)
+        with evaluated_settings(args) as settings:
             figures = evaluate(args.captions, args.root or args.captions.parent, settings, args.limit)
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -73,9 +73,17 @@ def failure_notes(failed: dict[str, str]) -> list[str]:
     return [f"{stage}: {why}" for stage, why in failed.items()]
 
 
+def failure_notes_of(metadata: dict[str, Any]) -> list[str]:
+    """A record's ``failed_stages`` as stored (one note, or none, as a list too)."""
+    notes = metadata.get(FAILED_STAGES_FIELD) or []
+    return [notes] if isinstance(notes, str) else list(notes)
+
+
+def stage_of(note: str) -> str:
+    """The stage a "stage: why" note is about."""
+    return str(note).split(":", 1)[0].strip()
+
+
 def failed_stage_names(metadata: dict[str, Any]) -> set[str]:
     """The stages a record says failed on it (retried by the next run)."""
-    notes = metadata.get(FAILED_STAGES_FIELD) or []
-    if isinstance(notes, str):
-        notes = [notes]
-    return {str(note).split(":", 1)[0].strip() for note in notes}
+    return {stage_of(note) for note in failure_notes_of(metadata)}

@@ -24,7 +24,7 @@ import numpy as np
 from ..photos.files import Exclusions, is_under
 from ..photos.images import ImageRejected, read_file_bytes
 from ..store import PhotoStore, StoredRecord
-from .photo import FAILED_STAGES_FIELD, Photo, content_id, failure_notes
+from .photo import FAILED_STAGES_FIELD, Photo, content_id, failure_notes, failure_notes_of, stage_of
 from .runner import EmbedStep, timed
 from .stages import Stage, StageTimes, owed_stages
 
@@ -133,8 +133,7 @@ def new_record_metadata(photo: Photo, source: str, added_at: str, extra: dict[st
 
 def with_stages_rerun(metadata: dict[str, Any], rerun: Sequence[str], failed: dict[str, str]) -> list[str] | None:
     """A record's ``failed_stages`` after the stages ``rerun`` ran again (None: none failed)."""
-    kept = [note for note in (metadata.get(FAILED_STAGES_FIELD) or [])
-            if str(note).split(":", 1)[0].strip() not in rerun]
+    kept = [note for note in failure_notes_of(metadata) if stage_of(note) not in rerun]
     return kept + failure_notes({name: why for name, why in failed.items() if name in rerun}) or None
 
 

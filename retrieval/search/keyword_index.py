@@ -5,7 +5,7 @@ words at 100,000 photos, against 17 ms for the whole vector query), so the words
 from this index instead, where the store can say cheaply whether it changed
 (``PhotoStore.change_marker``): built once from the documents, kept in memory by a running app
 and on disk for the next command, rebuilt when the marker moves. The scoring is
-``keywords.bm25_ranking``'s, over the whole collection.
+BM25, over the whole collection.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Iterable
 import numpy as np
 
 from ..store.documents import document_of
-from .keywords import B, K1
 
 log = logging.getLogger(__name__)
 FORMAT = 2
+K1, B = 1.2, 0.75  # BM25's usual saturation and length normalisation
 
 
 class KeywordIndex:
@@ -74,11 +74,14 @@ class KeywordIndex:
                 position = joined.find(word, int(starts[member + 1]))  # on from the next token
         return found
 
-    def rank(self, words: list[str], limit: int) -> list[tuple[str, float, list[str]]]:
-        """The best ``limit`` documents holding a word: (id, BM25 score, the words it holds)."""
+    def rank(self, words: list[str], limit: int, collection_size: int | None = None) -> list[tuple[str, float, list[str]]]:
+        """The best ``limit`` documents holding a word: (id, BM25 score, the words it holds).
+        ``collection_size``: the number of documents a word's rarity is counted against, when these
+        are a sample of a larger collection (else they are all of it)."""
         total = len(self.ids)
         if not total or not words:
             return []
+        counted = max(collection_size or total, total)
         scores = np.zeros(total, dtype=np.float64)
         held: dict[str, np.ndarray] = {}  # word -> which documents hold it
         average = float(self.lengths.mean()) or 1.0
@@ -89,7 +92,7 @@ class KeywordIndex:
                 continue
             counts = np.bincount(np.concatenate(parts), minlength=total)
             present = np.nonzero(counts)[0]
-            idf = math.log(1 + (total - len(present) + 0.5) / (len(present) + 0.5))
+            idf = math.log(1 + (counted - len(present) + 0.5) / (len(present) + 0.5))
             tf = counts[present]
             scores[present] += idf * tf * (K1 + 1) / (tf + norm[present])
             held[word] = counts > 0

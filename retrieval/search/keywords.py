@@ -1,21 +1,19 @@
 """The text channel: ranking records by the words of a query (BM25), and fusing that ranking
 with the vector ranking (reciprocal rank fusion).
 
-Written once here, for every backend: the store only finds the candidates whose searchable
-text holds a query word (``PhotoStore.match_text``); the scoring is BM25 over those
-candidates, a word counting where it is part of a document's word ("bakery" in "bakeryco"),
+Written once, for every backend: the store only finds the candidates whose searchable text
+holds a query word (``PhotoStore.match_text``); the scoring is the word index's BM25
+(``keyword_index.py``) over those candidates, a word counting where it is part of a document's word ("bakery" in "bakeryco"),
 as a shop sign read by OCR often runs words together.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from ..store import StoredRecord
 from ..store.documents import document_of, words
-
-K1, B = 1.2, 0.75  # BM25's usual saturation and length normalisation
+from .keyword_index import KeywordIndex
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009): damps the first few ranks
 TEXT_CANDIDATES = 1000  # records read for the text ranking (document frequencies are counted on these)
 MIN_WORD = 2  # letters: shorter query words are not searched for on their own
@@ -33,25 +31,12 @@ def query_words(text: str) -> list[str]:
 
 def bm25_ranking(records: Sequence[StoredRecord], wanted: Sequence[str], collection_size: int
                  ) -> list[tuple[StoredRecord, float, list[str]]]:
-    """``records`` holding a wanted word, best first: (record, BM25 score, the words it holds)."""
-    documents = [document_of(r.metadata).split() for r in records]
-    if not documents or not wanted:
-        return []
-    average = sum(len(d) for d in documents) / len(documents) or 1.0
-    counts = [{w: sum(w in token for token in d) for w in wanted} for d in documents]
-    total = max(collection_size, len(documents))
-    idf = {}
-    for w in wanted:
-        frequency = sum(1 for c in counts if c[w])
-        idf[w] = math.log(1 + (total - frequency + 0.5) / (frequency + 0.5))
-    ranked = []
-    for record, document, count in zip(records, documents, counts):
-        norm = K1 * (1 - B + B * len(document) / average)
-        score = sum(idf[w] * count[w] * (K1 + 1) / (count[w] + norm) for w in wanted if count[w])
-        if score > 0:
-            ranked.append((record, score, [w for w in wanted if count[w]]))
-    ranked.sort(key=lambda item: (-item[1], item[0].id))
-    return ranked
+    """``records`` holding a wanted word, best first: (record, BM25 score, the words it holds), a
+    word's rarity counted against the whole collection (the records are the store's candidates)."""
+    by_id = {record.id: record for record in records}
+    index = KeywordIndex.build(((r.id, document_of(r.metadata)) for r in by_id.values()), "")
+    ranked = index.rank(list(wanted), len(by_id), collection_size)
+    return sorted(((by_id[i], score, found) for i, score, found in ranked), key=lambda item: (-item[1], item[0].id))
 
 
 def fuse(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
