@@ -192,3 +192,38 @@ def test_the_word_index_is_kept_without_pickles_and_a_damaged_file_is_rebuilt(tm
     empty = KeywordIndex.build([], "m")
     empty.save(tmp_path / "empty.npz")
     assert KeywordIndex.load(tmp_path / "empty.npz", "m").rank(["x"], 5) == []
+
+
+def test_a_word_misread_by_one_letter_is_found_in_read_text_only_and_counts_less():
+    from retrieval.search.keyword_index import KeywordIndex
+    from retrieval.store.documents import read_text
+
+    def entry(record_id, description="", read=""):
+        metadata = {"description": description, "ocr_text": read}
+        return record_id, document_of(metadata), read_text(metadata)
+
+    index = KeywordIndex.build([
+        entry("sign", read="DRINKNG WATER"),  # one letter missed by the reader
+        entry("exact", read="drinking fountain"),
+        entry("house", description="a house by the sea"),  # a description's word is never a misreading
+        entry("house-sign", read="HOUSE"),
+        entry("far", read="DRNKNG"),  # two edits away
+        entry("short", read="CAF"),  # a short word one edit away: another word as often as not
+    ], "m")
+    ranked = index.rank(["drinking"], 10)
+    assert [i for i, _s, _w in ranked] == ["exact", "sign"] and ranked[1][2] == ["drinking"]
+    assert ranked[0][1] > ranked[1][1]
+    assert [i for i, _s, _w in index.rank(["horse"], 10)] == ["house-sign"]
+    assert index.rank(["cat"], 10) == []
+
+
+def test_the_words_channel_finds_a_photo_whose_sign_was_misread(described, tmp_path, settings):
+    folder = tmp_path / "read"
+    folder.mkdir()
+    scene_photo(11, size=(160, 120)).save(folder / "sign.jpg")
+    engine = Engine(settings)
+    engine.index([folder], metadata=lambda path: {"ocr_text": "BREAKEAST CLUB"})
+    found = engine.search(SearchRequest(terms=[QueryTerm("text", "breakfast")], k=1))
+    assert names(found) == ["sign.jpg"] and found[0].matched_words == ["breakfast"]
+    # A filter stays exact: the phrase is not in the photo's text.
+    assert engine.search(SearchRequest(terms=[QueryTerm("text", "breakfast")], k=5, contains=["breakfast"])) == []

@@ -6,6 +6,11 @@ from this index instead, where the store can say cheaply whether it changed
 (``PhotoStore.change_marker``): built once from the documents, kept in memory by a running app
 and on disk for the next command, rebuilt when the marker moves. The scoring is
 BM25, over the whole collection.
+
+A reader misreads a letter now and then ("drinkng", "cookiey", "TRFATS"): a query word of
+``NEAR_MIN`` letters or more also finds the words *read off photos* one edit away from it, at
+``NEAR_WEIGHT`` of a match's worth. Only the read words: a description's "house" is a house,
+never a misread "horse".
 """
 
 from __future__ import annotations
@@ -16,23 +21,49 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
-from ..store.documents import document_of
+from ..store.documents import EMPTY, document_of, read_text
 
 log = logging.getLogger(__name__)
-FORMAT = 2
+FORMAT = 3
 K1, B = 1.2, 0.75  # BM25's usual saturation and length normalisation
+NEAR_MIN = 5  # letters: a shorter word one edit away is another word ("cat", "hat") more often than a misreading
+NEAR_WEIGHT = 0.5  # what a read word one edit away counts, against the word itself
+
+
+class Postings:
+    """Which documents each token is in: ``postings[offsets[t]:offsets[t + 1]]``, once per time."""
+
+    def __init__(self, tokens: list[str], offsets: np.ndarray, postings: np.ndarray):
+        self.tokens, self.offsets, self.postings = tokens, offsets, postings
+
+    @classmethod
+    def build(cls, texts: Iterable[str]) -> "Postings":
+        found: dict[str, list[int]] = defaultdict(list)
+        for number, text in enumerate(texts):
+            for token in text.split():
+                found[token].append(number)
+        tokens = sorted(found)
+        offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(found[t]) for t in tokens])
+        flat = np.fromiter((n for t in tokens for n in found[t]), dtype=np.int32, count=int(offsets[-1]))
+        return cls(tokens, offsets, flat)
+
+    def of(self, members: Iterable[int]) -> list[np.ndarray]:
+        return [self.postings[self.offsets[t]:self.offsets[t + 1]] for t in members]
 
 
 class KeywordIndex:
-    def __init__(self, ids: list[str], lengths: np.ndarray, tokens: list[str], offsets: np.ndarray,
-                 postings: np.ndarray, marker: str):
-        """``postings[offsets[t]:offsets[t + 1]]``: the documents token ``t`` is in, once per time."""
-        self.ids, self.lengths, self.tokens = ids, lengths, tokens
-        self.offsets, self.postings, self.marker = offsets, postings, marker
+    def __init__(self, ids: list[str], lengths: np.ndarray, words: Postings, read: Postings, marker: str):
+        """``words``: every token of the documents; ``read``: those read off the photos."""
+        self.ids, self.lengths, self.words, self.read, self.marker = ids, lengths, words, read, marker
+        self._norm_cache: np.ndarray | None = None
+        tokens = words.tokens
         # The vocabulary as one text, searched at once for the tokens a word is part of; in two, as
         # file names make most tokens numbers ("img 2041"), which a word with a letter is never in.
         self._numbers = [n for n, t in enumerate(tokens) if t.isdigit()]
@@ -41,24 +72,30 @@ class KeywordIndex:
                         for kind, members in (("numbers", self._numbers), ("words", self._words))}
         self._starts = {kind: np.cumsum([1] + [len(tokens[n]) + 1 for n in members])
                         for kind, members in (("numbers", self._numbers), ("words", self._words))}
+        self._read_by_length: dict[int, tuple[list[str], list[int]]] = defaultdict(lambda: ([], []))
+        for number, token in enumerate(read.tokens):
+            if len(token) >= NEAR_MIN - 1 and not token.isdigit():
+                same_length = self._read_by_length[len(token)]
+                same_length[0].append(token)
+                same_length[1].append(number)
 
     @classmethod
-    def build(cls, documents: Iterable[tuple[str, str]], marker: str) -> "KeywordIndex":
-        ids: list[str] = []
-        lengths: list[int] = []
-        postings: dict[str, list[int]] = defaultdict(list)
-        for number, (record_id, document) in enumerate(documents):
-            ids.append(record_id)
-            words = document.split()
-            lengths.append(len(words))
-            for word in words:
-                postings[word].append(number)
-        tokens = sorted(postings)
-        sizes = [len(postings[t]) for t in tokens]
-        offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(sizes)
-        flat = np.fromiter((n for t in tokens for n in postings[t]), dtype=np.int32, count=int(offsets[-1]))
-        return cls(ids, np.asarray(lengths, dtype=np.float32), tokens, offsets, flat, marker)
+    def build(cls, documents: Iterable[Sequence[str]], marker: str) -> "KeywordIndex":
+        """From ``(id, document)`` or ``(id, document, read text)`` (``documents.read_text``)."""
+        entries = [(entry[0], entry[1], entry[2] if len(entry) > 2 else EMPTY) for entry in documents]
+        return cls([e[0] for e in entries], np.asarray([len(e[1].split()) for e in entries], dtype=np.float32),
+                   Postings.build(e[1] for e in entries), Postings.build(e[2] for e in entries), marker)
+
+    @classmethod
+    def of_records(cls, records: Iterable, marker: str) -> "KeywordIndex":
+        return cls.build(((r.id, document_of(r.metadata), read_text(r.metadata)) for r in records), marker)
+
+    def _norm(self) -> np.ndarray:
+        """BM25's length normalisation of each document, worked out once."""
+        if self._norm_cache is None:
+            average = float(self.lengths.mean()) if len(self.lengths) else 1.0
+            self._norm_cache = K1 * (1 - B + B * self.lengths / (average or 1.0))
+        return self._norm_cache
 
     def _tokens_holding(self, word: str) -> list[int]:
         """The vocabulary's tokens that hold ``word`` (as a part, like ``bm25_ranking`` counts)."""
@@ -74,6 +111,19 @@ class KeywordIndex:
                 position = joined.find(word, int(starts[member + 1]))  # on from the next token
         return found
 
+    def _read_near(self, word: str) -> list[int]:
+        """The read tokens one edit away from ``word`` (not holding it: those match outright)."""
+        if len(word) < NEAR_MIN or word.isdigit():
+            return []
+        found = []
+        for length in (len(word) - 1, len(word), len(word) + 1):
+            tokens, numbers = self._read_by_length.get(length, ((), ()))
+            for _token, _distance, at in process.extract(word, tokens, scorer=Levenshtein.distance,
+                                                          score_cutoff=1, limit=None):
+                if word not in tokens[at]:
+                    found.append(numbers[at])
+        return found
+
     def rank(self, words: list[str], limit: int, collection_size: int | None = None) -> list[tuple[str, float, list[str]]]:
         """The best ``limit`` documents holding a word: (id, BM25 score, the words it holds).
         ``collection_size``: the number of documents a word's rarity is counted against, when these
@@ -84,17 +134,19 @@ class KeywordIndex:
         counted = max(collection_size or total, total)
         scores = np.zeros(total, dtype=np.float64)
         held: dict[str, np.ndarray] = {}  # word -> which documents hold it
-        average = float(self.lengths.mean()) or 1.0
-        norm = K1 * (1 - B + B * self.lengths / average)
+        # Over every document at once (a word's absence adds 0): cheaper than picking out those
+        # holding it, at 100,000 documents.
+        norm = self._norm()
         for word in words:
-            parts = [self.postings[self.offsets[t]:self.offsets[t + 1]] for t in self._tokens_holding(word)]
-            if not parts:
+            exact, near = self.words.of(self._tokens_holding(word)), self.read.of(self._read_near(word))
+            if not exact and not near:
                 continue
-            counts = np.bincount(np.concatenate(parts), minlength=total)
-            present = np.nonzero(counts)[0]
-            idf = math.log(1 + (counted - len(present) + 0.5) / (len(present) + 0.5))
-            tf = counts[present]
-            scores[present] += idf * tf * (K1 + 1) / (tf + norm[present])
+            counts = np.bincount(np.concatenate(exact), minlength=total).astype(np.float64) if exact else np.zeros(total)
+            if near:
+                counts += NEAR_WEIGHT * np.bincount(np.concatenate(near), minlength=total)
+            holding = np.count_nonzero(counts)
+            idf = math.log(1 + (counted - holding + 0.5) / (holding + 0.5))
+            scores += idf * (K1 + 1) * counts / (counts + norm)
             held[word] = counts > 0
         found = np.nonzero(scores)[0]
         if len(found) > limit:  # the best ``limit`` first, then only those sorted
@@ -109,8 +161,7 @@ class KeywordIndex:
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         with partial.open("wb") as handle:
             np.savez(handle, format=np.asarray([FORMAT]), marker=_text(self.marker), ids=_text("\n".join(self.ids)),
-                     lengths=self.lengths, tokens=_text("\n".join(self.tokens)), offsets=self.offsets,
-                     postings=self.postings)
+                     lengths=self.lengths, **_saved("words", self.words), **_saved("read", self.read))
         partial.replace(path)  # whole or not at all: a reader never sees half a file
 
     @classmethod
@@ -120,11 +171,21 @@ class KeywordIndex:
             with np.load(path, allow_pickle=False) as data:  # numbers and bytes only: nothing to unpickle
                 if int(data["format"][0]) != FORMAT or _words(data["marker"]) != marker:
                     return None
-                ids, tokens = _words(data["ids"]).split("\n"), _words(data["tokens"]).split("\n")
-                return cls(ids if ids != [""] else [], data["lengths"], tokens if tokens != [""] else [],
-                           data["offsets"], data["postings"], marker)
+                ids = _words(data["ids"]).split("\n")
+                return cls(ids if ids != [""] else [], data["lengths"], _loaded("words", data), _loaded("read", data),
+                           marker)
         except (OSError, ValueError, KeyError, UnicodeDecodeError):
             return None
+
+
+def _saved(name: str, postings: Postings) -> dict[str, np.ndarray]:
+    return {f"{name}_tokens": _text("\n".join(postings.tokens)), f"{name}_offsets": postings.offsets,
+            f"{name}_postings": postings.postings}
+
+
+def _loaded(name: str, data) -> Postings:
+    tokens = _words(data[f"{name}_tokens"]).split("\n")
+    return Postings(tokens if tokens != [""] else [], data[f"{name}_offsets"], data[f"{name}_postings"])
 
 
 def _text(value: str) -> np.ndarray:
@@ -152,7 +213,7 @@ def keyword_index(store, cache: Path | None, kept: KeywordIndex | None) -> Keywo
     loaded = KeywordIndex.load(path, marker) if path is not None and path.is_file() else None
     if loaded is not None:
         return loaded
-    index = KeywordIndex.build(((r.id, document_of(r.metadata)) for r in store.iter_all()), marker)
+    index = KeywordIndex.of_records(store.iter_all(), marker)
     log.info("indexed the words of %d photos", len(index.ids))
     if path is not None:
         try:

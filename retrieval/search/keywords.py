@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..store import StoredRecord
-from ..store.documents import document_of, words
+from ..store.documents import words
 from .keyword_index import KeywordIndex
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009): damps the first few ranks
 TEXT_CANDIDATES = 1000  # records read for the text ranking (document frequencies are counted on these)
@@ -34,7 +34,7 @@ def bm25_ranking(records: Sequence[StoredRecord], wanted: Sequence[str], collect
     """``records`` holding a wanted word, best first: (record, BM25 score, the words it holds), a
     word's rarity counted against the whole collection (the records are the store's candidates)."""
     by_id = {record.id: record for record in records}
-    index = KeywordIndex.build(((r.id, document_of(r.metadata)) for r in by_id.values()), "")
+    index = KeywordIndex.of_records(by_id.values(), "")
     ranked = index.rank(list(wanted), len(by_id), collection_size)
     return sorted(((by_id[i], score, found) for i, score, found in ranked), key=lambda item: (-item[1], item[0].id))
 

@@ -110,6 +110,16 @@ def combine_vectors(vectors: list[np.ndarray], weights: list[float]) -> np.ndarr
     return (total / norm).astype(np.float32)
 
 
+def unit_vector(vector: np.ndarray) -> np.ndarray:
+    return np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+
+
+def cosine(embedding, unit: np.ndarray) -> float:
+    """A stored embedding's cosine with a unit vector (what the store's own query scores)."""
+    embedding = np.asarray(embedding, dtype=np.float64)
+    return float(embedding @ unit / max(np.linalg.norm(embedding), 1e-12))
+
+
 def tag_score(record_tags: list[str] | None, wanted: list[str]) -> float:
     """The share of the wanted tags a record has (1.0 when it has them all)."""
     if not wanted:
@@ -231,15 +241,16 @@ class Searcher:
         ranked = self._word_ranking(request, tags, depth) if request.hybrid else []
         if not ranked:
             return self._vector_ranking(vector, request, tags, wanted)
-        results = self._vector_ranking(vector, request, tags, depth)
+        # Read to the fusion's depth without metadata: only the page's photos need theirs.
+        results = self._vector_ranking(vector, request, tags, depth, with_metadata=False)
         return self._fused(vector, request, tags, results, ranked[:depth], wanted)
 
     def _vector_ranking(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None,
-                        wanted: int) -> list[SearchResult]:
+                        wanted: int, with_metadata: bool = True) -> list[SearchResult]:
         if request.contains:
             results = self._within_text(vector, request, tags, wanted)
         else:
-            matches: list[Match] = self.store.query(vector, wanted, request.filters, tags)
+            matches: list[Match] = self.store.query(vector, wanted, request.filters, tags, with_metadata=with_metadata)
             results = [SearchResult(m.id, m.score, m.metadata) for m in matches]
             if request.regions and self.store.regions.count():
                 results = self._with_regions(vector, request, tags, wanted, results)
@@ -250,12 +261,10 @@ class Searcher:
     def _scored(self, vector: np.ndarray, ids: list[str], request: SearchRequest,
                 tags: TagRule | None) -> list[SearchResult]:
         """These photos (those the filters keep), each scored by its vector's cosine with ``vector``."""
-        unit = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+        unit = unit_vector(vector)
         scored = []
         for record in self.store.get(ids, with_embeddings=True, filters=request.filters, tags=tags):
-            embedding = np.asarray(record.embedding, dtype=np.float64)
-            scored.append(SearchResult(record.id, float(embedding @ unit / max(np.linalg.norm(embedding), 1e-12)),
-                                       record.metadata))
+            scored.append(SearchResult(record.id, cosine(record.embedding, unit), record.metadata))
         return scored
 
     def _within_text(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None,
@@ -313,13 +322,26 @@ class Searcher:
                 fused[record_id] += beyond
         order = sorted(fused, key=lambda i: (-round(fused[i], 9), -round(by_id[i].score, 6) if i in by_id else 0.0, i))
         page = order[:wanted]
-        missing = [i for i in page if i not in by_id]
-        for result in self._scored(vector, missing, request, tags) if missing else []:  # their cosine, for the page
-            by_id[result.id] = result
+        self._complete(vector, page, by_id, request, tags)
         chosen = [by_id[i] for i in page if i in by_id]
         for result in chosen:
             result.matched_words = words.get(result.id, [])
         return chosen
+
+    def _complete(self, vector: np.ndarray, page: list[str], by_id: dict[str, SearchResult], request: SearchRequest,
+                  tags: TagRule | None) -> None:
+        """The page's photos with their metadata, read in one go; those found by their words alone
+        also get their cosine with ``vector``, as their score."""
+        unread = [i for i in page if i not in by_id or not by_id[i].metadata]
+        if not unread:
+            return
+        missing = any(i not in by_id for i in unread)
+        unit = unit_vector(vector)
+        for record in self.store.get(unread, with_embeddings=missing, filters=request.filters, tags=tags):
+            if record.id in by_id:
+                by_id[record.id].metadata = record.metadata
+            else:
+                by_id[record.id] = SearchResult(record.id, cosine(record.embedding, unit), record.metadata)
 
     def _with_regions(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, wanted: int,
                       results: list[SearchResult]) -> list[SearchResult]:
@@ -330,10 +352,9 @@ class Searcher:
         by_id = {result.id: result for result in results}
         others = [photo for photo in hits if photo not in by_id]
         if others:
-            unit = np.asarray(vector, dtype=np.float64) / np.linalg.norm(vector)
+            unit = unit_vector(vector)
             for record in self.store.get(others, with_embeddings=True, filters=request.filters, tags=tags):
-                embedding = np.asarray(record.embedding, dtype=np.float64)
-                whole = float(embedding @ unit / max(np.linalg.norm(embedding), 1e-12))
+                whole = cosine(record.embedding, unit)
                 by_id[record.id] = SearchResult(record.id, whole, record.metadata)
         for photo, hit in hits.items():
             result = by_id.get(photo)  # None: a photo the filters leave out

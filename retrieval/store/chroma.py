@@ -465,7 +465,7 @@ class ChromaStore(PhotoStore):
             offset += len(page)
 
     def query(self, vector: np.ndarray, n: int, filters: dict[str, Any] | None = None,
-              tags: TagRule | None = None) -> list[Match]:
+              tags: TagRule | None = None, with_metadata: bool = True) -> list[Match]:
         where = chroma_where(filters, tags)
         with self._reading("searched") as collection:
             if collection is None or n <= 0:
@@ -474,13 +474,12 @@ class ChromaStore(PhotoStore):
                 query_embeddings=[np.asarray(vector, dtype=np.float32)],
                 n_results=n,
                 where=where,
-                include=["metadatas", "distances"],
+                include=["metadatas", "distances"] if with_metadata else ["distances"],
             )
+        metadatas = got["metadatas"][0] if with_metadata else [None] * len(got["ids"][0])
         return [
             Match(id=record_id, score=1.0 - float(distance), metadata=dict(metadata or {}))
-            for record_id, distance, metadata in zip(
-                got["ids"][0], got["distances"][0], got["metadatas"][0]
-            )
+            for record_id, distance, metadata in zip(got["ids"][0], got["distances"][0], metadatas)
         ]
 
     def ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:

@@ -40,13 +40,21 @@ def document_of(metadata: dict[str, Any]) -> str:
         elif value not in (None, ""):
             parts.append(str(value))
     read = words(str(metadata.get(READ_FIELD) or ""))
-    # A word read off a photo often comes in two pieces (a pole in front of a sign, a gap the
-    # detector cut at): each two pieces in a row are also kept joined, so "rail way" finds "railway".
-    parts.extend(a + b for a, b in zip(read, read[1:]))
+    parts.extend(a + b for a, b in zip(read, read[1:]))  # see ``read_text``
     name = metadata.get("filename") or metadata.get("path")
     if name:
         parts.append(PurePath(str(name)).stem)
     text = normalise(" ".join(parts))
+    return f" {text} " if text else EMPTY
+
+
+def read_text(metadata: dict[str, Any]) -> str:
+    """The words read off the photo (OCR), as in its document: a reading's slips are looked for
+    here only, never in what people wrote. A word read off a photo often comes in two pieces (a
+    pole in front of a sign, a gap the detector cut at), so each two pieces in a row are also kept
+    joined: "rail way" finds "railway"."""
+    read = words(str(metadata.get(READ_FIELD) or ""))
+    text = " ".join([*read, *(a + b for a, b in zip(read, read[1:]))])
     return f" {text} " if text else EMPTY
 
 

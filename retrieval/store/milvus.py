@@ -395,7 +395,7 @@ class MilvusStore(PhotoStore):
         return len(records)
 
     def query(self, vector: np.ndarray, n: int, filters: dict[str, Any] | None = None,
-              tags: TagRule | None = None) -> list[Match]:
+              tags: TagRule | None = None, with_metadata: bool = True) -> list[Match]:
         expression = milvus_filter(filters, tags)
         n = min(int(n), MAX_RESULTS)
         with self._guard("searched"):
@@ -403,7 +403,7 @@ class MilvusStore(PhotoStore):
                 return []
             got = self._client.search(
                 self._name, data=[np.asarray(vector, dtype=np.float32).tolist()], limit=n,
-                filter=expression, output_fields=["$meta"], anns_field=VECTOR_FIELD,
+                filter=expression, output_fields=["$meta"] if with_metadata else [], anns_field=VECTOR_FIELD,
                 search_params={"metric_type": "COSINE", "params": {"ef": max(SEARCH_EF, n)}},
                 consistency_level="Strong",
             )
