@@ -166,3 +166,32 @@ def test_reading_words_killed_part_way_resumes_where_it_stopped(settings, tmp_pa
     resumed = Engine(settings).index([folder], ocr=True)
     assert resumed.added == [] and resumed.facts_read == 24 - read
     assert all(OCR_COUNT_FIELD in m for m in by_name(Engine(settings)).values())
+
+
+def test_the_lines_holding_a_searched_word_are_boxed_on_the_page(settings, tmp_path):
+    from gradio_client import Client
+
+    from app import build_app
+    from retrieval.text.ocr import lines_holding
+    from retrieval.ui.startup import launch
+
+    folder = tmp_path / "photos"
+    write_signs(folder)
+    engine = Engine(settings)
+    engine.index([folder], ocr=True)
+    app = launch(build_app(engine), engine, server_name="127.0.0.1", server_port=None, prevent_thread_lock=True,
+                 quiet=True)
+    try:
+        client = Client(app.local_url, verbose=False)
+        gallery, _status, results, _spoken = client.predict("bakery", "", 3, 0, None, None, "", "", "", "best match",
+                                                            False, api_name="/search_text")
+    finally:
+        app.close()
+    assert results[0]["filename"] == "bakery.jpg" and results[0]["matched_words"] == ["bakery"]
+    [line] = lines_holding(results[0], ["bakery"])
+    drawn = Image.open(gallery[0]["image"]).convert("RGB")  # the thumbnail, 320 wide
+    scale = drawn.width / 640
+    edge = drawn.getpixel((int(line.box[0] * scale), int((line.box[1] + line.box[3]) / 2 * scale)))
+    assert edge[0] < 80 and edge[1] > 150 and edge[2] > 200  # the words' cyan line
+    # A word one letter off is boxed as the words channel matched it; another word is not.
+    assert lines_holding(results[0], ["bakory"]) == [line] and lines_holding(results[0], ["pharmacy"]) == []

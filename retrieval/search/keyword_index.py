@@ -27,12 +27,11 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from ..store.documents import EMPTY, document_of, read_text
+from ..store.documents import EMPTY, NEAR_MIN, document_of, read_text
 
 log = logging.getLogger(__name__)
 FORMAT = 3
 K1, B = 1.2, 0.75  # BM25's usual saturation and length normalisation
-NEAR_MIN = 5  # letters: a shorter word one edit away is another word ("cat", "hat") more often than a misreading
 NEAR_WEIGHT = 0.5  # what a read word one edit away counts, against the word itself
 
 

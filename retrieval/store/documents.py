@@ -17,6 +17,9 @@ from typing import Any, Iterable
 TEXT_FIELDS = ("description", "ai_description", "alt_description", "caption", "captions", "ocr_text", "tags")
 READ_FIELD = "ocr_text"  # the words read in the photo (text/ocr.py)
 EMPTY = " "  # the document of a record without text: every stored record has one
+# A read word one edit away from a query word of this many letters is taken for a misreading of
+# it; shorter, it is another word ("cat", "hat") as often as not.
+NEAR_MIN = 5
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
 
@@ -56,6 +59,14 @@ def read_text(metadata: dict[str, Any]) -> str:
     read = words(str(metadata.get(READ_FIELD) or ""))
     text = " ".join([*read, *(a + b for a, b in zip(read, read[1:]))])
     return f" {text} " if text else EMPTY
+
+
+def misread_as(token: str, word: str) -> bool:
+    """Whether a read ``token`` may be ``word`` misread by one letter (one edit away; not for
+    short words or numbers)."""
+    from rapidfuzz.distance import Levenshtein
+
+    return len(word) >= NEAR_MIN and not word.isdigit() and Levenshtein.distance(word, token, score_cutoff=1) <= 1
 
 
 def holds(document: str, phrases: Iterable[str], any_of: bool = False) -> bool:

@@ -130,3 +130,18 @@ def lines_of(metadata: dict[str, Any]) -> list[Line]:
         return [Line(str(r[0]), (int(r[1]), int(r[2]), int(r[3]), int(r[4])), float(r[5])) for r in rows]
     except (ValueError, TypeError, IndexError):
         return []
+
+
+def lines_holding(metadata: dict[str, Any], wanted: list[str]) -> list[Line]:
+    """The lines a record read that hold one of ``wanted`` (query words), as the words channel
+    matches them: a part of a word, the line's words run together, or a read word one letter off."""
+    from ..store.documents import misread_as, words
+
+    wanted = [w for w in wanted if w]
+    held = []
+    for line in lines_of(metadata) if wanted else []:
+        read = words(line.text)
+        joined = "".join(read)
+        if any(w in joined or any(misread_as(r, w) for r in read) for w in wanted):
+            held.append(line)
+    return held

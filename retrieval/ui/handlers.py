@@ -19,6 +19,7 @@ from ..errors import RetrievalError
 from ..photos.images import ImageRejected
 from ..photos.metadata_table import MetadataTable
 from ..search.searcher import QueryTerm, SearchRequest
+from ..text.ocr import lines_holding
 from . import present
 from .controls import ResultControls, with_controls
 from .map_view import MapLayout
@@ -122,12 +123,14 @@ class SearchPage:
         return pictures
 
     def _boxed(self, picture: str, result: dict[str, Any]) -> str:
-        """The picture with the region that matched drawn on it, when a region did."""
-        box = result.get("matched_box")
-        if not box or not Path(picture).is_file():
+        """The picture with what matched drawn on it: the region, and the lines of words that hold
+        the query's words."""
+        boxes = [(list(result["matched_box"]), "region")] if result.get("matched_box") else []
+        boxes += [(list(line.box), "words") for line in lines_holding(result, result.get("matched_words") or [])]
+        if not boxes or not Path(picture).is_file():
             return picture
-        return str(self.media.with_box(Path(picture), box, int(result.get("width") or 0),
-                                       int(result.get("height") or 0)))
+        return str(self.media.with_boxes(Path(picture), boxes, int(result.get("width") or 0),
+                                         int(result.get("height") or 0)))
 
     def _gallery(self, results: list[dict[str, Any]], wanted_tags: int = 0) -> list[tuple[str, str]]:
         pictures = self._pictures([result["id"] for result in results], "thumbnail")

@@ -8,6 +8,7 @@ original photo is never served from where it was indexed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = (320, 320)
 MAP_THUMBNAIL_SIZE = (96, 96)  # a map draws many: a few kB each
 PREVIEW_SIZE = (1024, 1024)
+# The region that matched a search in amber, the lines of words that matched it in cyan.
+BOX_COLOURS = {"region": (255, 196, 0), "words": (0, 210, 255)}
 _SAVE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
                  "HEIF": ".heic", "AVIF": ".avif"}
 
@@ -94,32 +97,36 @@ class MediaFolder:
             return None
         return target
 
-    def with_box(self, picture: Path, box: list[int], photo_width: int, photo_height: int) -> Path:
-        """A copy of a thumbnail or preview with the matched region drawn on it (``box`` in the
-        photo's pixels; the picture is the photo scaled down). The picture itself on failure."""
+    def with_boxes(self, picture: Path, boxes: list[tuple[list[int], str]], photo_width: int,
+                   photo_height: int) -> Path:
+        """A copy of a thumbnail or preview with boxes drawn on it: ``(box, kind)``, the box in the
+        photo's pixels (the picture is the photo scaled down), the kind a key of ``BOX_COLOURS``.
+        The picture itself on failure."""
         from PIL import Image, ImageDraw
 
         picture = Path(picture)
-        if not picture.is_relative_to(self.root) or photo_width <= 0 or photo_height <= 0:
+        if not boxes or not picture.is_relative_to(self.root) or photo_width <= 0 or photo_height <= 0:
             return picture
-        target = self.root / "boxed" / f"{picture.stem}-{'-'.join(str(int(v)) for v in box)}{picture.suffix}"
+        drawn = hashlib.sha1(repr(sorted((kind, [int(v) for v in box]) for box, kind in boxes)).encode()).hexdigest()[:12]
+        target = self.root / "boxed" / f"{picture.stem}-{drawn}{picture.suffix}"
         if target.is_file():
             return target
         try:
             with Image.open(picture) as opened:
                 image = opened.convert("RGB")
             sx, sy = image.width / photo_width, image.height / photo_height
-            left, top, right, bottom = box[0] * sx, box[1] * sy, box[2] * sx - 1, box[3] * sy - 1
             line = max(2, round(min(image.size) / 100))
             draw = ImageDraw.Draw(image)
-            # A dark edge around a bright one: visible on light and dark photos alike.
-            draw.rectangle((left - line, top - line, right + line, bottom + line), outline=(20, 20, 20), width=line)
-            draw.rectangle((left, top, right, bottom), outline=(255, 196, 0), width=line)
+            for box, kind in boxes:
+                left, top, right, bottom = box[0] * sx, box[1] * sy, box[2] * sx - 1, box[3] * sy - 1
+                # A dark edge around a bright one: visible on light and dark photos alike.
+                draw.rectangle((left - line, top - line, right + line, bottom + line), outline=(20, 20, 20), width=line)
+                draw.rectangle((left, top, right, bottom), outline=BOX_COLOURS[kind], width=line)
             partial = target.with_name(f"{target.stem}.{threading.get_ident()}.part")
             image.save(partial, "JPEG", quality=88)
             partial.replace(target)
         except OSError as exc:
-            log.warning("could not draw the matched region on %s (%s)", picture.name, exc)
+            log.warning("could not draw the matched boxes on %s (%s)", picture.name, exc)
             return picture
         return target
 
