@@ -111,9 +111,12 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 map_pick = gr.Textbox(elem_id="map-pick", elem_classes=["offscreen"], show_label=False)
                 map_open = gr.Button("Open", elem_id="map-open", elem_classes=["offscreen"])
 
+        # A mistake in the search bar is said here, the results below it kept as they were.
+        search_problem = gr.Markdown(visible=False, elem_id="search-problem", elem_classes=["field-problem"])
         with gr.Accordion("Options: number of results, minimum score, order, dates, camera, photographer, source, "
                           "words",
-                          open=False, elem_id="options"):
+                          open=False, elem_id="options") as options:
+            options_problem = gr.Markdown(visible=False, elem_id="options-problem", elem_classes=["field-problem"])
             with gr.Row():
                 k = gr.Slider(1, 100, value=12, step=1, label="Number of results", elem_id="k")
                 min_score = gr.Slider(0, 1, value=0, step=0.01, label="Minimum score", elem_id="min-score",
@@ -176,6 +179,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         controls = [k, min_score, photographer, source, camera, after, before, order, collapse, contains,
                     words]  # ResultControls
         outputs = [gallery, status, results, last_request, spoken]
+        problems = [search_problem, options_problem, options]
+        # The progress and a refused search's mark go on the status line only: the photos stay.
+        searching = {"show_progress_on": [status]}
         after_search = {"fn": on.close_viewer, "inputs": None, "outputs": [viewer, gallery, viewer_index],
                         "api_visibility": "private"}
 
@@ -184,28 +190,38 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         # The address becomes a link to the search as it starts, so a quick second search is in
         # the history (Back) even before its photos arrive.
         gr.on(text_search, None, [query, k], None, js=WRITE_LINK_JS, queue=False, **PRIVATE)
-        gr.on(text_search, on.search_text, text_inputs, outputs, api_name="search_text").success(**after_search)
+        gr.on(text_search, on.check_text, [query, *controls], problems, queue=False, **PRIVATE)
+        gr.on(text_search, on.search_text, text_inputs, outputs, api_name="search_text", **searching).success(
+            **after_search)
         examples.click(lambda sample: sample[0], examples, query, **PRIVATE).then(  # fills the box, then searches
             None, [query, k], None, js=WRITE_LINK_JS, queue=False, **PRIVATE).then(
-            on.search_text, text_inputs, outputs, **PRIVATE).success(**after_search)
-        image_button.click(on.search_image, [image, *controls], outputs, api_name="search_image").success(
-            **after_search)
-        tags_button.click(on.search_tags, [tags, tag_match, *controls], outputs, api_name="search_tags").success(
-            **after_search)
-        gr.on([combo_button.click, combo_text.submit], on.search_image_text,
-              [combo_image, combo_text, text_weight, *controls], outputs, api_name="search_image_text").success(
-            **after_search)
+            on.search_text, text_inputs, outputs, **searching, **PRIVATE).success(**after_search)
+        image_button.click(on.check_image, [image, *controls], problems, queue=False, **PRIVATE)
+        image_button.click(on.search_image, [image, *controls], outputs, api_name="search_image",
+                           **searching).success(**after_search)
+        tags_button.click(on.check_tags, [tags, *controls], problems, queue=False, **PRIVATE)
+        tags_button.click(on.search_tags, [tags, tag_match, *controls], outputs, api_name="search_tags",
+                          **searching).success(**after_search)
+        combo_search = [combo_button.click, combo_text.submit]
+        gr.on(combo_search, on.check_image_text, [combo_image, combo_text, *controls], problems, queue=False,
+              **PRIVATE)
+        gr.on(combo_search, on.search_image_text, [combo_image, combo_text, text_weight, *controls], outputs,
+              api_name="search_image_text", **searching).success(**after_search)
+        voice_button.click(on.check_voice, [audio, *controls], problems, queue=False, **PRIVATE)
         voice_button.click(on.search_voice, [audio, spoken_language, *controls], [transcript, *outputs],
-                           api_name="search_voice").success(**after_search)
+                           api_name="search_voice", show_progress_on=[transcript, status]).success(**after_search)
+        transcript.submit(on.check_text, [transcript, *controls], problems, queue=False, **PRIVATE)
         transcript.submit(on.search_text, [transcript, gr.State(""), *controls], outputs,
-                          api_name="search_transcript").success(**after_search)
+                          api_name="search_transcript", **searching).success(**after_search)
         like_button.click(on.more_like_this, [selected_id, *controls], outputs,
                           api_name="more_like_this").success(**after_search)
         more_button.click(on.more_results, [last_request], outputs, api_name="more_results")
         # Changing a result control re-runs the current search.
-        gr.on([k.release, min_score.release, photographer.input, source.input, camera.input, order.input,
-               after.submit, before.submit, collapse.input, contains.submit, words.input], on.rerun,
-              [last_request, *controls], outputs, trigger_mode="always_last", **PRIVATE).success(**after_search)
+        control_changes = [k.release, min_score.release, photographer.input, source.input, camera.input, order.input,
+                           after.submit, before.submit, collapse.input, contains.submit, words.input]
+        gr.on(control_changes, on.check_controls, controls, problems, queue=False, **PRIVATE)
+        gr.on(control_changes, on.rerun, [last_request, *controls], outputs, trigger_mode="always_last", **searching,
+              **PRIVATE).success(**after_search)
 
         viewer_outputs = [viewer_image, details_info, selected_id, viewer_index, viewer]
         gr.on([map_tab.select, colour_by.input, map_button.click], on.map_html, [colour_by, results],

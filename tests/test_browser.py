@@ -203,6 +203,52 @@ def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     expect(gallery_images(page)).to_have_count(3)
 
 
+def test_a_mistake_is_said_by_its_field_and_the_results_stay(page):
+    from playwright.sync_api import expect
+
+    status = page.locator("#status")
+    search(page, "a photo")
+    expect(status).to_contain_text("Showing 6 photos for “a photo”")
+    search(page, "   ")  # nothing to search for
+    problem = page.locator("#search-problem")
+    expect(problem).to_contain_text("Type a few words describing the photo")
+    assert in_viewport(page, problem)
+    expect(gallery_images(page)).to_have_count(6)
+    expect(status).to_contain_text("Showing 6 photos for “a photo”")
+    expect(page.locator("#results").get_by_text("Error")).to_have_count(0)
+    expect(page.locator("#status .error")).to_be_hidden()  # the status line still says what is shown
+    shot(page, "empty-query")
+
+    page.locator("#options").get_by_text("Options").first.click()
+    page.wait_for_timeout(500)  # the options panel has finished opening
+    after = page.locator("#taken-after input, #taken-after textarea").first
+    after.fill("yesterday")
+    after.press("Enter")
+    options_problem = page.locator("#options-problem")
+    expect(options_problem).to_contain_text("'yesterday' is not a date")
+    expect(problem).to_be_hidden()
+    expect(gallery_images(page)).to_have_count(6)
+    shot(page, "bad-date")
+    after.fill("")
+    search(page, "a photo")  # put right, the messages go
+    expect(options_problem).to_be_hidden()
+    expect(status).to_contain_text("Showing 6 photos for “a photo”")
+
+
+def test_a_number_typed_in_the_options_applies_on_enter(page):
+    from playwright.sync_api import expect
+
+    search(page, "a photo")
+    expect(gallery_images(page)).to_have_count(6)
+    page.locator("#options").get_by_text("Options").first.click()
+    page.wait_for_timeout(500)  # the options panel has finished opening
+    number = page.locator("#k input[type=number]")
+    number.fill("3")
+    number.press("Enter")
+    expect(gallery_images(page)).to_have_count(3)
+    expect(page.locator("#status")).to_contain_text("Showing 3 photos")
+
+
 def test_the_tags_box_says_what_to_type(page):
     from playwright.sync_api import expect
 

@@ -13,9 +13,29 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
+from ..errors import RetrievalError
 from ..search.fact_filters import date_range
 
 ORDERS = {"best match": "score", "newest first": "-date", "oldest first": "date"}
+
+
+class FieldProblem(RetrievalError):
+    """A mistake in one field of a search (no query, a date that is no date): the page shows it
+    next to that field and keeps the results on screen. ``field``: "query" (the search bar) or
+    "options" (the result controls)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def required(value: Any, message: str) -> Any:
+    """``value`` (stripped, if text), or a problem with the search bar's query when it is empty."""
+    if isinstance(value, str):
+        value = value.strip()
+    if value is None or value == "" or value == []:
+        raise FieldProblem(message, "query")
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,10 @@ class ResultControls:
         for name in ("photographer", "source", "camera"):
             if getattr(self, name):
                 filters[name] = getattr(self, name)
-        taken = date_range(self.after or None, self.before or None)
+        try:
+            taken = date_range(self.after or None, self.before or None)
+        except RetrievalError as exc:
+            raise FieldProblem(str(exc), "options") from None
         if taken is not None:
             filters["taken_at"] = taken
         contains = [phrase.strip() for phrase in (self.contains or "").split(",") if phrase.strip()]

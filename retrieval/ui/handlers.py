@@ -21,13 +21,19 @@ from ..photos.metadata_table import MetadataTable
 from ..search.searcher import QueryTerm, SearchRequest
 from ..text.ocr import lines_holding
 from . import present
-from .controls import ResultControls, with_controls
+from .controls import FieldProblem, ResultControls, required, with_controls
 from .map_view import MapLayout
 from .media import MediaFolder
 from ..photos.web_urls import web_url
 
 log = logging.getLogger("retrieval.app")
 
+NO_TEXT = "Type a few words describing the photo."
+NO_IMAGE = "Upload, paste or take a photo to search with."
+NO_TAGS = "Pick at least one tag."
+NO_COMBO_IMAGE = "Add a photo as well as the text (or use the Text tab)."
+NO_COMBO_TEXT = "Add some text as well as the photo (or use the Image tab)."
+NO_AUDIO = "Record something with the microphone or upload a recording first."
 FACET_FIELDS = ("tags", "photographer", "source", "camera")  # the dropdowns filled with counted values
 MAX_FACET_CHOICES = 1000  # the rest can still be typed: the dropdowns accept custom values
 
@@ -48,6 +54,8 @@ def guarded(handler: Callable) -> Callable:
     def run(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
+        except FieldProblem as exc:  # the page shows it next to the field (``SearchPage.problems``)
+            raise gr.Error(str(exc), visible=False, print_exception=False) from None
         except RetrievalError as exc:
             raise gr.Error(str(exc)) from None
         except gr.Error:
@@ -148,10 +156,45 @@ class SearchPage:
         gallery = self._gallery(results, len(request.tags) if by_tags else 0)
         return gallery, status, results, (request, what, results), present.spoken_summary(results)
 
+    # -- a mistake shown next to its field, as the search starts ------------------
+
+    @staticmethod
+    def problems(check: Callable[[], Any]) -> tuple:
+        """What ``check`` finds wrong, next to its field: under the search bar, or in the options
+        (opened); each message cleared once its field is right. The search itself refuses the same
+        mistake without a word (``guarded``), so the results on screen stay as they were."""
+        try:
+            check()
+        except FieldProblem as problem:
+            return (_problem(str(problem) if problem.field == "query" else ""),
+                    _problem(str(problem) if problem.field == "options" else ""),
+                    gr.Accordion(open=True) if problem.field == "options" else gr.skip())
+        return _problem(""), _problem(""), gr.skip()
+
+    def check_text(self, text: str, controls: ResultControls) -> tuple:
+        return self.problems(lambda: (required(text, NO_TEXT), controls.request_fields()))
+
+    def check_image(self, image, controls: ResultControls) -> tuple:
+        return self.problems(lambda: (required(image, NO_IMAGE), controls.request_fields()))
+
+    def check_tags(self, tags, controls: ResultControls) -> tuple:
+        return self.problems(lambda: (required([t for t in (tags or []) if str(t).strip()], NO_TAGS),
+                                      controls.request_fields()))
+
+    def check_image_text(self, image, text: str, controls: ResultControls) -> tuple:
+        return self.problems(lambda: (required(image, NO_COMBO_IMAGE), required(text, NO_COMBO_TEXT),
+                                      controls.request_fields()))
+
+    def check_voice(self, audio, controls: ResultControls) -> tuple:
+        return self.problems(lambda: (required(audio, NO_AUDIO), controls.request_fields()))
+
+    def check_controls(self, controls: ResultControls) -> tuple:
+        return self.problems(controls.request_fields)
+
     # -- one handler per tab ---------------------------------------------------
 
     def by_text(self, text: str, without: str, controls: ResultControls):
-        text = (text or "").strip()
+        text = required(text, NO_TEXT)
         terms = [QueryTerm("text", text)]
         if (without or "").strip():
             terms.append(QueryTerm("text", without.strip(), -1.0))
@@ -182,23 +225,17 @@ class SearchPage:
         return self._run(replace(request, offset=0, **controls.request_fields()), what)
 
     def by_image(self, image, controls: ResultControls):
-        if image is None:
-            raise RetrievalError("Upload, paste or take a photo to search with.")
+        image = required(image, NO_IMAGE)
         request = SearchRequest(terms=[QueryTerm("image", image)], **controls.request_fields())
         return self._run(request, "the example image")
 
     def by_tags(self, tags: list[str] | None, match: str, controls: ResultControls):
-        tags = [t for t in (tags or []) if str(t).strip()]
-        if not tags:
-            raise RetrievalError("Pick at least one tag.")
+        tags = required([t for t in (tags or []) if str(t).strip()], NO_TAGS)
         request = SearchRequest(tags=tags, match_all_tags=(match == "all"), **controls.request_fields())
         return self._run(request, f"tags {present.shorten(', '.join(tags))} ({match})")
 
     def by_image_and_text(self, image, text: str, text_weight: float, controls: ResultControls):
-        if image is None:
-            raise RetrievalError("Add a photo as well as the text (or use the Text tab).")
-        if not (text or "").strip():
-            raise RetrievalError("Add some text as well as the photo (or use the Image tab).")
+        image, text = required(image, NO_COMBO_IMAGE), required(text, NO_COMBO_TEXT)
         text_weight = float(text_weight)
         terms = [QueryTerm("image", image, 1.0 - text_weight), QueryTerm("text", text, text_weight)]
         request = SearchRequest(terms=terms, **controls.request_fields())
@@ -207,8 +244,7 @@ class SearchPage:
     def by_voice(self, audio_path: str | None, language: str | None, controls: ResultControls):
         """Transcribe, then search with the transcript; nothing is searched when no one spoke
         or what was heard is not trusted. ``language``: a code, or "auto"/None to detect."""
-        if not audio_path:
-            raise RetrievalError("Record something with the microphone or upload a recording first.")
+        audio_path = required(audio_path, NO_AUDIO)
         language = None if not language or language == "auto" else str(language)
         heard = self.engine.transcribe(audio_path, language)
         description = self.engine.speech.describe(heard)
@@ -382,6 +418,10 @@ class SearchPage:
 
 
 
+def _problem(message: str):
+    return gr.Markdown(f"⚠ {present.escape(message)}" if message else "", visible=bool(message))
+
+
 class PageEndpoints:
     """Every function the page wires, each guarded once (our errors become a message in the page,
     never a traceback); the searches take their inputs, then the result controls by name
@@ -396,6 +436,12 @@ class PageEndpoints:
         self.search_voice = search(page.by_voice, "audio", language="auto")
         self.more_like_this = search(page.more_like_this, "record_id")
         self.rerun = search(page.rerun, "last")
+        self.check_text = guarded(with_controls(page.check_text, "query"))
+        self.check_image = guarded(with_controls(page.check_image, "image"))
+        self.check_tags = guarded(with_controls(page.check_tags, "tags"))
+        self.check_image_text = guarded(with_controls(page.check_image_text, "image", "text"))
+        self.check_voice = guarded(with_controls(page.check_voice, "audio"))
+        self.check_controls = guarded(with_controls(page.check_controls))
         self.from_link = guarded(with_controls(page.from_link, request_type=gr.Request, without=""))
         for name in ("more_results", "why_this_matched", "map_html", "open_from_map", "details", "show_previous",
                      "show_next", "close_viewer", "hide_viewer", "describe_uploads", "add_photos", "facet_updates",

@@ -32,6 +32,10 @@ CSS = """
 .photo-details td { overflow-wrap: anywhere; }
 .photo-details th { text-align: left; padding-right: 1em; vertical-align: top; width: 8em; }
 #status { overflow-wrap: anywhere; }
+/* A mistake, said next to the field it is in. */
+.field-problem, .field-problem p { color: #b42318 !important; font-weight: 600; margin: 2px 0 !important; }
+/* A search refused for a mistake leaves the status line as it was (the mistake is said by its field). */
+#status [data-testid="status-tracker"]:has(> .error) { display: none !important; }
 #model-note { font-size: 0.85em; opacity: 0.75; overflow-wrap: anywhere; }
 
 /* The map: thumbnails framed in their colour; the results ringed, the others faded. */
@@ -63,6 +67,14 @@ document.addEventListener("keydown", (event) => {
   if (button) { event.preventDefault(); button.click(); }
 });
 window.addEventListener("popstate", () => window.location.reload());
+// A number typed into a slider's box applies on Enter: Gradio's slider takes it when the box
+// loses focus (its "release"), which Enter alone never does.
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && event.target.matches && event.target.matches("#k input[type=number], #min-score input[type=number]")) {
+    event.preventDefault();
+    event.target.blur();
+  }
+});
 // A photo picked on the map opens in the viewer (the map is drawn as HTML, outside Gradio's events).
 document.addEventListener("click", (event) => {
   const photo = event.target.closest && event.target.closest("[data-map-id]");
