@@ -402,5 +402,8 @@ def test_a_region_match_is_boxed_in_the_gallery_and_the_viewer(page, tmp_path):
     expect(viewer).to_be_visible()
     expect(viewer.locator("#viewer-details")).to_contain_text("matched region")
     expect(viewer.locator("#viewer-details")).to_contain_text("whole photo's score")
-    assert "/boxed/" in (viewer.locator("#viewer-image img").get_attribute("src") or "")
+    picture = viewer.locator("#viewer-image img")
+    assert "/boxed/" in (picture.get_attribute("src") or "")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    assert picture.evaluate("img => img.naturalWidth") == 640  # the photo at its own size, not the thumbnail's
     shot(page, "region-viewer")

@@ -108,7 +108,8 @@ class MediaFolder:
         if not boxes or not picture.is_relative_to(self.root) or photo_width <= 0 or photo_height <= 0:
             return picture
         drawn = hashlib.sha1(repr(sorted((kind, [int(v) for v in box]) for box, kind in boxes)).encode()).hexdigest()[:12]
-        target = self.root / "boxed" / f"{picture.stem}-{drawn}{picture.suffix}"
+        # Named by the folder too: a thumbnail and a preview of one photo share their stem.
+        target = self.root / "boxed" / f"{picture.parent.name}-{picture.stem}-{drawn}{picture.suffix}"
         if target.is_file():
             return target
         try:
