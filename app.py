@@ -37,13 +37,14 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         gr.Markdown(notice, visible=bool(notice), elem_id="notice")
 
         # -- the search bar: one tab per kind of query -------------------------------
-        with gr.Tabs(elem_id="modes"):
+        with gr.Tabs(elem_id="modes", overflow_behavior="wrap"):  # every mode one tap away, on a phone too
             with gr.Tab("Text"):
                 with gr.Row(elem_id="search-bar", equal_height=True):
                     query = gr.Textbox(show_label=False, placeholder="Describe the photo: a dog running on the beach",
                                        elem_id="text-query", scale=5, lines=1, max_lines=3)
-                    without = gr.Textbox("", show_label=False, placeholder="without… (optional)", elem_id="text-without",
-                                         scale=2, lines=1, max_lines=1)
+                    with gr.Column(scale=2, min_width=120, elem_id="without-box"):  # on a phone: beside the button
+                        without = gr.Textbox("", show_label=False, placeholder="without… (optional)",
+                                             elem_id="text-without", lines=1, max_lines=1)
                     text_button = gr.Button("Search", variant="primary", elem_id="text-search", scale=1,
                                             min_width=90)
                 examples = gr.Dataset(components=[query], samples=[[q] for q in EXAMPLE_QUERIES], label="Try",
@@ -146,7 +147,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
 
         # -- results ---------------------------------------------------------------
         status = gr.Markdown(elem_id="status")
-        gallery = gr.Gallery(show_label=False, columns=4, height="auto", allow_preview=False, object_fit="cover",
+        gallery = gr.Gallery(show_label=False, columns=6, height="auto", allow_preview=False, object_fit="cover",
                              elem_id="results")
         with gr.Row():
             more_button = gr.Button("More results", elem_id="more-results")

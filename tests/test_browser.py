@@ -51,7 +51,7 @@ def page_url(engine, tmp_path):
         app.close()
 
 
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.fixture(params=list(VIEWPORTS))
@@ -201,6 +201,25 @@ def test_controls_rerun_the_search_and_the_address_keeps_it(page, page_url):
     page.goto(page_url + "?q=a+shared+link&k=3")  # a link runs its search
     expect(page.locator("#status")).to_contain_text("Showing 3 photos for “a shared link”")
     expect(gallery_images(page)).to_have_count(3)
+
+
+def test_two_rows_of_results_fit_the_first_screen_and_every_search_mode_is_one_tap_away(page):
+    from playwright.sync_api import expect
+
+    for name in ("Text", "Image", "Tags", "Image + Text", "Voice", "Add photos", "Map"):  # none behind a menu
+        expect(page.get_by_role("tab", name=name, exact=True)).to_be_visible()
+    query = page.locator("#text-query textarea").bounding_box()
+    assert query["width"] >= 0.8 * page.viewport_size["width"] - 40 or page.viewport_name == "desktop"
+    search(page, "a photo")
+    expect(page.locator("#status")).to_contain_text("Showing 6 photos")
+    first = gallery_images(page).first
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=first.element_handle())
+    page.evaluate("window.scrollTo(0, 0)")
+    boxes = [gallery_images(page).nth(n).bounding_box() for n in range(6)]
+    tops = sorted({round(b["y"]) for b in boxes})
+    row = (tops[1] - tops[0]) if len(tops) > 1 else boxes[0]["height"] + 8
+    assert tops[0] + 2 * row <= page.viewport_size["height"], (tops, row)  # two rows inside the first screen
+    shot(page, "first-screen")
 
 
 def test_a_mistake_is_said_by_its_field_and_the_results_stay(page):

@@ -12,7 +12,26 @@ CSS = """
 #results .thumbnail-item:hover .caption-label, #results .thumbnail-item:focus .caption-label {
   -webkit-line-clamp: unset; display: block;
 }
+@media (max-width: 1100px) { #results .grid-container { --grid-cols: 4 !important; } }
 @media (max-width: 640px) { #results .grid-container { --grid-cols: 2 !important; } }
+/* Above the results, only what a search needs, tightly: two rows of photos fit the first screen. */
+#title, #notice, #model-note { margin: 0 !important; }
+#modes button[role="tab"] { padding-top: 4px; padding-bottom: 4px; }
+#options > button span { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+@media (max-width: 640px) {
+  #title { display: none !important; }  /* the browser's tab names the page; the photos need the room */
+  #search-bar .block, #without-box .block { padding: 6px !important; }
+  .gradio-container .column, .gradio-container .gap { gap: 8px !important; }
+  /* The query box the bar's whole width; "without" and the button below it. */
+  #search-bar { flex-wrap: wrap !important; flex-direction: row !important; gap: 6px; }
+  #search-bar > .form:first-child { flex: 1 1 100% !important; min-width: 100% !important; }
+  #without-box { flex: 1 1 0 !important; min-width: 0 !important; }
+  #text-search { flex: 0 0 90px !important; min-width: 90px !important; }
+  #examples > .label, #examples label, #examples .label { display: none !important; }
+  #examples .gallery { flex-wrap: nowrap; overflow-x: auto; }
+  #examples .gallery > * { flex: 0 0 auto; }
+  #model-note { font-size: 0.75em; }
+}
 
 /* The viewer: the selected photo large, over the page, with its details beside or below it. */
 #viewer {
