@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--ocr", action="store_true", default=None,
                        help="also read the words in each photo (signs, labels, screenshots; OCR=1); photos "
                             "indexed before are read on this run, nothing is embedded again")
+    index.add_argument("--captions", action="store_true", default=None,
+                       help="also write a caption for each photo with a captioning model (CAPTIONS=1); photos "
+                            "indexed before are captioned on this run, nothing is embedded again")
+    index.add_argument("--caption-model", metavar="NAME",
+                       help="the captioning model, a Hugging Face id or folder (default "
+                            "Salesforce/blip-image-captioning-base; CAPTION_MODEL)")
     index.add_argument("--regions-per-photo", type=int, metavar="N",
                        help="at most N regions per photo (default 16; REGIONS_PER_PHOTO)")
     index.add_argument("--ray-workers", type=int, metavar="N",
@@ -291,6 +297,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         batch_size=flag("batch_size"),
         max_image_pixels=flag("max_pixels"),
         region_proposer=flag("proposer"),
+        caption_model=flag("caption_model"),
         regions_per_photo=_regions_per_photo(flag("regions_per_photo")),
         asr_backend=flag("asr_backend"),
         asr_model=flag("asr_model"),
@@ -344,7 +351,8 @@ def cmd_index(engine, args) -> int:
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers,
-                              exclude=args.exclude, regions=args.regions, ocr=args.ocr)
+                              exclude=args.exclude, regions=args.regions, ocr=args.ocr,
+                              captions=args.captions)
     finally:
         progress.close()
     _print_index_report(engine, report, args.json)
@@ -397,6 +405,8 @@ def _print_index_report(engine, report, as_json: bool) -> None:
             print(f"    ... and {len(listed) - SKIPPED_LISTED} more (--json lists them all)")
     for warning in report.metadata_warnings:
         print(f"  metadata table: {warning}")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for duplicate in report.duplicates:
         print(f"  duplicate: {duplicate.path} (same bytes as {duplicate.duplicate_of})")
     print(f"The collection now holds {engine.store.count()} photos.")

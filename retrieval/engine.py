@@ -40,6 +40,7 @@ class Engine:
         self._load_lock = threading.RLock()
         self._keywords_lock = threading.Lock()  # one build of the word index at a time (the app's searches)
         self._keyword_index = None
+        self._captioner = None
         if embedder is not None:
             self.store.bind(embedder.signature)
 
@@ -124,20 +125,33 @@ class Engine:
         exclude: Sequence[str] = (),
         regions: bool | None = None,
         ocr: bool | None = None,
+        captions: bool | None = None,
     ) -> IndexReport:
         """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
         ``indexing/cluster.py``); this process still decides what is new and writes the store.
         ``regions``: give the photos their regions too (``None``: the REGIONS setting).
-        ``ocr``: read the words in them too (``None``: the OCR setting)."""
+        ``ocr``: read the words in them too (``None``: the OCR setting). ``captions``: caption them
+        too (``None``: the CAPTIONS setting); a captioning model that can't be had is reported
+        (``IndexReport.warnings``) and the photos are indexed without captions."""
         from .indexing.ingest import Indexer
         from .photos.metadata_table import MetadataTable
 
         ocr = self.settings.ocr if ocr is None else ocr
+        captions = self.settings.captions if captions is None else captions
+        warnings = []
+        captioner = None
+        if captions:
+            try:
+                captioner = self.captioner()
+            except RetrievalError as exc:
+                warnings.append(f"{exc}\nThe photos were indexed without captions; the next `index --captions` "
+                                "writes them.")
+                captions = False
         cluster = None
         if ray is not None:
             from .indexing.cluster import RayCluster
 
-            cluster = RayCluster(self.settings.with_overrides(ocr=ocr), ray, ray_workers,
+            cluster = RayCluster(self.settings.with_overrides(ocr=ocr, captions=captions), ray, ray_workers,
                                  precision=lambda: self.embedder.precision)
 
         table = MetadataTable.from_file(Path(metadata_file)) if metadata_file is not None else None
@@ -153,12 +167,24 @@ class Engine:
             cluster=cluster,
             regions=self._region_indexer if (self.settings.regions if regions is None else regions) else None,
             ocr=self.ocr_reader() if ocr else None,
+            captioner=captioner,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
                              prune=prune, progress=progress, exclude=exclude)
         if table is not None:
             report.metadata_warnings = table.warnings()
+        report.warnings = warnings
         return report
+
+    def captioner(self):
+        """The captioning model of the CAPTION_MODEL setting, loaded once (RetrievalError, in words,
+        when it can't be had)."""
+        with self._load_lock:
+            if self._captioner is None:
+                from .text.captions import TransformersCaptioner
+
+                self._captioner = TransformersCaptioner(self.settings.caption_model, self.settings.torch_threads)
+            return self._captioner
 
     def ocr_reader(self):
         """The reader of words in photos, made once (its models load on each thread's first photo)."""

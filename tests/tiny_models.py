@@ -166,3 +166,32 @@ def build_tiny_sam(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64}).save_pretrained(folder)
     return folder
+
+
+CAPTION_WORDS = "a photo of dog cat red blue street sign car tree beach".split()
+
+
+def build_tiny_blip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
+    """A BLIP captioner (vision encoder, text decoder) with a word-level BERT vocabulary, saved as
+    Salesforce/blip-image-captioning-base is."""
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipProcessor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CAPTION_WORDS]
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(tokens)}, model_max_length=64)
+    image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(tokens), max_position_embeddings=64, bos_token_id=2, sep_token_id=3,
+                         eos_token_id=3, pad_token_id=0, **TINY_TOWER),
+        vision_config=dict(image_size=image_size, patch_size=8, **TINY_TOWER),
+        projection_dim=16,
+    )
+    model = BlipForConditionalGeneration(config)
+    with torch.no_grad():  # random weights end a caption at once; these write words (and stop at 30 tokens)
+        model.text_decoder.cls.predictions.bias[:5] = -20.0
+    model.save_pretrained(folder)
+    return folder

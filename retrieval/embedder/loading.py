@@ -22,11 +22,12 @@ DEFAULT_EXAMPLE = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 
 
 def load_failure_message(name: str, reason: str, setting: str = "MODEL", example: str = DEFAULT_EXAMPLE,
-                         flag: str = "--model") -> str:
-    """Why a model can't be had, and the way round it: the same words for every model loaded."""
+                         flag: str = "--model", kind: str = "model") -> str:
+    """Why a model can't be had, and the way round it: the same words for every model loaded
+    (``kind``: what the model is for, as in "the captioning model")."""
     folder = "./models/" + example.rsplit("/", 1)[-1].lower()
     return (
-        f"Could not load the model '{name}': {reason}\n"
+        f"Could not load the {kind} '{name}': {reason}\n"
         "If this machine is offline or the id is wrong, download the model where you have "
         f"internet (for example `hf download {example} --local-dir {folder}`), copy the "
         f"folder here and set {setting}=/path/to/that/folder" + (f" (or pass {flag})." if flag else ".")
@@ -34,14 +35,14 @@ def load_failure_message(name: str, reason: str, setting: str = "MODEL", example
 
 
 def from_cache_or_hub(name: str, load, setting: str = "MODEL", example: str = DEFAULT_EXAMPLE,
-                      flag: str = "--model", advice: str = ""):
+                      flag: str = "--model", advice: str = "", kind: str = "model"):
     """``load(**options)`` of a checkpoint by local folder or Hub id: a folder as it is; an id from the
     local Hugging Face cache first (no network), then from the Hub when it answers, else one message
     naming ``setting``. ``advice`` ends that message (another way round)."""
     folder = local_folder(name)
     if folder is None and name.startswith((".", "/", "~")):
         raise RetrievalError(load_failure_message(name, f"the folder {Path(name).expanduser()} does not exist."
-                                                  + advice, setting, example, flag))
+                                                  + advice, setting, example, flag, kind))
     if folder is not None:
         return load(str(folder))
     try:
@@ -50,7 +51,8 @@ def from_cache_or_hub(name: str, load, setting: str = "MODEL", example: str = DE
         unreachable = hub_unreachable()
         if unreachable:
             raise RetrievalError(load_failure_message(
-                name, f"it is not in the local cache and {unreachable}.{advice}", setting, example, flag)) from None
+                name, f"it is not in the local cache and {unreachable}.{advice}", setting, example, flag,
+                kind)) from None
         return load(name)
 
 

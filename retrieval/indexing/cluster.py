@@ -114,8 +114,13 @@ class EmbedFiles:
             from ..text.ocr import OcrReader
 
             ocr = OcrReader()
+        captioner = None
+        if settings.captions:
+            from ..text.captions import TransformersCaptioner
+
+            captioner = TransformersCaptioner(settings.caption_model, threads)
         self.stages = photo_stages(self.embedder, max_image_pixels=settings.max_image_pixels,
-                                   max_file_bytes=settings.max_file_bytes, ocr=ocr)
+                                   max_file_bytes=settings.max_file_bytes, ocr=ocr, captioner=captioner)
         self.writes, self.store = writes, None
         if writes is not None:
             from ..store import open_store

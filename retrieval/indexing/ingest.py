@@ -31,6 +31,7 @@ __all__ = ["Indexer", "Cluster", "IndexReport", "IndexProgress", "ProgressCallba
 
 if TYPE_CHECKING:
     from ..embedder import Embedder
+    from ..text.captions import TransformersCaptioner
     from ..text.ocr import OcrReader
     from .regions import RegionIndexer
 
@@ -53,15 +54,17 @@ class Indexer:
     def __init__(self, store: PhotoStore, embedder: Embedder | Callable[[], Embedder], *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                  cluster: Cluster | None = None, regions: Callable[[], "RegionIndexer"] | None = None,
-                 ocr: OcrReader | None = None):
+                 ocr: OcrReader | None = None, captioner: TransformersCaptioner | None = None):
         """``embedder``: the model, or a function that loads it (and binds the store to it). A
         function is called only when a file needs embedding, so a run that finds nothing new
         loads no model. ``cluster``: runs the stages and the model somewhere else (Ray); this
         process still decides what is new, moved or a duplicate. ``regions``: makes the indexer
         that gives every photo of the run its regions, once the photos are stored (also photos
         indexed before, and those a cluster embedded). ``ocr``: read the words in each photo too
-        (photos indexed before without them are read on this run)."""
+        (photos indexed before without them are read on this run); ``captioner``: caption each
+        photo too (likewise)."""
         self.store, self._embedder, self.cluster, self.regions, self.ocr = store, embedder, cluster, regions, ocr
+        self.captioner = captioner
         self.batch_size, self.decode_workers = batch_size, decode_workers
         self.max_image_pixels, self.max_file_bytes = max_image_pixels, max_file_bytes
 
@@ -88,7 +91,7 @@ class Indexer:
                              max_file_bytes=self.max_file_bytes, times=times)
         writer.report.skipped += [SkippedFile(str(p.path), p.reason.value, p.detail) for p in scan.passed_over]
         writer.report.excluded = scan.excluded
-        optional = analyses(self.ocr)
+        optional = analyses(self.ocr, self.captioner)
         to_read, owing = [], []
         for path in scan.images:
             lacking = writer.owed(path, optional)
@@ -118,7 +121,8 @@ class Indexer:
             prepared = self.cluster.prepare(paths, writes)
         else:
             stages = photo_stages(embedder, max_image_pixels=self.max_image_pixels,
-                                  max_file_bytes=self.max_file_bytes, stored_at=writer.stored_at, ocr=self.ocr)
+                                  max_file_bytes=self.max_file_bytes, stored_at=writer.stored_at, ocr=self.ocr,
+                                  captioner=self.captioner)
             runner = ThreadRunner(self.decode_workers, max(self.batch_size * 2, 4))
             prepared = runner.prepare((Photo(path=path) for path in paths), stages)
         with contextlib.closing(prepared):
@@ -130,7 +134,7 @@ class Indexer:
         if not owing:
             return
         rerun = list(dict.fromkeys(stage.name for _path, lacking in owing for stage in lacking))
-        owed = [stage for stage in analyses(self.ocr) if stage.name in rerun]
+        owed = [stage for stage in analyses(self.ocr, self.captioner) if stage.name in rerun]
         stages = [ReadFile(self.max_file_bytes), Decode(self.max_image_pixels, decode_size(owed, BACKFILL_DRAFT)),
                   *owed]
         runner = ThreadRunner(self.decode_workers, max(self.batch_size * 2, 4))

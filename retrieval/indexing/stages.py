@@ -30,6 +30,7 @@ from .photo import Photo, content_id, failed_stage_names
 
 if TYPE_CHECKING:
     from ..embedder import Embedder
+    from ..text.captions import TransformersCaptioner
     from ..text.ocr import OcrReader
 
 log = logging.getLogger(__name__)
@@ -172,12 +173,31 @@ class OcrWords(Stage):
         photo.fields.update(ocr_fields(self.reader.read(decoded.image, decoded.width, decoded.height)))
 
 
+class Caption(Stage):
+    """A sentence a model writes about the photo (``text/captions.py``)."""
+
+    name, needs = "caption", ("decoded",)
+
+    def __init__(self, captioner: TransformersCaptioner):
+        from ..text.captions import CAPTION_SIDE, CAPTIONED_BY_FIELD
+
+        self.captioner, self.adds, self.decode_at = captioner, (CAPTIONED_BY_FIELD,), (CAPTION_SIDE, CAPTION_SIDE)
+
+    def run(self, photo: Photo) -> None:
+        from ..text.captions import caption_fields
+
+        [caption] = self.captioner.caption([photo.decoded.image])
+        photo.fields.update(caption_fields(caption, self.captioner.name))
+
+
 # -- the stage lists -----------------------------------------------------------------
 
 
-def analyses(ocr: OcrReader | None = None) -> list[Stage]:
-    """The optional stages every indexed photo gets (``ocr``: read its words too)."""
-    return [PhotoFacts(), PerceptualHash(), *([OcrWords(ocr)] if ocr is not None else [])]
+def analyses(ocr: OcrReader | None = None, captioner: TransformersCaptioner | None = None) -> list[Stage]:
+    """The optional stages every indexed photo gets (``ocr``: read its words too; ``captioner``:
+    caption it too)."""
+    return [PhotoFacts(), PerceptualHash(), *([OcrWords(ocr)] if ocr is not None else []),
+            *([Caption(captioner)] if captioner is not None else [])]
 
 
 def decode_size(stages: Sequence[Stage], least: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -189,9 +209,10 @@ def decode_size(stages: Sequence[Stage], least: tuple[int, int] | None) -> tuple
 
 
 def photo_stages(embedder: Embedder, *, max_image_pixels: int, max_file_bytes: int,
-                 stored_at: Callable[[str], str | None] | None = None, ocr: OcrReader | None = None) -> list[Stage]:
+                 stored_at: Callable[[str], str | None] | None = None, ocr: OcrReader | None = None,
+                 captioner: TransformersCaptioner | None = None) -> list[Stage]:
     """What a new photo goes through before its vector is made (here, or on a cluster worker)."""
-    optional = analyses(ocr)
+    optional = analyses(ocr, captioner)
     return [ReadFile(max_file_bytes, stored_at), Decode(max_image_pixels, decode_size(optional, embedder.draft_size)),
             Preprocess(embedder), *optional]
 

@@ -71,6 +71,7 @@ class IndexReport:
     duplicates: list[DuplicateFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     metadata_warnings: list[str] = field(default_factory=list)  # rows of the table that were not used
+    warnings: list[str] = field(default_factory=list)  # what the run left undone and why (a model it could not load)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # per stage: photos, failed, seconds, share
     seconds: float = 0.0
 
@@ -104,6 +105,7 @@ class IndexReport:
             "duplicates": [asdict(d) for d in self.duplicates],
             "skipped": {"counts": self.skipped_counts, "files": [asdict(s) for s in self.skipped]},
             "metadata_warnings": self.metadata_warnings,
+            "warnings": self.warnings,
             "stages": self.stages,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),

@@ -336,7 +336,7 @@ class SearchPage:
         return f"{present.count(len(files), 'file')} chosen ({size / 1e6:.1f} MB)"
 
     def add_photos(self, files: list[str] | None, metadata_file: str | None, find_regions: bool = False,
-                   read_words: bool = False, progress=gr.Progress()):
+                   read_words: bool = False, write_captions: bool = False, progress=gr.Progress()):
         if not files:
             raise RetrievalError("Choose or drop some photos first.")
         table = MetadataTable.from_file(Path(metadata_file), shown_as=Path(metadata_file).name) \
@@ -364,7 +364,8 @@ class SearchPage:
         if originals:
             report = self.engine.index([self.media.uploads / name for name in originals],
                                        metadata=metadata_for, source="upload", progress=report_progress,
-                                       regions=bool(find_regions), ocr=bool(read_words))
+                                       regions=bool(find_regions), ocr=bool(read_words),
+                                       captions=bool(write_captions))
             rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
             self.facets.add(report.added)
             if report.changed_the_store:
@@ -380,6 +381,8 @@ class SearchPage:
             summary += "\n\n" + "\n".join(f"- {present.escape(line)}" for line in rejected)
         if table is not None and table.warnings():
             summary += "\n\nMetadata table: " + "; ".join(present.escape(w) for w in table.warnings())
+        for warning in report.warnings if originals else []:  # a model that could not be had, and what that left
+            summary += "\n\n" + present.escape(warning)
         return (summary, collection_text(self.engine), *self.facet_updates())
 
     def search_model(self):

@@ -14,8 +14,8 @@ from ..photos.web_urls import web_url
 escape = html.escape
 
 # Shown in the details panel in this order; other fields follow alphabetically.
-_DETAIL_ORDER = ("description", "photographer", "tags", "ocr_text", "location", "taken", "camera", "lens", "focal_length_mm",
-                 "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_words", "matched_box",
+_DETAIL_ORDER = ("description", "caption", "photographer", "tags", "ocr_text", "location", "taken", "camera", "lens",
+                 "focal_length_mm", "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_words", "matched_box",
                  "photo_score")
 _HIDDEN = {"path", "mtime", "size", "image_url"}  # file-system details: never leave the server
 # In the details panel in a friendlier form (taken, camera, the place) or not at all.
@@ -109,7 +109,9 @@ def details_html(result: dict[str, Any]) -> str:
 
 _LABELS = {"focal_length_mm": "focal length (mm)", "matched_box": "matched region (left, top, right, bottom)",
            "photo_score": "whole photo's score", "regions": "regions indexed", "ocr_text": "words in the photo",
-           "ocr": "lines of words read", "matched_words": "words it matched", "failed_stages": "not done yet (the next index tries again)"}
+           "ocr": "lines of words read", "matched_words": "words it matched",
+           "caption": "Caption (generated)", "captioned_by": "caption written by",
+           "failed_stages": "not done yet (the next index tries again)"}
 
 
 def map_link(result: dict[str, Any]) -> str | None:
