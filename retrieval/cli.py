@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "indexed before are captioned on this run, nothing is embedded again")
     index.add_argument("--caption-model", metavar="NAME",
                        help="the captioning model, a Hugging Face id or folder (default "
-                            "Salesforce/blip-image-captioning-base; CAPTION_MODEL)")
+                            "microsoft/git-base-coco; CAPTION_MODEL)")
     index.add_argument("--regions-per-photo", type=int, metavar="N",
                        help="at most N regions per photo (default 16; REGIONS_PER_PHOTO)")
     index.add_argument("--ray-workers", type=int, metavar="N",
@@ -758,7 +758,8 @@ def cmd_export(engine, args) -> int:
     if args.json:
         _print_json(report.__dict__)
     else:
-        print(f"Exported {report.records} records ({report.model}) as {report.shards} Parquet "
+        regions = f", with {report.regions} regions of them," if report.regions else ""
+        print(f"Exported {report.records} records ({report.model}){regions} as {report.shards} Parquet "
               f"file(s) to {report.folder}.")
     return 0
 
@@ -772,7 +773,8 @@ def cmd_import(engine, args) -> int:
     if args.json:
         _print_json(dict(report.__dict__, count=engine.store.count()))
     else:
-        print(f"Imported {report.records} records ({report.model}) from {report.folder}; the collection "
+        regions = f" and {report.regions} regions" if report.regions else ""
+        print(f"Imported {report.records} records{regions} ({report.model}) from {report.folder}; the collection "
               f"now holds {engine.store.count()} photos.")
     return 0
 

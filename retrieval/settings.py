@@ -201,7 +201,7 @@ class Settings:
     regions: bool = False  # index objects and regions of each photo too (index --regions)
     ocr: bool = False  # read the words in each photo too (index --ocr)
     captions: bool = False  # caption each photo too (index --captions)
-    caption_model: str = "Salesforce/blip-image-captioning-base"  # Hugging Face id or folder (CAPTION_MODEL)
+    caption_model: str = "microsoft/git-base-coco"  # Hugging Face id or folder (CAPTION_MODEL)
     region_proposer: str = "segments"  # segments, grid, or a SAM model (Hugging Face id or folder)
     regions_per_photo: int = 16
     app_host: str = "127.0.0.1"
@@ -253,7 +253,7 @@ class Settings:
             regions=_flag("REGIONS", False),
             ocr=_flag("OCR", False),
             captions=_flag("CAPTIONS", False),
-            caption_model=env.get("CAPTION_MODEL", "").strip() or "Salesforce/blip-image-captioning-base",
+            caption_model=env.get("CAPTION_MODEL", "").strip() or "microsoft/git-base-coco",
             region_proposer=env.get("REGION_PROPOSER", "").strip() or "segments",
             regions_per_photo=_int("REGIONS_PER_PHOTO", 16),
             # A Hugging Face Space tells Gradio where to listen through GRADIO_SERVER_NAME/PORT:

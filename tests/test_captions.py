@@ -19,7 +19,7 @@ from retrieval.indexing.stages import Caption
 from retrieval.store.documents import document_of
 from retrieval.text.captions import CAPTION_FIELD, CAPTIONED_BY_FIELD, TransformersCaptioner
 from retrieval.ui.present import details_html
-from tiny_models import build_tiny_blip
+from tiny_models import build_tiny_blip, build_tiny_git
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,13 @@ def test_a_caption_is_the_models_own_greedy_generation(tiny_captioner):
         generated = model.generate(**processor(images=photos, return_tensors="pt"), max_new_tokens=30)
     assert ours == [" ".join(t.split()) for t in processor.batch_decode(generated, skip_special_tokens=True)]
     assert all(ours), "the tiny model wrote nothing: the comparison would show nothing"
+
+
+def test_the_architecture_comes_from_the_checkpoint(tiny_captioner, tmp_path):
+    blip, git = TransformersCaptioner(str(tiny_captioner)), TransformersCaptioner(str(build_tiny_git(tmp_path / "git")))
+    assert (type(blip._model).__name__, type(git._model).__name__) == ("BlipForConditionalGeneration", "GitForCausalLM")
+    photo = Image.new("RGB", (64, 48), (200, 30, 30))
+    assert blip.caption([photo])[0] and git.caption([photo])[0]
 
 
 def test_index_captions_from_the_command_line_and_search_shows_them(captioning, tiny_captioner, tmp_path):
@@ -127,7 +134,7 @@ def test_a_captioning_model_that_cannot_be_had_is_named_and_the_photos_are_index
 
 def test_the_details_panel_shows_a_caption_apart_from_descriptions():
     shown = details_html({"id": "x", "filename": "a.jpg", "caption": "a dog on a beach",
-                          "captioned_by": "Salesforce/blip-image-captioning-base"})
+                          "captioned_by": "microsoft/git-base-coco"})
     assert "Caption (generated)" in shown and "a dog on a beach" in shown
     assert "<h3>a.jpg</h3>" in shown  # the title stays the file name: a caption is not a description
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -152,11 +153,18 @@ def test_a_reembedded_collection_gives_its_regions_again(tiny_model, other_tiny_
     region_invariants(moved)
 
 
-def test_an_imported_collection_gives_its_regions_again(tiny_model, tmp_path):
+def test_an_export_from_before_regions_travelled_gets_its_regions_again(tiny_model, tmp_path):
+    import json
+
     engine = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "store", batch_size=4))
     write_collection(tmp_path / "photos", with_scene=False)
     engine.index([tmp_path / "photos"], regions=True)
     engine.export_collection(tmp_path / "export")
+    manifest_path = tmp_path / "export" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for name in manifest.pop("region_shards"):  # as an export written before regions were part of one
+        (tmp_path / "export" / name).unlink()
+    manifest_path.write_text(json.dumps(manifest))
     elsewhere = Engine(Settings(model=str(tiny_model), chroma_path=tmp_path / "elsewhere", batch_size=4))
     elsewhere.import_collection(tmp_path / "export")
     assert elsewhere.store.count() == 5 and elsewhere.store.regions.count() == 0
@@ -254,3 +262,27 @@ def test_sam_regions_end_to_end_with_a_tiny_model(tiny_model, tmp_path):
 def test_a_region_model_that_cant_be_had_says_what_to_do(tmp_path):
     with pytest.raises(RetrievalError, match="--proposer segments"):
         SamProposer.load(str(tmp_path / "no-such-sam"))
+
+
+def test_an_export_carries_every_region_with_its_box(settings, tmp_path):
+    engine = Engine(settings)
+    paths = write_collection(tmp_path / "photos")
+    small_picture().save(tmp_path / "query.png")
+    engine.index([tmp_path / "photos"], regions=True)
+    exported = engine.export_collection(tmp_path / "export", shard_rows=5)
+    regions = {r.id: (r.metadata, r.embedding) for r in engine.store.regions.iter_all(with_embeddings=True)}
+    assert exported.regions == len(regions) > 6
+
+    other = Engine(settings.with_overrides(chroma_path=tmp_path / "elsewhere"))
+    imported = other.import_collection(tmp_path / "export")
+    assert imported.records == 6 and imported.regions == len(regions)
+    moved = {r.id: (r.metadata, r.embedding) for r in other.store.regions.iter_all(with_embeddings=True)}
+    assert moved.keys() == regions.keys()
+    for region_id, (metadata, vector) in regions.items():
+        assert moved[region_id][0] == metadata  # its photo and its box
+        np.testing.assert_allclose(moved[region_id][1], vector, atol=1e-7)
+    assert region_invariants(other) == region_invariants(engine)  # each photo keeps its regions
+    here = engine.search(image_query(tmp_path / "query.png", k=3))
+    there = other.search(image_query(tmp_path / "query.png", k=3))
+    assert [(r.id, r.matched_box) for r in there] == [(r.id, r.matched_box) for r in here]
+    assert there[0].path == str(paths["scene"]) and there[0].matched_box is not None

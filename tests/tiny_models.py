@@ -195,3 +195,25 @@ def build_tiny_blip(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
         model.text_decoder.cls.predictions.bias[:5] = -20.0
     model.save_pretrained(folder)
     return folder
+
+
+def build_tiny_git(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
+    """A GIT captioner (CLIP image encoder, a causal text decoder) with the same word vocabulary,
+    saved as microsoft/git-base-coco is."""
+    from transformers import BertTokenizer, GitConfig, GitForCausalLM, GitProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CAPTION_WORDS]
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(tokens)}, model_max_length=64)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                            crop_size={"height": image_size, "width": image_size})
+    GitProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = GitConfig(vision_config=dict(image_size=image_size, patch_size=8, **TINY_TOWER), vocab_size=len(tokens),
+                       max_position_embeddings=64, bos_token_id=2, eos_token_id=3, pad_token_id=0, **TINY_TOWER)
+    model = GitForCausalLM(config)
+    with torch.no_grad():  # as for the tiny BLIP: words, not an immediate end
+        model.output.bias[:5] = -20.0
+    model.save_pretrained(folder)
+    return folder

@@ -3,16 +3,18 @@
 An export is a folder: ``manifest.json`` (the model facts, the count, the shard
 names) and ``part-NNNNN.parquet`` shards with three columns: ``id``, ``vector``
 (float32, the model's dimension) and ``metadata`` (the record's metadata as JSON,
-so numbers stay numbers and lists stay lists). The manifest is written last: a
-folder without one is an export that did not finish.
+so numbers stay numbers and lists stay lists); the photos' regions (``index --regions``),
+when they have any, go the same way into ``regions-NNNNN.parquet`` shards
+(``region_shards``, ``region_count``). The manifest is written last: a folder
+without one is an export that did not finish.
 
 An import reads a folder or a Hugging Face dataset holding one (``hf:OWNER/NAME``
 or ``OWNER/NAME``), binds the target collection to the export's model (a store
 built with another model refuses it) and upserts the records, so it can be run
 again after an interruption. No photo file travels: records point at their files
 or their image URLs, which is how a Space can serve a collection built elsewhere.
-Regions (``index --regions``) are not part of an export: an imported photo carries
-no region count, so ``index --regions`` on the importing side gives it its own.
+An export written before regions travelled has none: its photos are imported without a
+region count, so ``index --regions`` on the importing side gives them their own.
 """
 
 from __future__ import annotations
@@ -46,13 +48,11 @@ class TransferReport:
     model: str
     shards: int = 0
     skipped: bool = False  # import: the store held the export already
+    regions: int = 0  # the photos' regions, with their boxes
 
 
 def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT_SHARD_ROWS,
                       progress: Progress | None = None) -> TransferReport:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     facts, total = store.recorded_model(), store.count()
     if not facts or not total:
         raise RetrievalError(f"The collection '{store.collection_name}' at {store.location} is empty: "
@@ -65,6 +65,29 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
     except OSError as exc:
         raise RetrievalError(f"Could not create {out}: {exc.strerror or exc}.") from None
     dim = int(facts["dim"])
+    shards, written = _write_shards(store.iter_all(with_embeddings=True), out, "part", dim, shard_rows,
+                                    progress, total)
+    regions = store.regions
+    region_shards, region_count = _write_shards(regions.iter_all(with_embeddings=True), out, "regions", dim,
+                                                shard_rows) if regions.count() else ([], 0)
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model": facts, "count": written,
+                "collection": store.collection_name, "shards": shards,
+                "region_count": region_count, "region_shards": region_shards}
+    partial = out / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    os.replace(partial, out / MANIFEST)
+    if progress:
+        progress(written, total)
+    return TransferReport(written, str(out.resolve()), str(facts.get("model")), len(shards), regions=region_count)
+
+
+def _write_shards(records, out: Path, prefix: str, dim: int, shard_rows: int, progress: Progress | None = None,
+                  total: int = 0) -> tuple[list[str], int]:
+    """``records`` as ``PREFIX-NNNNN.parquet`` shards of ``shard_rows`` (each written whole, then
+    renamed into place): the shards' names and how many records they hold."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), dim)), ("metadata", pa.string())])
     shards: list[str] = []
     rows: list = []
@@ -74,7 +97,7 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
         nonlocal rows
         if not rows:
             return
-        name = f"part-{len(shards):05d}.parquet"
+        name = f"{prefix}-{len(shards):05d}.parquet"
         ids, vectors, metadata = zip(*rows)
         table = pa.table({"id": list(ids),
                           "vector": pa.FixedSizeListArray.from_arrays(
@@ -86,7 +109,7 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
         shards.append(name)
         rows = []
 
-    for record in store.iter_all(with_embeddings=True):
+    for record in records:
         rows.append((record.id, record.embedding, json.dumps(record.metadata, ensure_ascii=False, sort_keys=True)))
         written += 1
         if len(rows) >= shard_rows:
@@ -94,14 +117,7 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
         if progress and written % _WRITE_BATCH == 0:
             progress(written, total)
     flush()
-    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model": facts, "count": written,
-                "collection": store.collection_name, "shards": shards}
-    partial = out / f".{MANIFEST}.partial"
-    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    os.replace(partial, out / MANIFEST)
-    if progress:
-        progress(written, total)
-    return TransferReport(written, str(out.resolve()), str(facts.get("model")), len(shards))
+    return shards, written
 
 
 def read_manifest(folder: Path) -> dict:
@@ -126,9 +142,10 @@ def read_manifest(folder: Path) -> dict:
     if version > FORMAT_VERSION:
         raise RetrievalError(f"{folder} was exported by a newer version of this program (format "
                              f"{manifest.get('version')}). Upgrade it to import this collection.")
-    if count < 0 or dim < 1 or not isinstance(shards, list):
+    region_shards = manifest.setdefault("region_shards", [])  # none in an export from before regions travelled
+    if count < 0 or dim < 1 or not isinstance(shards, list) or not isinstance(region_shards, list):
         raise RetrievalError(f"{path} is damaged (count {count}, dimension {dim}). Export the collection again.")
-    for name in shards:
+    for name in [*shards, *region_shards]:
         _shard_path(folder, name)
     return manifest
 
@@ -184,24 +201,34 @@ def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | N
     store.bind(signature)  # another model's collection refuses it here, before anything is written
     if only_if_needed and store.count() >= total:
         return TransferReport(store.count(), str(folder), signature.name, len(manifest["shards"]), skipped=True)
-    for _ in _checked_batches(folder, manifest, signature.dim):
+    with_regions = bool(manifest["region_shards"])
+    photos = lambda: _checked_batches(folder, manifest["shards"], signature.dim, with_regions)  # noqa: E731
+    regions = lambda: _checked_batches(folder, manifest["region_shards"], signature.dim, True)  # noqa: E731
+    for _ in [*photos(), *regions()]:
         pass  # the whole export is checked before a record is written: a bad one changes nothing
     done = 0
-    for ids, vectors, metadatas in _checked_batches(folder, manifest, signature.dim):
+    for ids, vectors, metadatas in photos():
         store.upsert(ids, vectors, metadatas)
         done += len(ids)
         if progress:
             progress(done, total)
-    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]))
+    regions_done = 0
+    if with_regions:
+        store.regions.bind(signature)
+        for ids, vectors, metadatas in regions():
+            store.regions.upsert(ids, vectors, metadatas)
+            regions_done += len(ids)
+    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]), regions=regions_done)
 
 
-def _checked_batches(folder: Path, manifest: dict, dim: int):
-    """The export's records batch by batch, each checked; a bad one is named by shard and row."""
+def _checked_batches(folder: Path, shards: list[str], dim: int, with_regions: bool):
+    """The records of ``shards`` batch by batch, each checked; a bad one is named by shard and row.
+    Without ``with_regions`` (an export whose regions stayed behind) a photo's region count goes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     seen: set[str] = set()
-    for name in manifest["shards"]:
+    for name in shards:
         shard = _shard_path(folder, name)
         if not shard.is_file():
             raise RetrievalError(f"The export at {folder} lacks its shard {name}. Export the collection again.")
@@ -236,7 +263,8 @@ def _checked_batches(folder: Path, manifest: dict, dim: int):
                         raise bad(n, f"({record_id[:16]}) has metadata that is not JSON ({exc})") from None
                     if not isinstance(metadata, dict):
                         raise bad(n, f"({record_id[:16]}) has metadata that is not a JSON object")
-                    metadata.pop(REGION_COUNT_FIELD, None)  # its regions stayed behind
+                    if not with_regions:
+                        metadata.pop(REGION_COUNT_FIELD, None)  # its regions stayed behind
                     metadatas.append(metadata)
                 yield ids, vectors, metadatas
                 row += len(ids)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 CAPTION_FIELD = "caption"
 CAPTIONED_BY_FIELD = "captioned_by"
-DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
+DEFAULT_CAPTION_MODEL = "microsoft/git-base-coco"
 MAX_CAPTION_TOKENS = 30  # a caption is a sentence: BLIP and GIT write 8 to 15 tokens and stop on their own
 CAPTION_SIDE = 384  # BLIP reads 384 px, GIT 224: decoding larger only costs time
 TASK_PROMPTS = {"florence2": "<CAPTION>"}  # models that caption only when asked to, and how to ask
