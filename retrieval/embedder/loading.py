@@ -56,13 +56,31 @@ def from_cache_or_hub(name: str, load, setting: str = "MODEL", example: str = DE
         return load(name)
 
 
+def load_quietly(name: str, load, **words):
+    """``from_cache_or_hub(name, load, **words)`` with transformers' own warnings and progress bars
+    silenced (they are not for end users), and a checkpoint that won't load as one message in words."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return from_cache_or_hub(name, load, **words)
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        words.pop("advice", None)
+        raise RetrievalError(load_failure_message(name, reason, **words)) from None
+    finally:
+        hf_logging.set_verbosity(previous)
+        hf_logging.enable_progress_bar()
+
+
 def load_checkpoint(name: str):
     """(family, model in float32 on the CPU, processor) of a checkpoint; RetrievalError if it can't be had."""
     # Imported here so that commands which never embed (stats) start fast.
     import torch
     import transformers
     from transformers import AutoConfig, AutoProcessor
-    from transformers.utils import logging as hf_logging
 
     def load(source: str, **options) -> tuple[Family, object, object]:
         family = family_for(AutoConfig.from_pretrained(source, **options).model_type)
@@ -71,17 +89,7 @@ def load_checkpoint(name: str):
         # The PIL backend is the processor's reference implementation and needs no torchvision.
         return family, model, AutoProcessor.from_pretrained(source, backend="pil", **options)
 
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # transformers' own warnings and progress bars are not for end users
-    hf_logging.disable_progress_bar()
-    try:
-        family, model, processor = from_cache_or_hub(name, load)
-    except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RetrievalError(load_failure_message(name, reason)) from None
-    finally:
-        hf_logging.set_verbosity(previous)
-        hf_logging.enable_progress_bar()
+    family, model, processor = load_quietly(name, load)
     model.eval()
     log.info("loaded %s model %s", family.label, name)
     return family, model, processor

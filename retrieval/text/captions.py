@@ -19,7 +19,6 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from ..errors import RetrievalError
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,8 @@ class TransformersCaptioner:
     def __init__(self, name: str, torch_threads: int | None = None, max_tokens: int = MAX_CAPTION_TOKENS):
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
-        from transformers.utils import logging as hf_logging
 
-        from ..embedder.loading import from_cache_or_hub, load_failure_message
+        from ..embedder.loading import load_quietly
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
@@ -57,17 +55,9 @@ class TransformersCaptioner:
             model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32, **options)
             return model_type, model, AutoProcessor.from_pretrained(source, backend="pil", **options)
 
-        words = dict(setting="CAPTION_MODEL", example=DEFAULT_CAPTION_MODEL, flag="--caption-model",
-                     kind="captioning model")
-        previous = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            model_type, self._model, self._processor = from_cache_or_hub(name, load, **words)
-        except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RetrievalError(load_failure_message(name, reason, **words)) from None
-        finally:
-            hf_logging.set_verbosity(previous)
+        model_type, self._model, self._processor = load_quietly(
+            name, load, setting="CAPTION_MODEL", example=DEFAULT_CAPTION_MODEL, flag="--caption-model",
+            kind="captioning model")
         self._model.eval()
         self._prompt = TASK_PROMPTS.get(model_type)
         self.name, self.max_tokens = name, max_tokens

@@ -16,7 +16,6 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import RetrievalError
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +36,17 @@ class SentenceModel:
     def __init__(self, name: str | None = None, batch_size: int = 64):
         import torch
         from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        from ..embedder.loading import from_cache_or_hub, load_failure_message
+        from ..embedder.loading import load_quietly
 
         name = name or default_sentence_model()
-        words = dict(setting="SENTENCE_MODEL", example=DEFAULT_SENTENCE_MODEL, flag="", kind="sentence model")
 
         def load(source: str, **options):
             return AutoTokenizer.from_pretrained(source, **options), AutoModel.from_pretrained(
                 source, dtype=torch.float32, **options)
 
-        previous = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # transformers' own warnings and progress bars are not for end users
-        hf_logging.disable_progress_bar()
-        try:
-            self._tokenizer, self._model = from_cache_or_hub(name, load, **words)
-        except (OSError, ValueError, KeyError, TypeError, ImportError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise RetrievalError(load_failure_message(name, reason, **words)) from None
-        finally:
-            hf_logging.set_verbosity(previous)
-            hf_logging.enable_progress_bar()
+        self._tokenizer, self._model = load_quietly(name, load, setting="SENTENCE_MODEL",
+                                                    example=DEFAULT_SENTENCE_MODEL, flag="", kind="sentence model")
         self._model.eval()
         self.name, self.batch_size = name, batch_size
         self.dim = int(self._model.config.hidden_size)
