@@ -28,7 +28,7 @@ def captions_by_photo(table: Path, root: Path) -> dict[Path, list[str]]:
     found: dict[Path, list[str]] = {}
     with table.open(newline="") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
-            path = root / row["image_path"]
+            path = (root / row["image_path"]).resolve()  # as the indexer names it
             if path.is_file():
                 found.setdefault(path, []).append(row["caption"].strip())
     return {path: captions for path, captions in found.items() if len(captions) >= 2}
@@ -52,7 +52,7 @@ def evaluate(table: Path, root: Path, settings, limit: int | None = None, descri
         count = engine.store.count()
         ranks: dict[str, list[int | None]] = {"words": [], "picture": [], "fused": []}
         if meaning is not None:
-            ranks.update({"meaning": [], "fused with meaning": []})
+            ranks.update({"meaning": [], "words and meaning": [], "fused with meaning": []})
         rank_of = lambda wanted, ranking: (ranking.index(wanted) + 1  # noqa: E731
                                            if wanted in ranking[:max(KS)] else None)
         for path, captions in photos.items():
@@ -70,8 +70,10 @@ def evaluate(table: Path, root: Path, settings, limit: int | None = None, descri
                 ranks["meaning"].append(rank_of(wanted, by_meaning))
                 picture = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)],
                                                                      k=FUSION_DEPTH, hybrid=False))]
-                fused = fuse([picture, ranked[:FUSION_DEPTH], by_meaning])
-                ranks["fused with meaning"].append(rank_of(wanted, sorted(fused, key=lambda i: -fused[i])))
+                for name, rankings in (("words and meaning", [ranked[:FUSION_DEPTH], by_meaning]),
+                                       ("fused with meaning", [picture, ranked[:FUSION_DEPTH], by_meaning])):
+                    fused = fuse(rankings)
+                    ranks[name].append(rank_of(wanted, sorted(fused, key=lambda i: -fused[i])))
     recall = {name: {f"recall@{k}": round(sum(1 for r in found if r is not None and r <= k) / len(found), 3)
                      for k in KS} for name, found in ranks.items()}
     return {"photos": len(photos), "model": settings.model, "descriptions": descriptions or "all but the query",
@@ -94,7 +96,8 @@ def _meaning_rankings(photos: dict[Path, list[str]], described: dict[Path, list[
 
 
 LABELS = {"words": "words alone (BM25)", "picture": "picture alone", "fused": "fused (search)",
-          "meaning": "descriptions by meaning alone", "fused with meaning": "picture, words and meaning fused"}
+          "meaning": "descriptions by meaning alone", "words and meaning": "words and meaning fused",
+          "fused with meaning": "picture, words and meaning fused"}
 
 
 def table(figures: dict[str, Any]) -> str:
