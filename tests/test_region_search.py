@@ -286,3 +286,23 @@ def test_an_export_carries_every_region_with_its_box(settings, tmp_path):
     there = other.search(image_query(tmp_path / "query.png", k=3))
     assert [(r.id, r.matched_box) for r in there] == [(r.id, r.matched_box) for r in here]
     assert there[0].path == str(paths["scene"]) and there[0].matched_box is not None
+
+
+def test_region_counts_follow_the_photos_size(settings, tmp_path):
+    from retrieval.indexing.regions import MIN_PHOTO_SIDE, regions_for
+
+    assert regions_for(640, 480, 16) == 16 and regions_for(4000, 3000, 16) == 16  # the full count from 640x480
+    assert regions_for(320, 240, 16) == 4 and regions_for(200, 150, 16) == 2  # in proportion, at least two
+    assert regions_for(MIN_PHOTO_SIDE - 1, 400, 16) == 0  # too narrow for a part to hold an object
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, size in (("large.jpg", (640, 480)), ("small.jpg", (320, 240)), ("tiny.jpg", (120, 90))):
+        scene_photo(3, size=size).save(folder / name, quality=92)
+    engine = Engine(settings)
+    report = engine.index([folder], regions=True)
+    assert report.photos_given_regions == 3 and report.stage_failures == []
+    counts = {r.metadata["filename"]: r.metadata[REGION_COUNT_FIELD] for r in engine.store.iter_all()}
+    assert counts["tiny.jpg"] == 0 and 0 < counts["small.jpg"] <= 4 < counts["large.jpg"] <= 16
+    region_invariants(engine)
+    assert engine.index([folder], regions=True).photos_given_regions == 0  # a photo with none is done too

@@ -37,6 +37,13 @@ REGION_DECODE = (896, 896)
 MAX_WHOLE_SHARE = 0.9  # a box covering more of the photo than this adds nothing to its own vector
 MIN_SIDE = 8  # pixels of the decoded photo: smaller boxes are noise
 MIN_SIDE_SHARE = 0.04  # of the photo's shorter side: thinner boxes are edges and lines, not objects
+# How many regions a photo gets follows its size: the full count from this many pixels up (a
+# 640x480 photo), fewer below in proportion (a 320x240 one: a quarter), at least MIN_REGIONS, and
+# none when the shorter side is under MIN_PHOTO_SIDE: a part of so small a photo is a few dozen
+# pixels, which the model reads as blur, not as an object.
+FULL_COUNT_PIXELS = 640 * 480
+MIN_REGIONS = 2
+MIN_PHOTO_SIDE = 128
 
 
 @dataclass
@@ -44,6 +51,14 @@ class RegionReport:
     photos: int = 0  # photos given their regions in this run
     regions: int = 0  # region vectors embedded
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of photos left without
+
+
+def regions_for(width: int, height: int, per_photo: int) -> int:
+    """How many regions a ``width`` x ``height`` photo gets, at most ``per_photo`` (see above)."""
+    if min(width, height) < MIN_PHOTO_SIDE:
+        return 0
+    share = min(1.0, width * height / FULL_COUNT_PIXELS)
+    return min(per_photo, max(MIN_REGIONS, round(per_photo * share)))
 
 
 def usable_boxes(boxes: Sequence[Box], width: int, height: int, limit: int) -> list[Box]:
@@ -86,8 +101,9 @@ class RegionCuts(Stage):
 
     def run(self, photo: Photo) -> None:
         decoded = photo.decoded
+        limit = regions_for(decoded.width, decoded.height, self.per_photo)
         photo.boxes, crops = cut_regions(decoded.image, decoded.width, decoded.height, self.proposer,
-                                         self.per_photo)
+                                         limit) if limit else ([], [])
         photo.region_pixels = [self.preprocess(crop) for crop in crops]
 
 
