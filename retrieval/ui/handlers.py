@@ -159,12 +159,15 @@ class SearchPage:
     # -- a mistake shown next to its field, as the search starts ------------------
 
     @staticmethod
-    def problems(check: Callable[[], Any]) -> tuple:
-        """What ``check`` finds wrong, next to its field: under the search bar, or in the options
-        (opened); each message cleared once its field is right. The search itself refuses the same
-        mistake without a word (``guarded``), so the results on screen stay as they were."""
+    def problems(controls: ResultControls, *needed: tuple[Any, str]) -> tuple:
+        """What is wrong with a search about to run, next to its field: a ``needed`` input that is
+        empty (its message under the search bar) or a result control (in the options, opened);
+        each message cleared once its field is right. The search itself refuses the same mistake
+        without a word (``guarded``), so the results on screen stay as they were."""
         try:
-            check()
+            for value, message in needed:
+                required(value, message)
+            controls.request_fields()
         except FieldProblem as problem:
             return (_problem(str(problem) if problem.field == "query" else ""),
                     _problem(str(problem) if problem.field == "options" else ""),
@@ -172,24 +175,22 @@ class SearchPage:
         return _problem(""), _problem(""), gr.skip()
 
     def check_text(self, text: str, controls: ResultControls) -> tuple:
-        return self.problems(lambda: (required(text, NO_TEXT), controls.request_fields()))
+        return self.problems(controls, (text, NO_TEXT))
 
     def check_image(self, image, controls: ResultControls) -> tuple:
-        return self.problems(lambda: (required(image, NO_IMAGE), controls.request_fields()))
+        return self.problems(controls, (image, NO_IMAGE))
 
     def check_tags(self, tags, controls: ResultControls) -> tuple:
-        return self.problems(lambda: (required([t for t in (tags or []) if str(t).strip()], NO_TAGS),
-                                      controls.request_fields()))
+        return self.problems(controls, (_picked(tags), NO_TAGS))
 
     def check_image_text(self, image, text: str, controls: ResultControls) -> tuple:
-        return self.problems(lambda: (required(image, NO_COMBO_IMAGE), required(text, NO_COMBO_TEXT),
-                                      controls.request_fields()))
+        return self.problems(controls, (image, NO_COMBO_IMAGE), (text, NO_COMBO_TEXT))
 
     def check_voice(self, audio, controls: ResultControls) -> tuple:
-        return self.problems(lambda: (required(audio, NO_AUDIO), controls.request_fields()))
+        return self.problems(controls, (audio, NO_AUDIO))
 
     def check_controls(self, controls: ResultControls) -> tuple:
-        return self.problems(controls.request_fields)
+        return self.problems(controls)
 
     # -- one handler per tab ---------------------------------------------------
 
@@ -230,7 +231,7 @@ class SearchPage:
         return self._run(request, "the example image")
 
     def by_tags(self, tags: list[str] | None, match: str, controls: ResultControls):
-        tags = required([t for t in (tags or []) if str(t).strip()], NO_TAGS)
+        tags = required(_picked(tags), NO_TAGS)
         request = SearchRequest(tags=tags, match_all_tags=(match == "all"), **controls.request_fields())
         return self._run(request, f"tags {present.shorten(', '.join(tags))} ({match})")
 
@@ -419,6 +420,10 @@ class SearchPage:
         return "Type a tag or pick from the list. Most used: " + ", ".join(most)
 
 
+
+
+def _picked(tags: list[str] | None) -> list[str]:
+    return [tag for tag in (tags or []) if str(tag).strip()]
 
 
 def _problem(message: str):
