@@ -61,7 +61,8 @@ class KeywordIndex:
     def __init__(self, ids: list[str], lengths: np.ndarray, words: Postings, read: Postings, marker: str):
         """``words``: every token of the documents; ``read``: those read off the photos."""
         self.ids, self.lengths, self.words, self.read, self.marker = ids, lengths, words, read, marker
-        self._norm_cache: np.ndarray | None = None
+        average = float(lengths.mean()) if len(lengths) else 1.0
+        self._norm = K1 * (1 - B + B * lengths / (average or 1.0))  # BM25's length normalisation, per document
         tokens = words.tokens
         # The vocabulary as one text, searched at once for the tokens a word is part of; in two, as
         # file names make most tokens numbers ("img 2041"), which a word with a letter is never in.
@@ -71,10 +72,11 @@ class KeywordIndex:
                         for kind, members in (("numbers", self._numbers), ("words", self._words))}
         self._starts = {kind: np.cumsum([1] + [len(tokens[n]) + 1 for n in members])
                         for kind, members in (("numbers", self._numbers), ("words", self._words))}
-        self._read_by_length: dict[int, tuple[list[str], list[int]]] = defaultdict(lambda: ([], []))
+        # The read words by length, for those one edit away from a query word (its length, or one more or less).
+        self._read_by_length: dict[int, tuple[list[str], list[int]]] = {}
         for number, token in enumerate(read.tokens):
             if len(token) >= NEAR_MIN - 1 and not token.isdigit():
-                same_length = self._read_by_length[len(token)]
+                same_length = self._read_by_length.setdefault(len(token), ([], []))
                 same_length[0].append(token)
                 same_length[1].append(number)
 
@@ -88,13 +90,6 @@ class KeywordIndex:
     @classmethod
     def of_records(cls, records: Iterable, marker: str) -> "KeywordIndex":
         return cls.build(((r.id, document_of(r.metadata), read_text(r.metadata)) for r in records), marker)
-
-    def _norm(self) -> np.ndarray:
-        """BM25's length normalisation of each document, worked out once."""
-        if self._norm_cache is None:
-            average = float(self.lengths.mean()) if len(self.lengths) else 1.0
-            self._norm_cache = K1 * (1 - B + B * self.lengths / (average or 1.0))
-        return self._norm_cache
 
     def _tokens_holding(self, word: str) -> list[int]:
         """The vocabulary's tokens that hold ``word`` (as a part, like ``bm25_ranking`` counts)."""
@@ -135,7 +130,7 @@ class KeywordIndex:
         held: dict[str, np.ndarray] = {}  # word -> which documents hold it
         # Over every document at once (a word's absence adds 0): cheaper than picking out those
         # holding it, at 100,000 documents.
-        norm = self._norm()
+        norm = self._norm
         for word in words:
             exact, near = self.words.of(self._tokens_holding(word)), self.read.of(self._read_near(word))
             if not exact and not near:
