@@ -16,8 +16,9 @@ from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from retrieval.indexing.photo import FAILED_STAGES_FIELD
 from retrieval.indexing.stages import Caption
+from retrieval.photos.images import decode_image, read_file_bytes
 from retrieval.store.documents import document_of
-from retrieval.text.captions import CAPTION_FIELD, CAPTIONED_BY_FIELD, TransformersCaptioner
+from retrieval.text.captions import CAPTION_FIELD, CAPTION_SIDE, CAPTIONED_BY_FIELD, TransformersCaptioner
 from retrieval.ui.present import details_html
 from tiny_models import build_tiny_blip, build_tiny_git
 
@@ -69,9 +70,6 @@ def test_index_captions_from_the_command_line_and_search_shows_them(captioning, 
     for path in paths:
         metadata = stored[path.name]
         assert metadata[CAPTIONED_BY_FIELD] == str(tiny_captioner)
-        from retrieval.photos.images import decode_image, read_file_bytes
-        from retrieval.text.captions import CAPTION_SIDE
-
         decoded = decode_image(read_file_bytes(path, 10**8), 10**8, draft=(CAPTION_SIDE, CAPTION_SIDE)).image
         assert metadata[CAPTION_FIELD] == captioner.caption([decoded])[0]
         assert f" {metadata[CAPTION_FIELD]} " in document_of(metadata)  # searched like any text of the photo

@@ -61,15 +61,15 @@ def evaluate(table: Path, root: Path, settings, limit: int | None = None, descri
             candidates = engine.store.match_text(words, any_of=True, limit=TEXT_CANDIDATES) if words else []
             ranked = [record.id for record, _score, _found in bm25_ranking(candidates, words, count)]
             ranks["words"].append(rank_of(wanted, ranked))
-            for name, hybrid in (("picture", False), ("fused", True)):
-                found = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)], k=max(KS),
-                                                                   hybrid=hybrid))]
-                ranks[name].append(rank_of(wanted, found))
+            # The picture ranking read to the fusion's depth once: its first ten are the picture's row.
+            picture = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)], k=FUSION_DEPTH,
+                                                                 hybrid=False))]
+            ranks["picture"].append(rank_of(wanted, picture))
+            fused = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)], k=max(KS)))]
+            ranks["fused"].append(rank_of(wanted, fused))
             if meaning is not None:
                 by_meaning = [by_path[str(p)] for p in meaning[path]]
                 ranks["meaning"].append(rank_of(wanted, by_meaning))
-                picture = [r.id for r in engine.search(SearchRequest(terms=[QueryTerm("text", query)],
-                                                                     k=FUSION_DEPTH, hybrid=False))]
                 for name, rankings in (("words and meaning", [ranked[:FUSION_DEPTH], by_meaning]),
                                        ("fused with meaning", [picture, ranked[:FUSION_DEPTH], by_meaning])):
                     fused = fuse(rankings)
