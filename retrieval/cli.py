@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--caption-model", metavar="NAME",
                        help="the captioning model, a Hugging Face id or folder (default "
                             "microsoft/git-base-coco; CAPTION_MODEL)")
+    index.add_argument("--meaning", action="store_true", default=None,
+                       help="also embed each photo's descriptions, captions and read words by meaning with a "
+                            "sentence model, so a search finds photos described in other words (MEANING=1; "
+                            "the model: SENTENCE_MODEL, default all-MiniLM-L6-v2)")
     index.add_argument("--regions-per-photo", type=int, metavar="N",
                        help="at most N regions per photo (default 16; REGIONS_PER_PHOTO)")
     index.add_argument("--ray-workers", type=int, metavar="N",
@@ -352,7 +356,7 @@ def cmd_index(engine, args) -> int:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
                               prune=args.prune, progress=progress, ray=args.ray, ray_workers=args.ray_workers,
                               exclude=args.exclude, regions=args.regions, ocr=args.ocr,
-                              captions=args.captions)
+                              captions=args.captions, meaning=args.meaning)
     finally:
         progress.close()
     _print_index_report(engine, report, args.json)
@@ -385,6 +389,8 @@ def _print_index_report(engine, report, as_json: bool) -> None:
         print(f"  regions: {report.regions_added} embedded for {report.photos_given_regions} photos"
               + (f"; {len(report.region_failures)} photos left without (run again to retry)"
                  if report.region_failures else ""))
+    if report.photos_given_meaning:
+        print(f"  meaning: the descriptions of {report.photos_given_meaning} photos embedded by meaning")
     if report.facts_read:
         print(f"  completed {report.facts_read} photos indexed before with what they lacked "
               "(dates, cameras, places, hashes; nothing re-embedded)")
@@ -553,7 +559,8 @@ def _print_results(engine, request, results, as_json: bool) -> None:
               + (f"  (+{len(result.similar)} similar)" if result.similar else "")
               + (f"  [matched region {','.join(map(str, result.matched_box))}; whole photo {result.photo_score:.3f}]"
                  if result.matched_box else "")
-              + (f"  [words: {', '.join(result.matched_words)}]" if result.matched_words else ""))
+              + (f"  [words: {', '.join(result.matched_words)}]" if result.matched_words else "")
+              + (f"  [described alike {result.meaning_score:.2f}]" if result.meaning_score is not None else ""))
 
 
 def cmd_stats(engine, args) -> int:

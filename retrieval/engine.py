@@ -126,13 +126,15 @@ class Engine:
         regions: bool | None = None,
         ocr: bool | None = None,
         captions: bool | None = None,
+        meaning: bool | None = None,
     ) -> IndexReport:
         """``ray``: read, decode and embed on a Ray cluster (``local`` or an address, see
         ``indexing/cluster.py``); this process still decides what is new and writes the store.
         ``regions``: give the photos their regions too (``None``: the REGIONS setting).
         ``ocr``: read the words in them too (``None``: the OCR setting). ``captions``: caption them
         too (``None``: the CAPTIONS setting); a captioning model that can't be had is reported
-        (``IndexReport.warnings``) and the photos are indexed without captions."""
+        (``IndexReport.warnings``) and the photos are indexed without captions. ``meaning``: embed
+        the photos' descriptions by meaning too (``None``: the MEANING setting), likewise."""
         from .indexing.ingest import Indexer
         from .photos.metadata_table import MetadataTable
 
@@ -168,12 +170,13 @@ class Engine:
             regions=self._region_indexer if (self.settings.regions if regions is None else regions) else None,
             ocr=self.ocr_reader() if ocr else None,
             captioner=captioner,
+            meanings=self.meaning_indexer() if (self.settings.meaning if meaning is None else meaning) else None,
         )
         report = indexer.run([Path(p) for p in paths], metadata=metadata, source=source,
                              prune=prune, progress=progress, exclude=exclude)
         if table is not None:
             report.metadata_warnings = table.warnings()
-        report.warnings = warnings
+        report.warnings = warnings + report.warnings
         return report
 
     def captioner(self):
@@ -185,6 +188,24 @@ class Engine:
 
                 self._captioner = TransformersCaptioner(self.settings.caption_model, self.settings.torch_threads)
             return self._captioner
+
+    def sentence_model(self, name: str | None = None):
+        """The sentence model (``name``, else the SENTENCE_MODEL setting), loaded once
+        (RetrievalError, in words, when it can't be had)."""
+        from .text.sentences import SentenceModel, default_sentence_model
+
+        name = name or self.settings.sentence_model or default_sentence_model()
+        with self._load_lock:
+            if getattr(self, "_sentence_model", None) is None or self._sentence_model.name != name:
+                self._sentence_model = SentenceModel(name)
+            return self._sentence_model
+
+    def meaning_indexer(self):
+        from .indexing.meanings import MeaningIndexer
+        from .text.sentences import default_sentence_model
+
+        name = self.settings.sentence_model or default_sentence_model()
+        return MeaningIndexer(self.store, name, lambda: self.sentence_model(name))
 
     def ocr_reader(self):
         """The reader of words in photos, made once (its models load on each thread's first photo)."""
@@ -209,7 +230,25 @@ class Engine:
     def search(self, request: SearchRequest) -> list[SearchResult]:
         from .search.searcher import Searcher
 
-        return Searcher(self.store, self._embed_term, self._keywords).search(self._with_cameras_named(request))
+        return Searcher(self.store, self._embed_term, self._keywords, self._meaning_of).search(
+            self._with_cameras_named(request))
+
+    def _meaning_of(self, text: str):
+        """``text``'s vector by the sentence model that made the collection's meanings; None when it
+        has none, or when that model can't be had (said once in the log; searches go on without)."""
+        companion = self.store.meanings
+        if not companion.count():
+            return None
+        name = (companion.recorded_model() or {}).get("model")
+        if name is None or name == getattr(self, "_sentence_model_missing", None):
+            return None
+        try:
+            model = self.sentence_model(name)
+        except RetrievalError as exc:
+            log.warning("descriptions are not searched by meaning: %s", exc)
+            self._sentence_model_missing = name
+            return None
+        return model.embed([text])[0]
 
     def _keywords(self):
         """The word index of the collection's texts as they are now, kept by this process and, for

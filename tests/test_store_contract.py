@@ -241,24 +241,37 @@ def test_get_keeps_only_the_ids_that_match_the_filters(store):
     assert sorted(r.id for r in got) == ["p01", "p03"] and all(r.embedding is not None for r in got)
 
 
-def test_regions_live_beside_their_photos_and_go_with_them(store):
+def test_regions_and_meanings_live_beside_their_photos_and_go_with_them(store):
     from retrieval.store.contract import REGION_PHOTO_FIELD
 
     fill(store, 4)
-    regions = store.regions
-    assert regions.count() == 0 and regions.holds_regions and store.regions is regions
+    regions, meanings = store.regions, store.meanings
+    assert regions.count() == 0 and regions.companion_of is store and store.regions is regions
+    assert meanings.count() == 0 and meanings.companion_of is store and store.meanings is meanings
     regions.bind(MODEL)
     ids = [f"p{i:02d}:r{n}" for i in range(4) for n in range(3)]
     regions.upsert(ids, vectors(len(ids), seed=5), [{REGION_PHOTO_FIELD: i.split(":")[0]} for i in ids])
-    assert store.count() == 4 and regions.count() == 12  # regions are no photos
+    sentences = ModelSignature("a-sentence-model", 4, "f" * 16)  # another model, another size
+    meanings.bind(sentences)
+    meanings.upsert(["p00", "p01", "p02"], vectors(3, seed=6)[:, :4], [{"stamp": "x"}] * 3)
+    assert store.count() == 4 and regions.count() == 12 and meanings.count() == 3  # neither are photos
 
-    store.delete(["p01", "p02"])  # a photo's regions go first, then the photo
+    store.delete(["p01", "p02"])  # a photo's regions and meaning go first, then the photo
     assert sorted(r.id for r in store.iter_all()) == ["p00", "p03"]
     assert sorted({r.metadata[REGION_PHOTO_FIELD] for r in regions.iter_all()}) == ["p00", "p03"]
-    assert regions.count() == 6
+    assert regions.count() == 6 and [r.id for r in meanings.iter_all()] == ["p00"]
 
-    store.rename(store.collection_name + "-old")  # switching models: the regions follow their collection
+    store.rename(store.collection_name + "-old")  # switching models: the companions follow their collection
     assert store.regions.count() == 6 and store.regions.collection_name == store.collection_name + "-regions"
+    assert store.meanings.count() == 1 and store.meanings.recorded_model()["dim"] == 4
+
+
+def test_an_emptied_collection_takes_a_model_of_another_size(store):
+    fill(store, 3)
+    store.delete([r.id for r in store.iter_all()])
+    store.bind(ModelSignature("a-wider-model", 12, "e" * 16))
+    store.upsert(["w0"], vectors(1, seed=7)[:, :1].repeat(12, axis=1), [{"path": "/w0.jpg"}])
+    assert store.count() == 1 and store.recorded_model()["dim"] == 12
 
 
 def test_ids_are_found_by_their_start(store):

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
+from ..errors import RetrievalError
 from ..photos.files import scan_folders
 from ..photos.images import DEFAULT_MAX_FILE_BYTES
 from ..store import PhotoStore
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from ..embedder import Embedder
     from ..text.captions import TransformersCaptioner
     from ..text.ocr import OcrReader
+    from .meanings import MeaningIndexer
     from .regions import RegionIndexer
 
 BACKFILL_DRAFT = (224, 224)  # the decode size of the models' own reads, so hashes agree
@@ -54,7 +56,8 @@ class Indexer:
     def __init__(self, store: PhotoStore, embedder: Embedder | Callable[[], Embedder], *, batch_size: int,
                  decode_workers: int, max_image_pixels: int, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                  cluster: Cluster | None = None, regions: Callable[[], "RegionIndexer"] | None = None,
-                 ocr: OcrReader | None = None, captioner: TransformersCaptioner | None = None):
+                 ocr: OcrReader | None = None, captioner: TransformersCaptioner | None = None,
+                 meanings: "MeaningIndexer | None" = None):
         """``embedder``: the model, or a function that loads it (and binds the store to it). A
         function is called only when a file needs embedding, so a run that finds nothing new
         loads no model. ``cluster``: runs the stages and the model somewhere else (Ray); this
@@ -62,9 +65,10 @@ class Indexer:
         that gives every photo of the run its regions, once the photos are stored (also photos
         indexed before, and those a cluster embedded). ``ocr``: read the words in each photo too
         (photos indexed before without them are read on this run); ``captioner``: caption each
-        photo too (likewise)."""
+        photo too (likewise). ``meanings``: give every described photo of the run the vector of its
+        descriptions' meaning, last (after OCR and captions wrote theirs)."""
         self.store, self._embedder, self.cluster, self.regions, self.ocr = store, embedder, cluster, regions, ocr
-        self.captioner = captioner
+        self.captioner, self.meanings = captioner, meanings
         self.batch_size, self.decode_workers = batch_size, decode_workers
         self.max_image_pixels, self.max_file_bytes = max_image_pixels, max_file_bytes
 
@@ -106,6 +110,8 @@ class Indexer:
             writer.prune(roots, exclude)
         if self.regions is not None:
             self._add_regions(writer, scan.images, times)
+        if self.meanings is not None:
+            self._add_meanings(writer, scan.images, times)
         writer.report.stages = times.to_dict()
         writer.report.seconds = time.perf_counter() - started
         return writer.report
@@ -142,6 +148,27 @@ class Indexer:
         prepared = runner.prepare(photos, stages)
         with contextlib.closing(prepared):
             drive(prepared, writer.completer(rerun), self.batch_size, times)
+
+    def _add_meanings(self, writer: IndexWriter, files: list[Path], times: StageTimes) -> None:
+        """Give the run's photos whose descriptions have no vector yet (or changed) theirs."""
+        writer._flush_updates()
+        records = list({r.id: r for p in files if (r := writer.by_path.get(str(p))) is not None}.values())
+        report = writer.report
+
+        def tick(done: int, total: int, path: str) -> None:
+            if writer.progress is not None:
+                writer.progress(IndexProgress(done, total, len(report.added), len(report.skipped), path,
+                                              stage="meaning"))
+
+        try:
+            result = self.meanings.run(records, tick)
+        except RetrievalError as exc:  # the sentence model can't be had: the photos are indexed all the same
+            report.warnings.append(f"{exc}\nThe photos were indexed without their descriptions' meaning; the next "
+                                   "`index --meaning` adds it.")
+            return
+        report.photos_given_meaning = result.embedded
+        if result.embedded or result.removed:
+            times.add("meaning", result.seconds, photos=result.embedded + result.removed)
 
     def _add_regions(self, writer: IndexWriter, files: list[Path], times: StageTimes) -> None:
         """Give the run's photos that have none their regions (after every photo is stored)."""

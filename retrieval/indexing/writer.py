@@ -64,6 +64,7 @@ class IndexReport:
     photos_given_regions: int = 0  # photos whose regions were embedded in this run (--regions)
     regions_added: int = 0  # region vectors embedded
     region_failures: list[SkippedFile] = field(default_factory=list)  # photos indexed, left without regions
+    photos_given_meaning: int = 0  # photos whose descriptions' meaning was embedded in this run (--meaning)
     stage_failures: list[StageFailure] = field(default_factory=list)  # photos indexed without an optional stage
     replaced: int = 0  # records of files edited in place, superseded by their new bytes
     pruned: int = 0
@@ -82,7 +83,7 @@ class IndexReport:
     @property
     def changed_the_store(self) -> bool:
         return bool(self.added or self.updated or self.replaced or self.pruned or self.photos_given_regions
-                    or self.facts_read)
+                    or self.facts_read or self.photos_given_meaning)
 
     @property
     def images_per_second(self) -> float:
@@ -98,6 +99,7 @@ class IndexReport:
             "photos_given_regions": self.photos_given_regions,
             "regions_added": self.regions_added,
             "region_failures": [asdict(f) for f in self.region_failures],
+            "photos_given_meaning": self.photos_given_meaning,
             "failed_stages": [asdict(f) for f in self.stage_failures],
             "replaced": self.replaced,
             "pruned": self.pruned,
@@ -120,7 +122,7 @@ class IndexProgress:
     added: int
     skipped: int
     path: str
-    stage: str = "photos"  # then "regions", when photos are given their regions
+    stage: str = "photos"  # then "regions", when photos are given their regions, and "meaning"
 
 
 ProgressCallback = Callable[[IndexProgress], None]

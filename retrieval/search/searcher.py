@@ -33,6 +33,10 @@ COLLAPSE_READ_FACTOR = 3  # grouping near-duplicates reads this many times the p
 FUSION_DEPTH = 50  # photos of each ranking fused, at least (more when a page reaches further)
 MAX_TEXT_MATCHES = 20000  # photos --contains ranks by their vectors (a phrase more common is no filter)
 MAX_PLACE_READ = 16384  # matches read to find those within a distance (the box is a little wider)
+# A description nearer the query in meaning than this ranks in the meaning channel; farther, it is
+# about something else (all-MiniLM-L6-v2 on COCO's train captions: a photo's own caption against its
+# other captions is above 0.48 for 95% of photos, another photo's above 0.25 for 10%).
+MEANING_FLOOR = 0.2
 TermKind = Literal["text", "image", "record"]
 
 
@@ -73,6 +77,7 @@ class SearchResult:
     matched_box: list[int] | None = None  # the region that matched (left, top, right, bottom), if one did
     photo_score: float | None = None  # the whole photo's own score, when a region's is the result's
     matched_words: list[str] = field(default_factory=list)  # the query's words found in the photo's text
+    meaning_score: float | None = None  # how near the photo's descriptions are to the query in meaning
 
     @property
     def path(self) -> str | None:
@@ -88,6 +93,8 @@ class SearchResult:
             extra.update(matched_box=list(self.matched_box), photo_score=round(float(self.photo_score), 6))
         if self.matched_words:
             extra["matched_words"] = list(self.matched_words)
+        if self.meaning_score is not None:
+            extra["meaning_score"] = round(self.meaning_score, 6)
         return {"id": self.id, "score": round(self.score, 6), **self.metadata, **extra}
 
 
@@ -164,6 +171,16 @@ def collapse_near_duplicates(results: list[SearchResult], threshold: int = DEFAU
     return kept
 
 
+def query_text(request: SearchRequest) -> str | None:
+    """The words of a query of words, which the text channels rank by: its positive terms all text,
+    of one weight (words to leave out may follow). None for an image in the query or a balance set
+    by weights (``dog:1 beach:3``), the vectors' own arithmetic, which words can't follow."""
+    positive = [term for term in request.terms if term.weight > 0]
+    if not positive or any(t.kind != "text" or t.weight != positive[0].weight for t in positive):
+        return None
+    return " ".join(t.value for t in positive if isinstance(t.value, str)).strip() or None
+
+
 def validate(request: SearchRequest) -> None:
     if not 1 <= request.k <= MAX_K:
         raise RetrievalError(f"The number of results must be between 1 and {MAX_K}, got {request.k}.")
@@ -181,12 +198,15 @@ def validate(request: SearchRequest) -> None:
 
 class Searcher:
     def __init__(self, store: PhotoStore, embed_term: Callable[[QueryTerm], np.ndarray],
-                 keywords: Callable[[], KeywordIndex | None] | None = None):
+                 keywords: Callable[[], KeywordIndex | None] | None = None,
+                 meaning_of: Callable[[str], np.ndarray | None] | None = None):
         """``keywords``: the word index of the store's texts as they are now (``keyword_index.py``),
-        or None where the store's own text match must serve."""
+        or None where the store's own text match must serve. ``meaning_of``: a query's vector by
+        the sentence model that made the store's meanings (None: the collection has none)."""
         self.store = store
         self.embed_term = embed_term
         self.keywords = keywords
+        self.meaning_of = meaning_of
 
     def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
         return combine_vectors([self.embed_term(t) for t in terms], [t.weight for t in terms])
@@ -238,12 +258,14 @@ class Searcher:
         if request.tags:
             tags = TagRule.all_of(request.tags) if request.match_all_tags else TagRule.any_of(request.tags)
         depth = max(wanted, FUSION_DEPTH)  # a page's order never depends on the page's size
-        ranked = self._word_ranking(request, tags, depth) if request.hybrid else []
-        if not ranked:
+        text = query_text(request) if request.hybrid else None
+        ranked = self._word_ranking(request, text, tags, depth) if text else []
+        meant = self._meaning_ranking(request, text, tags, depth) if text else []
+        if not ranked and not meant:
             return self._vector_ranking(vector, request, tags, wanted)
         # Read to the fusion's depth without metadata: only the page's photos need theirs.
         results = self._vector_ranking(vector, request, tags, depth, with_metadata=False)
-        return self._fused(vector, request, tags, results, ranked[:depth], wanted)
+        return self._fused(vector, request, tags, results, ranked[:depth], meant[:depth], wanted)
 
     def _vector_ranking(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None,
                         wanted: int, with_metadata: bool = True) -> list[SearchResult]:
@@ -275,16 +297,11 @@ class Searcher:
         results.sort(key=lambda r: (-round(r.score, 6), r.id))
         return results[:wanted]
 
-    def _word_ranking(self, request: SearchRequest, tags: TagRule | None,
+    def _word_ranking(self, request: SearchRequest, text: str, tags: TagRule | None,
                       depth: int) -> list[tuple[str, float, list[str]]]:
-        """The photos whose text holds the text query's words, best first (BM25): (id, score, the
-        words it holds). Only for a query of words: its positive terms all text, of one weight (words
-        to leave out may follow); none for an image in the query or a balance set by weights
-        (``dog:1 beach:3``), the vectors' own arithmetic, which words can't follow."""
-        positive = [term for term in request.terms if term.weight > 0]
-        if not positive or any(t.kind != "text" or t.weight != positive[0].weight for t in positive):
-            return []
-        wanted_words = query_words(" ".join(t.value for t in positive if isinstance(t.value, str)))
+        """The photos whose text holds the query's words, best first (BM25): (id, score, the words
+        it holds)."""
+        wanted_words = query_words(text)
         if not wanted_words:
             return []
         index = self.keywords() if self.keywords is not None and not request.contains else None
@@ -297,27 +314,47 @@ class Searcher:
                     for record, score, found in bm25_ranking(candidates, wanted_words, self.store.count())]
         if not request.filters and tags is None:
             return index.rank(wanted_words, depth)
-        ranked = index.rank(wanted_words, TEXT_CANDIDATES)
-        kept: list[tuple[str, float, list[str]]] = []  # the best ``depth`` the filters keep, read a few at a time
+        return self._passing(index.rank(wanted_words, TEXT_CANDIDATES), request, tags, depth)
+
+    def _meaning_ranking(self, request: SearchRequest, text: str, tags: TagRule | None,
+                         depth: int) -> list[tuple[str, float]]:
+        """The photos whose descriptions are nearest the query in meaning, best first: (id, cosine),
+        those under ``MEANING_FLOOR`` left out."""
+        vector = self.meaning_of(text) if self.meaning_of is not None else None
+        if vector is None:
+            return []
+        narrowed = bool(request.filters or tags is not None or request.contains)
+        matches = self.store.meanings.query(vector, TEXT_CANDIDATES if narrowed else depth, with_metadata=False)
+        ranked = [(m.id, m.score) for m in matches if m.score >= MEANING_FLOOR]
+        return self._passing(ranked, request, tags, depth) if narrowed else ranked
+
+    def _passing(self, ranked: list[tuple], request: SearchRequest, tags: TagRule | None, depth: int) -> list[tuple]:
+        """Of ``ranked`` ((id, ...), best first), the best ``depth`` whose photos the filters, tags
+        and phrases keep, read a few at a time."""
+        kept: list[tuple] = []
         for start in range(0, len(ranked), depth):
             chunk = ranked[start:start + depth]
-            passing = {r.id for r in self.store.get([i for i, _s, _w in chunk], filters=request.filters, tags=tags)}
+            passing = {r.id for r in self.store.get([item[0] for item in chunk], filters=request.filters, tags=tags)
+                       if not request.contains or holds(document_of(r.metadata), request.contains)}
             kept += [item for item in chunk if item[0] in passing]
             if len(kept) >= depth:
                 break
-        return kept
+        return kept[:depth]
 
     def _fused(self, vector: np.ndarray, request: SearchRequest, tags: TagRule | None, results: list[SearchResult],
-               ranked: list[tuple[str, float, list[str]]], wanted: int) -> list[SearchResult]:
-        """The best ``wanted`` of the vector ranking and the word ranking as one (reciprocal rank
-        fusion); each photo keeps its own cosine as its score, and the words it holds."""
+               ranked: list[tuple[str, float, list[str]]], meant: list[tuple[str, float]],
+               wanted: int) -> list[SearchResult]:
+        """The best ``wanted`` of the vector ranking, the word ranking and the meaning ranking as
+        one (reciprocal rank fusion); each photo keeps its own cosine as its score, the words it
+        holds and how near its descriptions came."""
         by_id = {result.id: result for result in results}
         words = {record_id: found for record_id, _score, found in ranked}
-        fused = fuse([[r.id for r in results], list(words)])
-        # A photo found by its words past the picture ranking's depth ranks by its picture just after
-        # it (else it would tie with the picture's best, which has no words).
+        meanings = dict(meant)
+        fused = fuse([[r.id for r in results], list(words), list(meanings)])
+        # A photo found by its words or meaning past the picture ranking's depth ranks by its picture
+        # just after it (else it would tie with the picture's best, which has no words).
         beyond = 1.0 / (RRF_K + len(results) + 1)
-        for record_id in words:
+        for record_id in fused:
             if record_id not in by_id:
                 fused[record_id] += beyond
         order = sorted(fused, key=lambda i: (-round(fused[i], 9), -round(by_id[i].score, 6) if i in by_id else 0.0, i))
@@ -326,6 +363,7 @@ class Searcher:
         chosen = [by_id[i] for i in page if i in by_id]
         for result in chosen:
             result.matched_words = words.get(result.id, [])
+            result.meaning_score = meanings.get(result.id)
         return chosen
 
     def _complete(self, vector: np.ndarray, page: list[str], by_id: dict[str, SearchResult], request: SearchRequest,

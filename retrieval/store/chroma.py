@@ -408,6 +408,11 @@ class ChromaStore(PhotoStore):
                 return
             if collection is None or collection.count() == 0 or recorded.get(DOCUMENTED):
                 facts = {**facts, DOCUMENTED: 1}  # every record written from now on has its document
+            if collection is not None and recorded.get("dim") not in (None, signature.dim):
+                # Empty (else bind_facts refused): Chroma keeps the vector size of the first vectors
+                # ever added, so a model of another size needs the collection made anew.
+                self._connection.client.delete_collection(self.collection_name)
+                collection = self._collection = None
             if collection is None:
                 self._collection = self._connection.client.get_or_create_collection(
                     self.collection_name,

@@ -28,11 +28,13 @@ from .documents import document_of, holds
 from .field_limits import fit_to_limits
 
 # 1: one record per photo, its metadata flat (str/int/float/bool or lists of text); a photo's
-#    regions, when it has any, in a second collection beside it (``REGIONS_SUFFIX``).
+#    regions, when it has any, in a second collection beside it (``REGIONS_SUFFIX``), and the
+#    vector of its descriptions' meaning, when it has one, in a third (``MEANINGS_SUFFIX``).
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 REGIONS_SUFFIX = "-regions"
+MEANINGS_SUFFIX = "-meanings"
 REGION_PHOTO_FIELD = "photo_id"  # a region record's photo
 
 
@@ -55,8 +57,8 @@ class PhotoStore(ABC):
 
     location: str  # where the store is, in words a person can act on
     collection_name: str
-    holds_regions: bool = False  # this is a photo collection's companion of regions
-    _regions: "PhotoStore | None" = None
+    companion_of: "PhotoStore | None" = None  # the photo collection this one stands beside, if it does
+    _companions: "dict[str, PhotoStore] | None" = None
 
     # -- the collection and its model --------------------------------------
     @abstractmethod
@@ -161,26 +163,39 @@ class PhotoStore(ABC):
     def companion(self, collection_name: str) -> "PhotoStore":
         """A store for another collection at the same place, with the same backend."""
 
-    # -- photos and their regions: rules every backend shares ---------------------
+    # -- photos and their companions: rules every backend shares ------------------
 
     @property
     def regions(self) -> "PhotoStore":
         """The regions of this collection's photos: records in a collection beside it, each with
         its photo's id (``REGION_PHOTO_FIELD``) and box, never results of their own."""
-        if self.holds_regions:
-            raise RuntimeError("a collection of regions has no regions of its own")
-        wanted = self.collection_name + REGIONS_SUFFIX
-        if self._regions is None or self._regions.collection_name != wanted:
-            self._regions = self.companion(wanted)
-            self._regions.holds_regions = True
-        return self._regions
+        return self._companion(REGIONS_SUFFIX)
+
+    @property
+    def meanings(self) -> "PhotoStore":
+        """The meaning of this collection's photos' descriptions: one record per described photo,
+        under the photo's own id, its vector a sentence model's (``indexing/meanings.py``)."""
+        return self._companion(MEANINGS_SUFFIX)
+
+    def _companion(self, suffix: str) -> "PhotoStore":
+        if self.companion_of is not None:
+            raise RuntimeError("a companion collection has no companions of its own")
+        wanted = self.collection_name + suffix
+        companions = self._companions if self._companions is not None else {}
+        if companions.get(suffix) is None or companions[suffix].collection_name != wanted:
+            companions[suffix] = self.companion(wanted)
+            companions[suffix].companion_of = self
+        self._companions = companions
+        return companions[suffix]
 
     def delete(self, ids: Sequence[str]) -> None:
-        """Delete photos and their regions; the regions first, so that a crash in between never
-        leaves a region whose photo is gone (the photo goes on the next run)."""
+        """Delete photos with their regions and meanings; those first, so that a crash in between
+        never leaves a region or a meaning whose photo is gone (the photo goes on the next run)."""
         ids = list(ids)
-        if ids and not self.holds_regions:
+        if ids and self.companion_of is None:
             self.regions.delete_regions_of(ids)
+            if self.meanings.count():
+                self.meanings.delete_records(ids)
         self.delete_records(ids)
 
     def delete_regions_of(self, photo_ids: Sequence[str]) -> int:
@@ -195,11 +210,13 @@ class PhotoStore(ABC):
 
     def rename(self, new_name: str) -> None:
         """Give the collection another name (switching a collection to a new model); its regions
-        follow it."""
-        if not self.holds_regions and self.regions.count():
-            self.regions.rename_collection(new_name + REGIONS_SUFFIX)
+        and meanings follow it."""
+        if self.companion_of is None:
+            for suffix in (REGIONS_SUFFIX, MEANINGS_SUFFIX):
+                if self._companion(suffix).count():
+                    self._companion(suffix).rename_collection(new_name + suffix)
         self.rename_collection(new_name)
-        self._regions = None
+        self._companions = None
 
 
 # -- rules every backend applies ------------------------------------------------

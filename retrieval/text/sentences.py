@@ -10,6 +10,7 @@ default is sentence-transformers/all-MiniLM-L6-v2; its weights also come as the 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -17,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..model_signature import ModelSignature
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class SentenceModel:
         self.dim = int(self._model.config.hidden_size)
         self.max_tokens = min(MAX_TOKENS, int(getattr(self._tokenizer, "model_max_length", MAX_TOKENS) or MAX_TOKENS))
         self._lock = threading.Lock()
+        self.signature = ModelSignature(name, self.dim, _fingerprint(self._model))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text (float32, ``len(texts)`` x ``dim``)."""
@@ -73,3 +76,14 @@ class SentenceModel:
             pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             vectors.append(torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32))
         return np.concatenate(vectors) if vectors else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def _fingerprint(model) -> str:
+    """A hash of the first and last weights: the same checkpoint wherever it was loaded from."""
+    import torch
+
+    parameters = list(model.parameters())
+    digest = hashlib.sha256()
+    for weights in (parameters[0], parameters[-1]):
+        digest.update(weights.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
