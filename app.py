@@ -103,6 +103,11 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                              label="Also write a caption for each photo",
                                              info="A sentence from a captioning model (CAPTION_MODEL), searched "
                                                   "with the photo's words; a second or more per photo")
+                by_meaning = gr.Checkbox(engine.settings.meaning, elem_id="by-meaning",
+                                         label="Also search the descriptions by meaning",
+                                         info="Descriptions, captions and read words embedded by a sentence "
+                                              "model (SENTENCE_MODEL): a search finds photos described in "
+                                              "other words; milliseconds per photo")
                 add_button = gr.Button("Add to the collection", variant="primary", elem_id="add-button")
                 add_summary = gr.Markdown(elem_id="add-summary")
                 collection = gr.Markdown(collection_text(engine), elem_id="collection-info")
@@ -245,7 +250,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
 
         # One progress bar, over the summary; the small updates around it show none.
         uploads.change(on.describe_uploads, uploads, chosen, show_progress="hidden", **PRIVATE)
-        add_button.click(on.add_photos, [uploads, metadata_file, find_regions, read_words, write_captions],
+        add_button.click(on.add_photos, [uploads, metadata_file, find_regions, read_words, write_captions, by_meaning],
                          [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
             lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)

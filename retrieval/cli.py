@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--image-column", help="hf: the image column (found by itself if only one)")
     load.add_argument("--description-column", help="hf: the column to use as description")
     load.add_argument("--tags-column", help="hf: the column to use as tags")
+    load.add_argument("--meaning", action="store_true", default=None,
+                      help="also embed the photos' descriptions (Unsplash's own and its AI descriptions, a "
+                           "table's captions) by meaning, as index --meaning does (MEANING=1)")
     _add_settings_flags(load, batching=True)
 
     # These two have their own options (see `python -m retrieval benchmark --help`).
@@ -716,7 +719,8 @@ def cmd_load(engine, args) -> int:
         indexing.update(update.done - indexing.n)
 
     try:
-        report = load(engine, args.source, options, fetch_progress=fetching.update, index_progress=indexed)
+        report = load(engine, args.source, options, fetch_progress=fetching.update, index_progress=indexed,
+                      meaning=args.meaning)
     finally:
         fetching.close()
         indexing.close()
@@ -731,9 +735,13 @@ def cmd_load(engine, args) -> int:
     if index:
         already = index["unchanged"] + index["updated"] + len(index["duplicates"])
         print(f"Index: added {index['added']}, already present {already}, "
-              f"rejected {sum(index['skipped']['counts'].values())}.")
+              f"rejected {sum(index['skipped']['counts'].values())}"
+              + (f"; the descriptions of {index['photos_given_meaning']} photos embedded by meaning."
+                 if index["photos_given_meaning"] else "."))
         for item in index["skipped"]["files"]:
             print(f"  rejected {item['path']}: {item['reason']}")
+        for warning in index["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
     for failure in report.failures:
         print(f"  failed {failure.url}: {failure.reason}")
     if args.source.startswith("folder:"):  # indexed where they are: nothing was copied

@@ -158,6 +158,23 @@ def test_adding_photos_reports_added_duplicate_and_rejected(running_app, tmp_pat
     assert stored.startswith(str(engine.settings.media_folder / "uploads")) and found[0]["id"] in stored
 
 
+def test_photos_added_with_their_meaning_are_found_by_a_paraphrase(running_app, tmp_path, engine):
+    client, _, _ = running_app
+    new = write_photos(tmp_path / "described", 3, start=80)
+    table = tmp_path / "described.csv"
+    table.write_text(f"filename,description\n{new[0].name},A surfer on the ocean\n"
+                     f"{new[1].name},A plate of pasta with tomato sauce\n{new[2].name},Two giraffes in a zoo\n")
+    summary, *_ = client.predict([handle_file(str(p)) for p in new], handle_file(str(table)), False, False, False,
+                                 True, api_name="/add_photos")
+    assert "**Added 3**" in summary and "3 descriptions embedded by meaning" in summary
+    gallery, _, results, _ = client.predict("man riding waves on a surfboard", "", *OPTIONS, api_name="/search_text")
+    assert results[0]["description"] == "A surfer on the ocean" and results[0]["meaning_score"] > 0.3
+    assert "described alike" in gallery[0]["caption"]
+    from retrieval.ui.present import details_html
+
+    assert "its description&#x27;s nearness in meaning" in details_html(results[0])
+
+
 def test_photos_added_with_regions_show_the_box_that_matched(running_app, tmp_path, engine):
     from test_region_search import PASTED, small_picture, write_collection as write_scenes
 

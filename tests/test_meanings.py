@@ -192,3 +192,25 @@ def test_index_meaning_from_the_command_line(settings, minilm, tmp_path):
     assert results[0]["filename"] == "photo_0000.jpg" and results[0]["meaning_score"] >= MEANING_FLOOR
     code, out, err = run_in_process(settings, "search", "man riding waves on a surfboard")
     assert "described alike" in out.splitlines()[0]
+
+
+@pytest.mark.slow
+def test_unsplash_descriptions_are_searched_by_meaning_without_a_captioner(settings, minilm, tmp_path):
+    from dataset_server import FlakyPhotoServer
+    from test_loaders import options, unsplash_lite
+
+    from retrieval.loaders.load import load
+
+    engine = Engine(settings)
+    with FlakyPhotoServer() as server:
+        unsplash_lite(tmp_path / "lite", server, count=4)
+        report = load(engine, f"unsplash-lite:{tmp_path / 'lite'}", options(tmp_path), meaning=True)
+    assert report.index.photos_given_meaning == 4
+    model = SentenceModel(minilm)
+    stored = list(engine.store.iter_all())
+    meanings = {r.id: r.embedding for r in engine.store.meanings.get([r.id for r in stored], with_embeddings=True)}
+    for record in stored:  # the photo's own description (where it has one) and its AI description, as one text
+        text, number = meaning_text(record.metadata), int(record.metadata["photo_id"][2:4])
+        assert f"an ai caption {number}." in text
+        assert (f"described photo {number}." in text) == (number != 1)
+        np.testing.assert_allclose(meanings[record.id], model.embed([text])[0], atol=1e-5)

@@ -66,11 +66,13 @@ def prepare(spec: str, options: LoadOptions, progress: Callable[[int], None] | N
 
 
 def load(engine, spec: str, options: LoadOptions, *, fetch_progress: Callable[[int], None] | None = None,
-         index_progress: ProgressCallback | None = None) -> LoadReport:
+         index_progress: ProgressCallback | None = None, meaning: bool | None = None) -> LoadReport:
+    """Fetch the photos ``spec`` names and index them with their metadata; ``meaning``: embed their
+    descriptions by meaning too (None: the MEANING setting)."""
     prepared = prepare(spec, options, fetch_progress)
     report = LoadReport(prepared.label, prepared.available, prepared.selected,
                         prepared.downloaded, prepared.already_on_disk, prepared.failures)
     if prepared.files:
         report.index = engine.index(prepared.files, metadata=prepared.lookup, source=prepared.label,
-                                    progress=index_progress)
+                                    progress=index_progress, meaning=meaning)
     return report

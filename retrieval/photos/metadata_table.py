@@ -174,10 +174,13 @@ def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
     if location is None:
         places = [row.get("photo_location_city"), row.get("photo_location_country")]
         location = ", ".join(str(p).strip() for p in places if p not in (None, "")) or None
+    description = _first(row, _DESCRIPTION_COLUMNS)
+    ai_description = _first(row, ("ai_description",))  # Unsplash's machine-written one, kept beside a human's
     metadata = {
         "photo_id": _first(row, ("photo_id",)),
         "location": location,
-        "description": _first(row, _DESCRIPTION_COLUMNS),
+        "description": description,
+        "ai_description": ai_description if ai_description != description else None,
         "photographer": photographer,
         "url": _first(row, _URL_COLUMNS),
         "image_url": _first(row, _IMAGE_URL_COLUMNS),

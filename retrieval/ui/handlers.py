@@ -337,7 +337,8 @@ class SearchPage:
         return f"{present.count(len(files), 'file')} chosen ({size / 1e6:.1f} MB)"
 
     def add_photos(self, files: list[str] | None, metadata_file: str | None, find_regions: bool = False,
-                   read_words: bool = False, write_captions: bool = False, progress=gr.Progress()):
+                   read_words: bool = False, write_captions: bool = False, by_meaning: bool = False,
+                   progress=gr.Progress()):
         if not files:
             raise RetrievalError("Choose or drop some photos first.")
         table = MetadataTable.from_file(Path(metadata_file), shown_as=Path(metadata_file).name) \
@@ -359,14 +360,15 @@ class SearchPage:
             return {"filename": original, **(table.lookup(Path(original)) if table else {})}
 
         def report_progress(step) -> None:
-            doing = "Finding objects and regions" if step.stage == "regions" else "Indexing"
+            doing = {"regions": "Finding objects and regions",
+                     "meaning": "Embedding the descriptions' meaning"}.get(step.stage, "Indexing")
             progress((step.done, step.total), desc=f"{doing} {step.done}/{step.total}")
 
         if originals:
             report = self.engine.index([self.media.uploads / name for name in originals],
                                        metadata=metadata_for, source="upload", progress=report_progress,
                                        regions=bool(find_regions), ocr=bool(read_words),
-                                       captions=bool(write_captions))
+                                       captions=bool(write_captions), meaning=bool(by_meaning))
             rejected += [f"{originals.get(Path(s.path).name, s.path)}: {s.reason}" for s in report.skipped]
             self.facets.add(report.added)
             if report.changed_the_store:
@@ -378,6 +380,8 @@ class SearchPage:
         summary = f"**Added {added}** · already in the collection {already} · rejected {len(rejected)}"
         if originals and report.regions_added:
             summary += f" · {present.count(report.regions_added, 'region')} found"
+        if originals and report.photos_given_meaning:
+            summary += f" · {present.count(report.photos_given_meaning, 'description')} embedded by meaning"
         if rejected:
             summary += "\n\n" + "\n".join(f"- {present.escape(line)}" for line in rejected)
         if table is not None and table.warnings():

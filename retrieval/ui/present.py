@@ -14,13 +14,13 @@ from ..photos.web_urls import web_url
 escape = html.escape
 
 # Shown in the details panel in this order; other fields follow alphabetically.
-_DETAIL_ORDER = ("description", "caption", "photographer", "tags", "ocr_text", "location", "taken", "camera", "lens",
-                 "focal_length_mm", "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_words", "matched_box",
+_DETAIL_ORDER = ("description", "ai_description", "caption", "photographer", "tags", "ocr_text", "location", "taken", "camera", "lens",
+                 "focal_length_mm", "source", "url", "width", "height", "filename", "added_at", "id", "score", "matched_words", "meaning_score", "matched_box",
                  "photo_score")
 _HIDDEN = {"path", "mtime", "size", "image_url"}  # file-system details: never leave the server
 # In the details panel in a friendlier form (taken, camera, the place) or not at all.
 _NOT_LISTED = _HIDDEN | {"taken_at", "taken_utc", "taken_from", "camera_make", "camera_model", "gps_lat", "gps_lon", "gps_alt",
-                         "phash", "ocr_words"}
+                         "phash", "ocr_words", "meaning_of"}
 
 
 def title(result: dict[str, Any]) -> str:
@@ -46,6 +46,8 @@ def caption(result: dict[str, Any], wanted_tags: int = 0) -> str:
         parts = [f"{float(result.get('score', 0.0)):.3f}"]
     if result.get("matched_words"):  # early: the reason a photo with a low picture score is here
         parts.append("words: " + ", ".join(result["matched_words"]))
+    elif result.get("meaning_score") is not None:  # found by what its description says, in other words
+        parts.append("described alike")
     if result.get("photographer"):
         parts.append(f"by {result['photographer']}")
     parts.append(title(result))
@@ -90,7 +92,7 @@ def details_html(result: dict[str, Any]) -> str:
         value = result[key]
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value)
-        if key in ("score", "photo_score"):
+        if key in ("score", "photo_score", "meaning_score"):
             value = f"{float(value):.4f}"
         if key == "taken" and result.get("taken_from") == "file time":
             value = f"{value} (the file's time: no date in the photo)"
@@ -110,7 +112,8 @@ def details_html(result: dict[str, Any]) -> str:
 _LABELS = {"focal_length_mm": "focal length (mm)", "matched_box": "matched region (left, top, right, bottom)",
            "photo_score": "whole photo's score", "regions": "regions indexed", "ocr_text": "words in the photo",
            "ocr": "lines of words read", "matched_words": "words it matched",
-           "caption": "Caption (generated)", "captioned_by": "caption written by",
+           "caption": "Caption (generated)", "ai_description": "AI description",
+           "meaning_score": "its description's nearness in meaning", "captioned_by": "caption written by",
            "failed_stages": "not done yet (the next index tries again)"}
 
 
