@@ -15,7 +15,7 @@ from retrieval.ui.components import PhotoInput
 from retrieval.ui.controls import ORDERS
 from retrieval.ui.handlers import PageEndpoints, SearchPage, collection_text
 from retrieval.ui.media import MediaFolder
-from retrieval.ui.page_assets import READ_ALOUD_JS, WRITE_LINK_JS
+from retrieval.ui.page_assets import READ_ALOUD_JS, SHOW_ADD_SUMMARY, WRITE_LINK_JS
 from retrieval.ui.startup import MODEL_PROBLEM, serve
 from retrieval.views.collection_map import COLOUR_FIELDS
 
@@ -253,7 +253,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         add_button.click(on.add_photos, [uploads, metadata_file, find_regions, read_words, write_captions, by_meaning],
                          [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
-            lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)
+            lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE).then(
+            None, js=SHOW_ADD_SUMMARY)
 
         app.load(on.facet_updates, None, [tags, photographer, source, camera], **PRIVATE)
         app.load(on.speech_model, None, speech_model, **PRIVATE)

@@ -100,10 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--caption-model", metavar="NAME",
                        help="the captioning model, a Hugging Face id or folder (default "
                             "microsoft/git-base-coco; CAPTION_MODEL)")
-    index.add_argument("--meaning", action="store_true", default=None,
-                       help="also embed each photo's descriptions, captions and read words by meaning with a "
-                            "sentence model, so a search finds photos described in other words (MEANING=1; "
-                            "the model: SENTENCE_MODEL, default all-MiniLM-L6-v2)")
+    index.add_argument("--meaning", action=argparse.BooleanOptionalAction, default=None,
+                       help="embed each described photo's descriptions, captions and read words by meaning with "
+                            "a sentence model, so a search finds photos described in other words (on by default; "
+                            "--no-meaning or MEANING=0: not; the model: SENTENCE_MODEL, default all-MiniLM-L6-v2). "
+                            "Photos without any text cost nothing")
     index.add_argument("--regions-per-photo", type=int, metavar="N",
                        help="at most N regions per photo (default 16; REGIONS_PER_PHOTO)")
     index.add_argument("--ray-workers", type=int, metavar="N",
@@ -142,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only photos whose text (description, captions, words read in the photo, tags, "
                              "file name) holds this word or phrase, in any case; repeat for several")
     search.add_argument("--no-hybrid", dest="hybrid", action="store_false",
-                        help="rank by the picture only: the query's words found in photos' text don't count")
+                        help="rank by the picture only: the query's words found in photos' text, and their "
+                             "descriptions' meaning, don't count")
+    search.add_argument("--no-meaning", dest="meaning", action="store_false",
+                        help="leave the descriptions' meaning out of the ranking (where indexing embedded it)")
     search.add_argument("--no-regions", dest="regions", action="store_false",
                         help="score whole photos only, even where the collection has regions")
     search.add_argument("--collapse", action="store_true",
@@ -181,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--image-column", help="hf: the image column (found by itself if only one)")
     load.add_argument("--description-column", help="hf: the column to use as description")
     load.add_argument("--tags-column", help="hf: the column to use as tags")
-    load.add_argument("--meaning", action="store_true", default=None,
-                      help="also embed the photos' descriptions (Unsplash's own and its AI descriptions, a "
-                           "table's captions) by meaning, as index --meaning does (MEANING=1)")
+    load.add_argument("--meaning", action=argparse.BooleanOptionalAction, default=None,
+                      help="embed the photos' descriptions (Unsplash's own and its AI descriptions, a table's "
+                           "captions) by meaning, as index does (on by default; --no-meaning or MEANING=0: not)")
     _add_settings_flags(load, batching=True)
 
     # These two have their own options (see `python -m retrieval benchmark --help`).
@@ -509,7 +513,7 @@ def _search_request(args, spoken: str | None = None, engine=None):
                          k=args.k, offset=args.offset, min_score=args.min_score, exclude_ids=exclude,
                          place=place, sort=_SORT_ALIASES.get(args.sort, args.sort) or ("score" if terms or tags else "-date"),
                          collapse_duplicates=args.collapse, regions=args.regions, contains=args.contains,
-                         hybrid=args.hybrid)
+                         hybrid=args.hybrid, meaning=args.meaning)
 
 
 def _spoken_query(engine, args) -> str | None:

@@ -202,7 +202,7 @@ class Settings:
     ocr: bool = False  # read the words in each photo too (index --ocr)
     captions: bool = False  # caption each photo too (index --captions)
     caption_model: str = "microsoft/git-base-coco"  # Hugging Face id or folder (CAPTION_MODEL)
-    meaning: bool = False  # embed each photo's descriptions by meaning too (index --meaning)
+    meaning: bool = True  # embed described photos' descriptions by meaning too (index --no-meaning: not)
     sentence_model: str = ""  # Hugging Face id or folder (SENTENCE_MODEL); "": all-MiniLM-L6-v2
     region_proposer: str = "segments"  # segments, grid, or a SAM model (Hugging Face id or folder)
     regions_per_photo: int = 16
@@ -256,7 +256,7 @@ class Settings:
             ocr=_flag("OCR", False),
             captions=_flag("CAPTIONS", False),
             caption_model=env.get("CAPTION_MODEL", "").strip() or "microsoft/git-base-coco",
-            meaning=_flag("MEANING", False),
+            meaning=_flag("MEANING", True),
             sentence_model=env.get("SENTENCE_MODEL", "").strip(),
             region_proposer=env.get("REGION_PROPOSER", "").strip() or "segments",
             regions_per_photo=_int("REGIONS_PER_PHOTO", 16),

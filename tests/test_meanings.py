@@ -172,7 +172,7 @@ def test_a_sentence_model_that_cannot_be_had_leaves_the_photos_indexed(settings,
     engine = Engine(settings.with_overrides(sentence_model=str(tmp_path / "no-such-model")))
     report = engine.index([folder], metadata=texts, meaning=True)
     assert len(report.added) == 7 and report.photos_given_meaning == 0
-    assert any("SENTENCE_MODEL" in warning and "index --meaning" in warning for warning in report.warnings)
+    assert any("SENTENCE_MODEL" in warning and "MEANING=0" in warning for warning in report.warnings)
     assert engine.store.meanings.count() == 0
     assert len(engine.search(SearchRequest(terms=[QueryTerm("text", "a surfer")], k=7))) == 7
 

@@ -223,7 +223,8 @@ def test_the_words_channel_finds_a_photo_whose_sign_was_misread(described, tmp_p
     scene_photo(11, size=(160, 120)).save(folder / "sign.jpg")
     engine = Engine(settings)
     engine.index([folder], metadata=lambda path: {"ocr_text": "BREAKEAST CLUB"})
-    found = engine.search(SearchRequest(terms=[QueryTerm("text", "breakfast")], k=1))
+    # The words channel alone beside the picture: "bakery at dawn" is near "breakfast" in meaning.
+    found = engine.search(SearchRequest(terms=[QueryTerm("text", "breakfast")], k=1, meaning=False))
     assert names(found) == ["sign.jpg"] and found[0].matched_words == ["breakfast"]
     # A filter stays exact: the phrase is not in the photo's text.
     assert engine.search(SearchRequest(terms=[QueryTerm("text", "breakfast")], k=5, contains=["breakfast"])) == []

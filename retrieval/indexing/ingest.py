@@ -164,7 +164,8 @@ class Indexer:
             result = self.meanings.run(records, tick)
         except RetrievalError as exc:  # the sentence model can't be had: the photos are indexed all the same
             report.warnings.append(f"{exc}\nThe photos were indexed without their descriptions' meaning; the next "
-                                   "`index --meaning` adds it.")
+                                   "`index` adds it once the model can be had (MEANING=0 or --no-meaning: "
+                                   "don't try).")
             return
         report.photos_given_meaning = result.embedded
         if result.embedded or result.removed:

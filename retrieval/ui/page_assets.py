@@ -125,3 +125,10 @@ READ_ALOUD_JS = """(text) => {
   synth.cancel();
   synth.speak(new SpeechSynthesisUtterance(text || "Search first; then the results can be read aloud."));
 }"""
+
+# After photos are added, what happened is shown, however far down the page the button sat (on a
+# phone the checkboxes above it push the summary below the screen).
+SHOW_ADD_SUMMARY = """() => {
+  const summary = document.getElementById("add-summary");
+  if (summary) summary.scrollIntoView({block: "nearest", behavior: "smooth"});
+}"""

@@ -46,13 +46,13 @@ def caption(result: dict[str, Any], wanted_tags: int = 0) -> str:
         parts = [f"{float(result.get('score', 0.0)):.3f}"]
     if result.get("matched_words"):  # early: the reason a photo with a low picture score is here
         parts.append("words: " + ", ".join(result["matched_words"]))
-    elif result.get("meaning_score") is not None:  # found by what its description says, in other words
-        parts.append("described alike")
     if result.get("photographer"):
         parts.append(f"by {result['photographer']}")
     parts.append(title(result))
     if result.get("similar"):
         parts.append(f"+{len(result['similar'])} similar")
+    if result.get("meaning_score") is not None and not result.get("matched_words"):
+        parts.append("described alike")  # found by what its description says, in other words
     if result.get("matched_box"):
         parts.append("matched in the box")
     return " · ".join(parts)
