@@ -214,3 +214,55 @@ def test_unsplash_descriptions_are_searched_by_meaning_without_a_captioner(setti
         assert f"an ai caption {number}." in text
         assert (f"described photo {number}." in text) == (number != 1)
         np.testing.assert_allclose(meanings[record.id], model.embed([text])[0], atol=1e-5)
+
+
+def test_an_export_carries_the_meanings_and_an_import_searches_by_them(settings, described, tmp_path):
+    folder, texts = described
+    engine = Engine(settings)
+    engine.index([folder], metadata=texts)  # meaning is on by default
+    exported = engine.export_collection(tmp_path / "export", shard_rows=4)
+    assert exported.meanings == 6
+    other = Engine(settings.with_overrides(chroma_path=tmp_path / "elsewhere"))
+    imported = other.import_collection(tmp_path / "export")
+    assert imported.records == 7 and imported.meanings == 6
+    here = {r.id: r.embedding for r in engine.store.meanings.iter_all(with_embeddings=True)}
+    there = {r.id: r.embedding for r in other.store.meanings.iter_all(with_embeddings=True)}
+    assert here.keys() == there.keys()
+    for record_id, vector in here.items():
+        np.testing.assert_allclose(there[record_id], vector, atol=1e-7)
+    query = SearchRequest(terms=[QueryTerm("text", "kitten napping on the couch")], k=3)
+    assert [(r.id, r.meaning_score) for r in other.search(query)] == [(r.id, r.meaning_score) for r in engine.search(query)]
+    # Nothing is owed after the import: the stamps came with the vectors.
+    assert other.index([folder], metadata=texts).photos_given_meaning == 0
+
+
+def test_an_export_without_meanings_leaves_them_to_the_next_index(settings, described, tmp_path):
+    folder, texts = described
+    engine = Engine(settings)
+    engine.index([folder], metadata=texts)
+    engine.export_collection(tmp_path / "export")
+    manifest = tmp_path / "export" / "manifest.json"
+    written = json.loads(manifest.read_text())
+    for key in ("meaning_model", "meaning_count", "meaning_shards"):  # as an export from before meanings travelled
+        written.pop(key)
+    manifest.write_text(json.dumps(written))
+    other = Engine(settings.with_overrides(chroma_path=tmp_path / "elsewhere"))
+    assert other.import_collection(tmp_path / "export").meanings == 0
+    assert not any(MEANING_STAMP_FIELD in r.metadata for r in other.store.iter_all())
+    assert other.index([folder], metadata=texts).photos_given_meaning == 6
+
+
+def test_moving_to_another_photo_model_keeps_the_meanings(settings, described, other_tiny_model):
+    folder, texts = described
+    engine = Engine(settings)
+    engine.index([folder], metadata=texts)
+    before = {r.id: r.embedding for r in engine.store.meanings.iter_all(with_embeddings=True)}
+    engine.reembed(str(other_tiny_model), switch=True)
+    moved = Engine(settings.with_overrides(model=str(other_tiny_model)))
+    after = {r.id: r.embedding for r in moved.store.meanings.iter_all(with_embeddings=True)}
+    assert after.keys() == before.keys()
+    for record_id, vector in before.items():
+        np.testing.assert_allclose(after[record_id], vector, atol=1e-7)
+    assert moved.index([folder], metadata=texts).photos_given_meaning == 0  # nothing owed
+    found = moved.search(SearchRequest(terms=[QueryTerm("text", "kitten napping on the couch")], k=1))
+    assert names(found) == ["photo_0004.jpg"]

@@ -20,11 +20,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..embedder import Embedder
+from ..errors import RetrievalError
+from ..model_signature import ModelSignature
 from ..photos.images import ImageRejected, SkipReason, read_file_bytes
 from ..photos.web_urls import web_url
 from ..regions.records import REGION_COUNT_FIELD
-from ..store import PhotoStore
+from ..store import PhotoStore, StoredRecord
 from .photo import Photo
 from .runner import EmbedStep, ThreadRunner, drive, timed
 from .stages import Decode, Preprocess, Stage, StageTimes
@@ -134,8 +138,30 @@ class Reembedder:
             (Photo(record=record) for record in todo), stages)
         with contextlib.closing(prepared):
             drive(prepared, writer, self.batch_size, times)
+        self._carry_meanings()
         report.seconds = round(time.perf_counter() - started, 3)
         return report
+
+    def _carry_meanings(self) -> None:
+        """The descriptions' meanings, a sentence model's vectors, are the same whatever the photo
+        model: those of the photos now in the new collection go with them as they are."""
+        facts = self.source.meanings.recorded_model()
+        if not facts or not self.source.meanings.count():
+            return
+        target = self.target.meanings
+        try:
+            target.bind(ModelSignature(str(facts["model"]), int(facts["dim"]), str(facts.get("fingerprint") or "")))
+        except RetrievalError:  # another sentence model's there: the next index makes them with it
+            return
+        moved = {record.id for record in self.target.iter_all()}
+        batch: list[StoredRecord] = []
+        for record in [*self.source.meanings.iter_all(with_embeddings=True), None]:
+            if record is not None and record.id in moved:
+                batch.append(record)
+            if batch and (record is None or len(batch) >= 1000):
+                target.upsert([r.id for r in batch], np.stack([r.embedding for r in batch]),
+                              [r.metadata for r in batch])
+                batch = []
 
     def _already_in_target(self, ids: list[str]) -> set[str]:
         found: set[str] = set()

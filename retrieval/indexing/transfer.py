@@ -5,8 +5,10 @@ names) and ``part-NNNNN.parquet`` shards with three columns: ``id``, ``vector``
 (float32, the model's dimension) and ``metadata`` (the record's metadata as JSON,
 so numbers stay numbers and lists stay lists); the photos' regions (``index --regions``),
 when they have any, go the same way into ``regions-NNNNN.parquet`` shards
-(``region_shards``, ``region_count``). The manifest is written last: a folder
-without one is an export that did not finish.
+(``region_shards``, ``region_count``), and the meanings of their descriptions
+(``meanings-NNNNN.parquet``, ``meaning_shards``, ``meaning_count``, with the sentence model's
+facts as ``meaning_model``). The manifest is written last: a folder without one is an export
+that did not finish.
 
 An import reads a folder or a Hugging Face dataset holding one (``hf:OWNER/NAME``
 or ``OWNER/NAME``), binds the target collection to the export's model (a store
@@ -14,7 +16,8 @@ built with another model refuses it) and upserts the records, so it can be run
 again after an interruption. No photo file travels: records point at their files
 or their image URLs, which is how a Space can serve a collection built elsewhere.
 An export written before regions travelled has none: its photos are imported without a
-region count, so ``index --regions`` on the importing side gives them their own.
+region count, so ``index --regions`` on the importing side gives them their own; one without
+meanings leaves them to the importing side's next ``index``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..errors import RetrievalError
 from ..model_signature import ModelSignature
 from ..regions.records import REGION_COUNT_FIELD
 from ..store import PhotoStore
+from ..text.meanings import MEANING_STAMP_FIELD
 
 FORMAT = "photo-search-collection"
 FORMAT_VERSION = 1
@@ -49,6 +53,7 @@ class TransferReport:
     shards: int = 0
     skipped: bool = False  # import: the store held the export already
     regions: int = 0  # the photos' regions, with their boxes
+    meanings: int = 0  # the photos' descriptions' meanings
 
 
 def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT_SHARD_ROWS,
@@ -70,15 +75,22 @@ def export_collection(store: PhotoStore, out: Path, *, shard_rows: int = DEFAULT
     regions = store.regions
     region_shards, region_count = _write_shards(regions.iter_all(with_embeddings=True), out, "regions", dim,
                                                 shard_rows) if regions.count() else ([], 0)
+    meanings, meaning_facts = store.meanings, store.meanings.recorded_model()
+    meaning_shards, meaning_count = _write_shards(
+        meanings.iter_all(with_embeddings=True), out, "meanings", int(meaning_facts["dim"]),
+        shard_rows) if meaning_facts and meanings.count() else ([], 0)
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "model": facts, "count": written,
                 "collection": store.collection_name, "shards": shards,
-                "region_count": region_count, "region_shards": region_shards}
+                "region_count": region_count, "region_shards": region_shards,
+                **({"meaning_model": meaning_facts, "meaning_count": meaning_count, "meaning_shards": meaning_shards}
+                   if meaning_shards else {})}
     partial = out / f".{MANIFEST}.partial"
     partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     os.replace(partial, out / MANIFEST)
     if progress:
         progress(written, total)
-    return TransferReport(written, str(out.resolve()), str(facts.get("model")), len(shards), regions=region_count)
+    return TransferReport(written, str(out.resolve()), str(facts.get("model")), len(shards), regions=region_count,
+                          meanings=meaning_count)
 
 
 def _write_shards(records, out: Path, prefix: str, dim: int, shard_rows: int, progress: Progress | None = None,
@@ -143,9 +155,16 @@ def read_manifest(folder: Path) -> dict:
         raise RetrievalError(f"{folder} was exported by a newer version of this program (format "
                              f"{manifest.get('version')}). Upgrade it to import this collection.")
     region_shards = manifest.setdefault("region_shards", [])  # none in an export from before regions travelled
-    if count < 0 or dim < 1 or not isinstance(shards, list) or not isinstance(region_shards, list):
+    meaning_shards = manifest.setdefault("meaning_shards", [])  # none without meanings, or from before they travelled
+    if count < 0 or dim < 1 or not all(isinstance(s, list) for s in (shards, region_shards, meaning_shards)):
         raise RetrievalError(f"{path} is damaged (count {count}, dimension {dim}). Export the collection again.")
-    for name in [*shards, *region_shards]:
+    if meaning_shards:
+        try:
+            _meaning_signature(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise RetrievalError(f"{path} is damaged (its sentence model is missing or malformed). Export the "
+                                 "collection again.") from None
+    for name in [*shards, *region_shards, *meaning_shards]:
         _shard_path(folder, name)
     return manifest
 
@@ -162,6 +181,11 @@ def _shard_path(folder: Path, name) -> Path:
 
 def export_signature(manifest: dict) -> ModelSignature:
     model = manifest["model"]
+    return ModelSignature(str(model["model"]), int(model["dim"]), str(model.get("fingerprint") or ""))
+
+
+def _meaning_signature(manifest: dict) -> ModelSignature:
+    model = manifest["meaning_model"]
     return ModelSignature(str(model["model"]), int(model["dim"]), str(model.get("fingerprint") or ""))
 
 
@@ -201,10 +225,18 @@ def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | N
     store.bind(signature)  # another model's collection refuses it here, before anything is written
     if only_if_needed and store.count() >= total:
         return TransferReport(store.count(), str(folder), signature.name, len(manifest["shards"]), skipped=True)
-    with_regions = bool(manifest["region_shards"])
-    photos = lambda: _checked_batches(folder, manifest["shards"], signature.dim, with_regions)  # noqa: E731
-    regions = lambda: _checked_batches(folder, manifest["region_shards"], signature.dim, True)  # noqa: E731
-    for _ in [*photos(), *regions()]:
+    meaning = _meaning_signature(manifest) if manifest["meaning_shards"] else None
+    if meaning is not None:
+        try:
+            store.meanings.bind(meaning)
+        except RetrievalError:  # this store's meanings are another sentence model's: its next index makes them
+            meaning = None
+    # What stayed behind goes from the photos too: their region count, the stamp of their meaning.
+    dropped = (() if manifest["region_shards"] else (REGION_COUNT_FIELD,)) + (() if meaning else (MEANING_STAMP_FIELD,))
+    photos = lambda: _checked_batches(folder, manifest["shards"], signature.dim, dropped)  # noqa: E731
+    regions = lambda: _checked_batches(folder, manifest["region_shards"], signature.dim)  # noqa: E731
+    meanings = lambda: _checked_batches(folder, manifest["meaning_shards"], meaning.dim)  # noqa: E731
+    for _ in [*photos(), *regions(), *(meanings() if meaning else [])]:
         pass  # the whole export is checked before a record is written: a bad one changes nothing
     done = 0
     for ids, vectors, metadatas in photos():
@@ -213,17 +245,23 @@ def import_collection(store: PhotoStore, folder: Path, *, progress: Progress | N
         if progress:
             progress(done, total)
     regions_done = 0
-    if with_regions:
+    if manifest["region_shards"]:
         store.regions.bind(signature)
         for ids, vectors, metadatas in regions():
             store.regions.upsert(ids, vectors, metadatas)
             regions_done += len(ids)
-    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]), regions=regions_done)
+    meanings_done = 0
+    if meaning is not None:
+        for ids, vectors, metadatas in meanings():
+            store.meanings.upsert(ids, vectors, metadatas)
+            meanings_done += len(ids)
+    return TransferReport(done, str(folder), signature.name, len(manifest["shards"]), regions=regions_done,
+                          meanings=meanings_done)
 
 
-def _checked_batches(folder: Path, shards: list[str], dim: int, with_regions: bool):
-    """The records of ``shards`` batch by batch, each checked; a bad one is named by shard and row.
-    Without ``with_regions`` (an export whose regions stayed behind) a photo's region count goes."""
+def _checked_batches(folder: Path, shards: list[str], dim: int, dropped: tuple[str, ...] = ()):
+    """The records of ``shards`` batch by batch, each checked (a bad one is named by shard and row),
+    without the ``dropped`` fields."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -263,8 +301,8 @@ def _checked_batches(folder: Path, shards: list[str], dim: int, with_regions: bo
                         raise bad(n, f"({record_id[:16]}) has metadata that is not JSON ({exc})") from None
                     if not isinstance(metadata, dict):
                         raise bad(n, f"({record_id[:16]}) has metadata that is not a JSON object")
-                    if not with_regions:
-                        metadata.pop(REGION_COUNT_FIELD, None)  # its regions stayed behind
+                    for field in dropped:
+                        metadata.pop(field, None)
                     metadatas.append(metadata)
                 yield ids, vectors, metadatas
                 row += len(ids)
