@@ -161,7 +161,8 @@ def test_the_query_section_runs_on_each_backend_side_by_side(tmp_path, clip_mode
         section = [r for r in rows if r["section"] == f"queries at 300 photos ({backend})"]
         measures = {r["measure"]: r["value"] for r in section}
         assert {"text p50", "text, filtered (year >= 2020) p50", "tags p50", "insert through the store",
-                "memory the store added"} <= measures.keys()
+                "memory the store added", "text, with meaning p50",
+                "text p50: picture, words and meaning / picture only"} <= measures.keys()
         assert measures["ANN recall@10"] >= 0.9  # 300 vectors: the index is all but exact
     assert main(["benchmark", "--sections", "queries", "--backends", "sqlite"]) == 1
 
