@@ -306,3 +306,60 @@ def test_region_counts_follow_the_photos_size(settings, tmp_path):
     assert counts["tiny.jpg"] == 0 and 0 < counts["small.jpg"] <= 4 < counts["large.jpg"] <= 16
     region_invariants(engine)
     assert engine.index([folder], regions=True).photos_given_regions == 0  # a photo with none is done too
+
+
+PICTURE_AT = Box(400, 300, 560, 420)
+
+
+def framed_picture() -> Image.Image:
+    picture = random_photo(77, size=(160, 120))
+    ImageDraw.Draw(picture).rectangle((0, 0, 159, 119), outline=(0, 0, 0), width=4)
+    return picture
+
+
+def test_a_picture_query_finds_its_scene_and_the_box_on_the_picture(tmp_path):
+    """The issue's case: the region that matched is a loose window (a grid proposer here); the box
+    returned is where the picture is (IoU >= 0.7), found at query time."""
+    from tiny_models import build_tiny_clip
+
+    from retrieval.search.searcher import Searcher
+
+    model = build_tiny_clip(tmp_path / "clip-224", image_size=224, patch_size=32)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    scene = scene_photo(20, size=(640, 480))
+    scene.paste(framed_picture(), (PICTURE_AT.left, PICTURE_AT.top))
+    scene.save(folder / "scene.png")
+    for seed in range(5):
+        scene_photo(seed, size=(320, 240)).save(folder / f"other{seed}.png")
+    framed_picture().save(tmp_path / "query.png")
+    engine = Engine(Settings(model=str(model), chroma_path=tmp_path / "store", batch_size=4, region_proposer="grid"))
+    engine.index([folder], regions=True)
+    request = image_query(tmp_path / "query.png", k=3)
+
+    stored = Searcher(engine.store, engine._embed_term).search(request)  # the same search, boxes as stored
+    assert stored[0].path == str(folder / "scene.png") and Box(*stored[0].matched_box).iou(PICTURE_AT) < 0.5
+    found = engine.search(request)
+    assert [r.id for r in found] == [r.id for r in stored]  # the order is the search's own
+    assert Box(*found[0].matched_box).iou(PICTURE_AT) >= 0.7
+    assert found[0].score == stored[0].score
+    # A text query has no picture to look for: its boxes stay as stored.
+    words = engine.search(SearchRequest(terms=[QueryTerm("text", "a framed picture")], k=6))
+    plain = Searcher(engine.store, engine._embed_term).search(SearchRequest(terms=[QueryTerm("text", "a framed picture")], k=6))
+    assert [r.matched_box for r in words] == [r.matched_box for r in plain]
+
+
+def test_locating_a_picture_in_a_photo():
+    from retrieval.regions.refine import MATCH_FLOOR, locate
+
+    scene = scene_photo(20, size=(640, 480))
+    bigger = framed_picture().resize((200, 150))
+    scene.paste(bigger, (60, 40))
+    box, score = locate(framed_picture(), scene, 640, 480, Box(0, 0, 320, 240))  # another size than the query
+    assert Box(*box.to_list()).iou(Box(60, 40, 260, 190)) >= 0.85 and score >= MATCH_FLOOR
+    # The photo decoded at half size: the box is still in the full photo's pixels.
+    half = scene.resize((320, 240))
+    box, _ = locate(framed_picture(), half, 640, 480, Box(0, 0, 320, 240))
+    assert box.iou(Box(60, 40, 260, 190)) >= 0.8
+    assert locate(framed_picture(), scene_photo(21, size=(640, 480)), 640, 480, Box(0, 0, 320, 240)) is None
+    assert locate(Image.new("RGB", (160, 120), (90, 90, 90)), scene, 640, 480, Box(0, 0, 320, 240)) is None

@@ -66,3 +66,48 @@ def test_box_recall_on_a_coco_style_file(tmp_path, capsys):
     assert main([str(annotations), str(tmp_path), "--proposers", str(tmp_path / "no-sam")]) == 1
     assert "segments" in capsys.readouterr().out and (tmp_path / "r.json").is_file()
     assert main([str(annotations), str(tmp_path), "--proposers", "sam"]) == 1
+
+
+def test_selective_search_needs_the_contributed_opencv_or_says_so(tmp_path):
+    import cv2
+
+    from retrieval.errors import RetrievalError
+    from retrieval.regions.choice import load_proposer
+
+    scene_with_objects(tmp_path / "scene.png")
+    proposer = load_proposer("selective-search")
+    with Image.open(tmp_path / "scene.png") as opened:
+        image = opened.convert("RGB")
+    if hasattr(cv2, "ximgproc"):  # opencv-contrib-python-headless installed: it proposes
+        assert 0 < len(proposer.propose(image, 16)) <= 16
+    else:
+        with pytest.raises(RetrievalError, match="opencv-contrib-python-headless"):
+            proposer.propose(image, 16)
+
+
+def test_pasted_scenes_evaluation_smoke_run(tiny_model, tmp_path):
+    """Objects of one folder pasted into the photos of another, found with their box (``scripts/
+    evaluate_regions.py pasted``)."""
+    from retrieval.bench import pasted_scenes
+
+    objects, scenes = tmp_path / "objects", tmp_path / "scenes"
+    objects.mkdir()
+    scenes.mkdir()
+    notes, images = [], []
+    for number in range(3):
+        found = scene_with_objects(objects / f"o{number}.png")
+        images.append({"id": number, "file_name": f"o{number}.png"})
+        notes += [{"id": 10 * number + n, "image_id": number, "area": b.area, "iscrowd": 0,
+                   "bbox": [b.left, b.top, b.right - b.left, b.bottom - b.top]} for n, b in enumerate(found.values())]
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps({"images": images, "annotations": notes}))
+    for seed in range(4):
+        random_photo(30 + seed, size=(320, 240)).save(scenes / f"s{seed}.jpg")
+    out = tmp_path / "pasted.json"
+    assert pasted_scenes.main([str(annotations), str(objects), str(scenes), "--model", str(tiny_model),
+                               "--count", "2", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["scenes"] == 2 and figures["distractors"] == 2
+    for row in ("stored", "refined"):
+        assert 0 <= figures[row]["iou_0.5"] <= figures[row]["rank5"] <= 1
+    assert figures["refined"]["mean_iou_when_found"] >= figures["stored"]["mean_iou_when_found"]

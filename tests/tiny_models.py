@@ -17,7 +17,8 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 MERGES = ["t h", "th e</w>", "a n", "an d</w>", "o n</w>", "i n", "c a", "ca t</w>", "d o", "do g</w>"]
 
 
-def build_tiny_clip(folder: Path, seed: int = 0, image_size: int = 32, projection_dim: int = 16) -> Path:
+def build_tiny_clip(folder: Path, seed: int = 0, image_size: int = 32, projection_dim: int = 16,
+                    patch_size: int = 8) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     byte_chars = list(bytes_to_unicode().values())
@@ -44,7 +45,7 @@ def build_tiny_clip(folder: Path, seed: int = 0, image_size: int = 32, projectio
                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
                          bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos),
         vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, image_size=image_size, patch_size=8),
+                           num_attention_heads=4, image_size=image_size, patch_size=patch_size),
         projection_dim=projection_dim,
     )
     CLIPModel(config).save_pretrained(folder)

@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Box recall of region proposers on COCO's object boxes.")
     parser.add_argument("annotations", type=Path, help="COCO instances_*.json")
     parser.add_argument("images", type=Path, help="the folder of its photos")
-    parser.add_argument("--proposers", default=",".join(PROPOSERS),
-                        help=f"any of {','.join(PROPOSERS)}, or a SAM model by Hugging Face id or folder")
+    parser.add_argument("--proposers", default="segments,grid",
+                        help=f"any of {','.join(PROPOSERS)} (selective-search needs opencv-contrib-python-headless), "
+                             "or a SAM model by Hugging Face id or folder (default segments,grid)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:

@@ -182,4 +182,34 @@ class SegmentProposer(Proposer):
         return boxes
 
 
-PROPOSERS = {"segments": SegmentProposer, "grid": GridProposer}
+class SelectiveSearchProposer(Proposer):
+    """OpenCV's selective search (fast mode), its boxes ranked as ``segments`` ranks its own, then
+    grid windows; needs ``opencv-contrib-python-headless`` (``cv2.ximgproc``), which is not a
+    requirement: it was measured against ``segments`` and not chosen (README, "Objects and regions")."""
+
+    name = "selective-search"
+
+    def propose(self, image: Image.Image, limit: int) -> list[Box]:
+        import cv2
+
+        if not hasattr(cv2, "ximgproc"):
+            from ..errors import RetrievalError
+
+            raise RetrievalError("REGION_PROPOSER=selective-search needs OpenCV's contributed modules: "
+                                 "pip install opencv-contrib-python-headless (or use segments).")
+        width, height = image.size
+        factor = WORK_SIDE / max(width, height)
+        small = image.convert("RGB").resize((max(1, round(width * factor)), max(1, round(height * factor))),
+                                            Image.BILINEAR)
+        search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+        search.setBaseImage(np.ascontiguousarray(np.asarray(small)[:, :, ::-1]))
+        search.switchToSelectiveSearchFast()
+        boxes = {Box(int(x / factor), int(y / factor), min(width, round((x + w) / factor)),
+                     min(height, round((y + h) / factor))) for x, y, w, h in search.process()}
+        # Ranked as ``segments`` ranks its own (OpenCV's order is the hierarchy's, small parts first).
+        contrast, whole = _contrast(np.asarray(small, dtype=np.float32) / 255.0, factor), width * height
+        ranked = sorted(boxes, key=lambda box: (-contrast(box) * (box.area / whole) ** 0.5, box.to_list()))
+        return suppress_overlaps(ranked + grid_boxes(width, height), limit)
+
+
+PROPOSERS = {"segments": SegmentProposer, "grid": GridProposer, "selective-search": SelectiveSearchProposer}

@@ -201,14 +201,18 @@ def validate(request: SearchRequest) -> None:
 class Searcher:
     def __init__(self, store: PhotoStore, embed_term: Callable[[QueryTerm], np.ndarray],
                  keywords: Callable[[], KeywordIndex | None] | None = None,
-                 meaning_of: Callable[[str], np.ndarray | None] | None = None):
+                 meaning_of: Callable[[str], np.ndarray | None] | None = None,
+                 refine_boxes: Callable[[list[SearchResult], SearchRequest], None] | None = None):
         """``keywords``: the word index of the store's texts as they are now (``keyword_index.py``),
         or None where the store's own text match must serve. ``meaning_of``: a query's vector by
-        the sentence model that made the store's meanings (None: the collection has none)."""
+        the sentence model that made the store's meanings (None: the collection has none).
+        ``refine_boxes``: tightens the boxes of the page's photos found by a region, around what
+        the query matches (``regions/refine.py``)."""
         self.store = store
         self.embed_term = embed_term
         self.keywords = keywords
         self.meaning_of = meaning_of
+        self.refine_boxes = refine_boxes
 
     def query_vector(self, terms: list[QueryTerm]) -> np.ndarray:
         return combine_vectors([self.embed_term(t) for t in terms], [t.weight for t in terms])
@@ -238,7 +242,10 @@ class Searcher:
             results = collapse_near_duplicates(results)
         if request.sort != "score":
             results = order_by_date(results[:wanted], newest_first=request.sort == "-date")
-        return select_page(results, request)
+        page = select_page(results, request)
+        if request.terms and self.refine_boxes is not None and any(r.matched_box for r in page):
+            self.refine_boxes(page, request)
+        return page
 
     @staticmethod
     def _within_place(fetch: Callable[[int], list[SearchResult]], wanted: int,
