@@ -29,8 +29,6 @@ if TYPE_CHECKING:  # the heavy modules load when a command first needs them
 
 log = logging.getLogger(__name__)
 
-MAX_LOCATED = 5  # photos of a page whose box is found anew for a picture query (each costs a decode)
-
 
 class Engine:
     def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
@@ -236,28 +234,15 @@ class Engine:
             self._with_cameras_named(request))
 
     def _refine_boxes(self, results, request) -> None:
-        """For a query with a picture in it: where that picture sits in each photo found by a region
-        (the first ``MAX_LOCATED`` of the page), its box instead of the region's when it is there
-        (``regions/refine.py``)."""
+        """For a query with a picture in it: the page's boxes where that picture sits, in the photos
+        found by a region (``regions/refine.py``)."""
         from .indexing.regions import REGION_DECODE
-        from .photos.images import ImageRejected, decode_image, read_file_bytes
-        from .regions.proposals import Box
-        from .regions.refine import locate
+        from .regions.refine import box_the_picture
 
         pictures = [t.value for t in request.terms if t.kind == "image" and t.weight > 0]
-        if not pictures:
-            return
-        picture = self._query_image(pictures[0])
-        for result in [r for r in results if r.matched_box is not None and r.metadata.get("path")][:MAX_LOCATED]:
-            path = Path(result.metadata["path"])
-            try:
-                decoded = decode_image(read_file_bytes(path, self.settings.max_file_bytes),
-                                       self.settings.max_image_pixels, draft=REGION_DECODE, name=path.name)
-            except (OSError, ImageRejected):
-                continue  # the file moved or changed since: the stored box stands
-            found = locate(picture, decoded.image, decoded.width, decoded.height, Box(*result.matched_box))
-            if found is not None:
-                result.matched_box = found[0].to_list()
+        if pictures:
+            box_the_picture(results, self._query_image(pictures[0]), draft=REGION_DECODE,
+                            max_file_bytes=self.settings.max_file_bytes, max_image_pixels=self.settings.max_image_pixels)
 
     def _meaning_of(self, text: str):
         """``text``'s vector by the sentence model that made the collection's meanings; None when it

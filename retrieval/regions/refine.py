@@ -15,17 +15,40 @@ done.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 from .proposals import Box
 
+MAX_LOCATED = 5  # photos of a page whose box is found anew for a picture query (each costs a decode)
 MATCH_FLOOR = 0.8  # normalised cross-correlation: above this, the picture is there
 WORK_SIDE = 480  # the photo's longer side while matching
 COARSE_SCALES = np.geomspace(0.5, 2.0, 13)  # the query's width, as a share of the matched region's
 FINE_SCALES = np.geomspace(0.9, 1.1, 9)  # then around the best coarse width
 BLUR = 1.5  # pixels of the matching copy
 MIN_SIDE = 12  # pixels of the scaled query: smaller says nothing
+
+
+def box_the_picture(results, picture: Image.Image, *, draft: tuple[int, int], max_file_bytes: int,
+                    max_image_pixels: int) -> None:
+    """The boxes of the first ``MAX_LOCATED`` results found by a region (``SearchResult``s),
+    moved to where ``picture`` sits in their photo when it is there (each photo decoded at about
+    ``draft``, as its regions were cut)."""
+    from ..photos.images import ImageRejected, decode_image, read_file_bytes
+
+    boxed = [r for r in results if r.matched_box is not None and r.metadata.get("path")]
+    for result in boxed[:MAX_LOCATED]:
+        path = Path(result.metadata["path"])
+        try:
+            decoded = decode_image(read_file_bytes(path, max_file_bytes), max_image_pixels, draft=draft,
+                                   name=path.name)
+        except (OSError, ImageRejected):
+            continue  # the file moved or changed since: the stored box stands
+        found = locate(picture, decoded.image, decoded.width, decoded.height, Box(*result.matched_box))
+        if found is not None:
+            result.matched_box = found[0].to_list()
 
 
 def locate(picture: Image.Image, photo: Image.Image, width: int, height: int, region: Box) -> tuple[Box, float] | None:
