@@ -129,6 +129,9 @@ READ_ALOUD_JS = """(text) => {
 # After photos are added, what happened is shown, however far down the page the button sat (on a
 # phone the checkboxes above it push the summary below the screen).
 SHOW_ADD_SUMMARY = """() => {
-  const summary = document.getElementById("add-summary");
-  if (summary) summary.scrollIntoView({block: "nearest", behavior: "smooth"});
+  // After the form is cleared and laid out again (its height changes), not before.
+  setTimeout(() => {
+    const summary = document.getElementById("add-summary");
+    if (summary) summary.scrollIntoView({block: "nearest"});
+  }, 200);
 }"""
