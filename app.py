@@ -152,7 +152,8 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                                       info="Only photos whose description, captions, words read in them, tags "
                                            "or file name hold these (phrases apart by commas)")
                 words = gr.Checkbox(True, label="Rank by words too", elem_id="words",
-                                    info="A text search also ranks photos whose text holds its words")
+                                    info="A text search also ranks photos whose text holds its words, "
+                                         "or whose description says the same in other words")
 
         # -- results ---------------------------------------------------------------
         status = gr.Markdown(elem_id="status")
