@@ -328,7 +328,7 @@ def test_adding_photos_grows_the_collection(page, tmp_path):
     assert most <= 1, f"progress was drawn in {most} places at once: {where}"
     expect(page.locator("#add-summary")).to_contain_text("Added 12")
     expect(page.locator("#collection-info")).to_contain_text("18 photos")
-    for _ in range(50):  # the page brings the summary into view once the form is cleared
+    for _ in range(100):  # the page brings the summary into view once it is written
         if in_viewport(page, page.locator("#add-summary")):
             break
         page.wait_for_timeout(100)
