@@ -13,6 +13,7 @@ again with this one: vectors of two models can't be compared.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -43,8 +44,6 @@ class MeaningIndexer:
 
     def run(self, records: Sequence[StoredRecord],
             progress: Callable[[int, int, str], None] | None = None) -> MeaningReport:
-        import time
-
         started = time.perf_counter()
         report = MeaningReport()
         companion = self.store.meanings

@@ -150,7 +150,7 @@ class Reembedder:
             return
         target = self.target.meanings
         try:
-            target.bind(ModelSignature(str(facts["model"]), int(facts["dim"]), str(facts.get("fingerprint") or "")))
+            target.bind(ModelSignature.from_facts(facts))
         except RetrievalError:  # another sentence model's there: the next index makes them with it
             return
         moved = {record.id for record in self.target.iter_all()}

@@ -180,13 +180,11 @@ def _shard_path(folder: Path, name) -> Path:
 
 
 def export_signature(manifest: dict) -> ModelSignature:
-    model = manifest["model"]
-    return ModelSignature(str(model["model"]), int(model["dim"]), str(model.get("fingerprint") or ""))
+    return ModelSignature.from_facts(manifest["model"])
 
 
 def _meaning_signature(manifest: dict) -> ModelSignature:
-    model = manifest["meaning_model"]
-    return ModelSignature(str(model["model"]), int(model["dim"]), str(model.get("fingerprint") or ""))
+    return ModelSignature.from_facts(manifest["meaning_model"])
 
 
 def locate_export(source: str) -> Path:
