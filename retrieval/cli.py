@@ -368,7 +368,7 @@ def cmd_index(engine, args) -> int:
         progress.close()
     _print_index_report(engine, report, args.json)
     sys.stdout.flush()  # the summary is out before any export below
-    _prepare_text_export(engine)
+    _prepare_exports(engine)
     global _store_untouched
     _store_untouched = not report.changed_the_store
     return 0
@@ -425,25 +425,32 @@ def _print_index_report(engine, report, as_json: bool) -> None:
     print(f"The collection now holds {engine.store.count()} photos.")
 
 
-def _prepare_text_export(engine) -> None:
-    """After a command that loaded the model: make later text searches start without torch."""
+def _prepare_exports(engine, images: bool = True) -> None:
+    """After a command that loaded the model: make later text searches start (and, with ``images``,
+    later runs index new photos) without torch."""
     from tqdm import tqdm
 
     bar = None
+    said = False
 
     def step(name: str, done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            print("Preparing faster text searches for this model: once per model and machine, about 15 s "
-                  "of CPU for a ViT-B/32 on 2 cores; later text searches then start without loading the model.",
+        nonlocal bar, said
+        if not said:
+            print("Preparing faster searches" + (" and indexing" if images else "") + " for this model: once per "
+                  "model and machine, about 15 s of CPU per side for a ViT-B/32 on 2 cores; later text searches"
+                  + (" and runs indexing new photos" if images else "") + " then start without loading the model.",
                   file=sys.stderr)
+            said = True
+        if bar is None or done < bar.n or total != bar.total:  # the next side's steps
+            if bar is not None:
+                bar.close()
             bar = tqdm(total=total, unit="step", file=sys.stderr, disable=None, dynamic_ncols=True,
                        bar_format="{desc}: {n}/{total} steps, {elapsed}")
         bar.set_description_str(name)
         bar.update(done - bar.n)
 
     try:
-        engine.prepare_text_export(step)
+        engine.prepare_exports(step, images=images)
     finally:
         if bar is not None:
             bar.close()
@@ -543,7 +550,7 @@ def cmd_search(engine, args) -> int:
         _warn_about_unknown_fields(engine, request.filters)
     _print_results(engine, request, results, args.json)
     sys.stdout.flush()  # the results are out before any export below
-    _prepare_text_export(engine)
+    _prepare_exports(engine, images=False)  # a search needs the text side; index exports the image side
     return 0
 
 

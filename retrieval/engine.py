@@ -69,7 +69,8 @@ class Engine:
         from .embedder import load_embedder
 
         return load_embedder(self.settings.model, self.settings.torch_threads, self.settings.precision,
-                             self.settings.device, text_export=self.settings.text_export)
+                             self.settings.device, text_export=self.settings.text_export,
+                             image_export=self.settings.image_export)
 
     def languages(self) -> Languages:
         """Which languages the search model reads (from its files: the model need not be loaded)."""
@@ -100,14 +101,16 @@ class Engine:
         self.embedder.embed_text("a photo")
         self.embedder.embed_images([Image.new("RGB", (8, 8), "white")])
 
-    def prepare_text_export(self, announce: Callable[[str, int, int], None] | None = None) -> bool:
-        """If this process loaded the model, export its text side for fast text queries in later
-        processes (once per model and machine, about 15 s of CPU for a ViT-B/32; ``announce`` hears each
-        step). False
-        when there is nothing to do."""
-        if self._embedder is None or not self.settings.text_export:
+    def prepare_exports(self, announce: Callable[[str, int, int], None] | None = None, images: bool = True) -> bool:
+        """If this process loaded the model, export its text side for fast text queries and its image
+        side (with ``images``) for indexing without torch in later processes (once per model and machine,
+        about 15 s of CPU per side for a ViT-B/32; ``announce`` hears each step). False when nothing was
+        there to do."""
+        if self._embedder is None:
             return False
-        return self._embedder.prepare_text_export(announce)
+        text = self.settings.text_export and self._embedder.prepare_text_export(announce)
+        exported = images and self.settings.image_export and self._embedder.prepare_image_export(announce)
+        return bool(text or exported)
 
     # -- indexing ---------------------------------------------------------------
 

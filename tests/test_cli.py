@@ -249,10 +249,10 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
 
     clip = speak("a red bicycle", tmp_path / "q.wav")
     env = dict(os.environ, MODEL=str(tiny_model), CHROMA_PATH=str(tmp_path / "store"),
-               ASR_MODEL=bundled_whisper())
+               ASR_MODEL=bundled_whisper(), CACHE_DIR=str(tmp_path / "cache"))  # no export made before
 
-    def modules(*argv):
-        done = subprocess.run([sys.executable, "-c", IMPORTS_OF, *argv], cwd=REPO, env=env,
+    def modules(*argv, **settings):
+        done = subprocess.run([sys.executable, "-c", IMPORTS_OF, *argv], cwd=REPO, env={**env, **settings},
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.rsplit("MODULES", 1)[1].strip()
@@ -263,9 +263,15 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
     assert modules("index", str(photos[0].parent)) == "['chromadb', 'torch', 'transformers']"
     # Nothing new to embed: the model is not loaded, nor torch imported.
     assert modules("index", str(photos[0].parent)) == "['chromadb']"
-    # The first index exported the text side: a text search needs no torch; an image search loads the model.
+    # The first index exported both sides: text and image searches need no torch, nor does indexing new photos.
     assert modules("search", "a red bicycle") == "['chromadb']"
-    assert modules("search", str(photos[0])) == "['chromadb', 'torch', 'transformers']"
+    assert modules("search", str(photos[0])) == "['chromadb']"
+    write_photos(photos[0].parent, 2, start=10)
+    assert modules("index", str(photos[0].parent)) == "['chromadb']"
+    assert modules("stats") == "['chromadb']"
+    # the control: without the image export, new photos load the model
+    write_photos(photos[0].parent, 1, start=20)
+    assert modules("index", str(photos[0].parent), IMAGE_EXPORT="0") == "['chromadb', 'torch', 'transformers']"
 
 
 def test_a_missing_image_term_is_an_error_with_a_suggestion(cli_env, capsys):

@@ -14,6 +14,7 @@ from transformers import AutoModel, AutoProcessor
 from photos import random_photo
 from retrieval import Settings
 from retrieval.embedder import load_embedder
+from retrieval.embedder.export_first import ExportFirstEmbedder
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from tiny_models import BUILDERS
@@ -56,10 +57,17 @@ def reference(family_model):
     return reference_for(family_model[1], family_model[0])
 
 
-@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+@pytest.fixture(scope="module", params=["float32", "bfloat16", "image export"])
 def family_embedder(request, family_model):
-    """The model itself (torch), whether or not its text side was exported on this machine."""
-    return load_embedder(str(family_model[1]), precision=request.param, text_export=False)
+    """The model itself (torch), whether or not its text side was exported on this machine; or, with
+    "image export", photos through the image side's checked ONNX export and no torch."""
+    if request.param != "image export":
+        return load_embedder(str(family_model[1]), precision=request.param, text_export=False)
+    full = load_embedder(str(family_model[1]), precision="float32", text_export=False, image_export=False)
+    assert full.prepare_image_export()
+    exported = load_embedder(str(family_model[1]), text_export=False)
+    assert "images in float32 through its checked ONNX export" in exported.precision_note
+    return exported
 
 
 @pytest.fixture
@@ -141,6 +149,8 @@ def test_indexed_vectors_equal_the_reference(case, family_engine, reference, tmp
     with Image.open(folder / name) as original:
         expected = image_vector(expected_view(original))
     assert cosine(stored, expected) >= 0.9999
+    through_export = "images in float32 through its checked ONNX export" in engine.embedder.precision_note
+    assert through_export == isinstance(engine.embedder, ExportFirstEmbedder)  # the run took the export
     # The query path (an uploaded image) gives the same vector as the indexing path.
     query = engine.image_vector(Image.open(folder / name))
     assert cosine(query, expected) >= 0.9999
@@ -470,3 +480,67 @@ def test_the_text_export_reports_each_step(tiny_model, tmp_path, monkeypatch):
                      ("checking it against the model", 2, 3), ("done", 3, 3)]
     full.prepare_text_export(lambda *step: heard.append(step))
     assert len(heard) == 4  # exported before: no step again
+
+
+# -- the image side exported to ONNX (new photos indexed without torch) ------------------------
+
+def test_an_image_export_that_answers_otherwise_than_the_model_is_refused_and_remembered(tiny_model, tmp_path,
+                                                                                        monkeypatch):
+    """The check before an image export is kept can fail: a recipe with the wrong mean gives other pixels."""
+    from dataclasses import replace
+
+    from retrieval.embedder import image_export
+
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
+    original = image_export.export_image_side
+
+    def with_wrong_mean(name, model, processor, facts, *args, **kwargs):
+        wrong = replace(facts, recipe=replace(facts.recipe, mean=(0.5, 0.5, 0.5)))
+        return original(name, model, processor, wrong, *args, **kwargs)
+
+    monkeypatch.setattr(image_export, "export_image_side", with_wrong_mean)
+    assert not full.prepare_image_export()
+    assert image_export.find_export(str(tiny_model)) is None
+    refusal = image_export.export_folder(str(tiny_model)).with_suffix(".refused")
+    assert "other pixels" in refusal.read_text()
+    assert type(load_embedder(str(tiny_model), text_export=False)) is type(full)
+    # remembered: the right export is not tried again for the same files until the note is deleted
+    monkeypatch.setattr(image_export, "export_image_side", original)
+    assert not full.prepare_image_export()
+    refusal.unlink()
+    assert full.prepare_image_export()
+    assert isinstance(load_embedder(str(tiny_model), text_export=False), ExportFirstEmbedder)
+
+
+def test_torch_embeds_a_run_only_when_its_cheaper_photos_pay_for_its_start(tmp_path):
+    from retrieval.embedder.image_export import break_even, remember_runtime, uses_export
+
+    figures = {"runtime": "torch", "onnx_cpu_ms_per_image": 90.0, "torch_cpu_ms_per_image": 50.0,
+               "torch_start_cpu_s": 4.0, "onnx_start_cpu_s": 0.2, "torch_dtype": "bfloat16"}
+    assert break_even(figures) == pytest.approx(95)  # 3.8 s of start / 40 ms saved per photo
+    remember_runtime(tmp_path, 2, figures)
+    assert uses_export(tmp_path, 2, 94) and not uses_export(tmp_path, 2, 95)
+    assert uses_export(tmp_path, 1, 10_000)  # not timed at this thread count: the export spares torch's start
+    remember_runtime(tmp_path, 2, {**figures, "runtime": "onnx", "torch_cpu_ms_per_image": 80.0})
+    assert uses_export(tmp_path, 2, 10_000)  # torch within the margin: never worth its start
+
+
+def test_a_large_run_where_torch_is_cheaper_loads_it_in_the_background(tiny_model, tmp_path, monkeypatch):
+    from retrieval.embedder.image_export import export_folder, remember_runtime
+
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
+    assert full.prepare_image_export()
+    remember_runtime(export_folder(str(tiny_model)), None, {
+        "runtime": "torch", "onnx_cpu_ms_per_image": 9.0, "torch_cpu_ms_per_image": 1.0, "torch_dtype": "float32",
+        "torch_start_cpu_s": 1.0, "onnx_start_cpu_s": 0.0})  # break-even: 125 photos
+    photos = [random_photo(n) for n in range(3)]
+    small = load_embedder(str(tiny_model), text_export=False)
+    small.expect_images(124)
+    assert np.allclose(small.embed_images(photos), full.embed_images(photos), atol=1e-4)
+    assert "images in float32 through its checked ONNX export" in small.precision_note
+    large = load_embedder(str(tiny_model), text_export=False)
+    large.expect_images(125)
+    assert np.allclose(large.embed_images(photos), full.embed_images(photos), atol=1e-4)
+    assert "ONNX" not in large.precision_note and large.precision == "float32"  # torch, as timed

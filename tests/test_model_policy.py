@@ -40,7 +40,8 @@ def test_threads_and_device_come_from_the_same_settings(tiny_model):
 
     before = torch.get_num_threads()
     try:
-        embedder = load_embedder(str(tiny_model), torch_threads=1, device="cpu", text_export=False)
+        embedder = load_embedder(str(tiny_model), torch_threads=1, device="cpu", text_export=False,
+                                  image_export=False)
         assert torch.get_num_threads() == 1 and embedder.device == "cpu" and embedder.precision in (
             "float32", "bfloat16")
     finally:

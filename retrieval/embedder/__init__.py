@@ -8,33 +8,46 @@ a text query through a model's ONNX export never does.
 
 from __future__ import annotations
 
+import time
+
 from ..model_signature import ModelSignature
 from .checkpoint import languages_of
 from .contract import Embedder, Languages, ScoreScale
 
 
 def load_embedder(name: str, torch_threads: int | None = None, precision: str = "auto",
-                  device: str = "auto", text_export: bool = True) -> Embedder:
+                  device: str = "auto", text_export: bool = True, image_export: bool = True) -> Embedder:
     """The model ``name`` (Hugging Face id or local folder); RetrievalError if it can't be had.
 
-    With ``text_export`` and a checked export of this checkpoint's text side on this machine (see
-    ``text_export.py``), text is embedded without torch and the full model loads when an image
-    first needs it; the export is float32 on the CPU, so only those settings take it."""
+    With ``text_export`` / ``image_export`` and a checked export of this checkpoint's text / image
+    side on this machine (see ``text_export.py`` and ``image_export.py``), text and photos are
+    embedded without torch, and the full model loads only for what the exports don't cover. The
+    exports are float32 on the CPU, so only those settings take them."""
 
     def full_model() -> Embedder:
+        started = time.process_time()  # torch's import and the weights: what the image runtime trial weighs
         from .two_tower import TwoTowerEmbedder
 
-        return TwoTowerEmbedder(name, torch_threads, precision, device)
+        embedder = TwoTowerEmbedder(name, torch_threads, precision, device)
+        embedder.start_cpu_s = time.process_time() - started
+        return embedder
 
-    if text_export and precision in ("auto", "float32") and (device or "auto") in ("auto", "cpu"):
+    if precision not in ("auto", "float32") or (device or "auto") not in ("auto", "cpu"):
+        return full_model()
+    text = images = None
+    if text_export:
         from .text_export import load_export
 
-        exported = load_export(name, torch_threads)
-        if exported is not None:
-            from .text_first import TextFirstEmbedder
+        text = load_export(name, torch_threads)
+    if image_export:
+        from .image_export import find_export
 
-            return TextFirstEmbedder(name, exported, full_model)
-    return full_model()
+        images = find_export(name)
+    if text is None and images is None:
+        return full_model()
+    from .export_first import ExportFirstEmbedder
+
+    return ExportFirstEmbedder(name, text, images, full_model, torch_threads)
 
 
 def save_random_weights(config: dict, target, seed: int = 0) -> None:

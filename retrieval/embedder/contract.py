@@ -99,6 +99,15 @@ class Embedder(ABC):
         such an export is there for this model afterwards."""
         return False
 
+    def prepare_image_export(self, announce: Callable[[str, int, int], None] | None = None) -> bool:
+        """Export, check and time the image side likewise (``image_export.py``), so that later runs
+        index new photos without torch. True when such an export is there afterwards."""
+        return False
+
+    def expect_images(self, count: int) -> None:
+        """A run is about to embed about ``count`` photos: the moment to choose what embeds them and to
+        start loading it, while the first photos are read and decoded."""
+
     def explain(self, image: Image.Image, query: np.ndarray) -> np.ndarray:
         """Where in ``image`` its score for the unit vector ``query`` comes from: a grid over the
         model's patches, 0 to 1 (see ``two_tower.py``)."""

@@ -73,3 +73,36 @@ def _one_pass(model: torch.nn.Module, pixels: torch.Tensor, autocast: bool) -> t
         cpu_started, wall_started = time.process_time(), time.perf_counter()
         model.get_image_features(pixel_values=pixels)
         return time.process_time() - cpu_started, time.perf_counter() - wall_started
+
+
+def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_start_cpu_s: float) -> dict:
+    """The image side's ONNX export (``image_export.py``) against torch in ``dtype``, by CPU time per
+    image in interleaved rounds as above; the export must cost at most ``1 / MARGIN`` of torch's or
+    torch wins (and is then used only for runs large enough to pay for its start)."""
+    from .image_export import ExportedImages
+
+    shape = (3, exported.facts.recipe.input_side, exported.facts.recipe.input_side)
+    pixels = torch.rand(TRIAL_IMAGES, *shape)
+    arrays = list(pixels.numpy())
+    autocast = dtype == torch.bfloat16
+    opening = time.process_time()
+    ExportedImages(exported.folder, exported.facts, exported.threads)  # what a run pays to open it
+    onnx_start = time.process_time() - opening
+
+    def onnx_pass(batch) -> float:
+        started = time.process_time()
+        exported.embed(batch)
+        return time.process_time() - started
+
+    onnx_pass(arrays[:1])
+    _one_pass(model, pixels[:1], autocast)
+    onnx_cpu, torch_cpu = [], []
+    for _ in range(ROUNDS):
+        onnx_cpu.append(onnx_pass(arrays))
+        torch_cpu.append(_one_pass(model, pixels, autocast)[0])
+    per_image = lambda seconds: round(1000 * statistics.median(seconds) / TRIAL_IMAGES, 2)  # noqa: E731
+    torch_cheaper = statistics.median(torch_cpu) < MARGIN * statistics.median(onnx_cpu)
+    return {"runtime": "torch" if torch_cheaper else "onnx", "onnx_cpu_ms_per_image": per_image(onnx_cpu),
+            "torch_cpu_ms_per_image": per_image(torch_cpu), "torch_dtype": str(dtype).removeprefix("torch."),
+            "torch_start_cpu_s": round(torch_start_cpu_s, 2), "onnx_start_cpu_s": round(onnx_start, 3),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

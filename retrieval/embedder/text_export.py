@@ -10,19 +10,16 @@ the same token ids as the model's own tokenizer and the same vectors as the mode
 ONNX Runtime and the ``tokenizers`` library alone, in float32 (the reference
 arithmetic); images still go through the full model, loaded when first needed.
 
-An export is keyed by the checkpoint folder and the size and change time of every
-file in it, so new weights or a new tokenizer make a new export, never a stale one.
+An export is keyed by the checkpoint's files (``onnx_export.py``), so new weights or a
+new tokenizer make a new export, never a stale one.
 Nothing here imports torch, except :func:`export_text_side`, which runs where the
 model is loaded already.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -33,8 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .cache import cache_root
-from .checkpoint import local_folder
+from . import onnx_export
 
 log = logging.getLogger(__name__)
 
@@ -65,34 +61,9 @@ class TextFacts:
     score_why: str
 
 
-def checkpoint_folder(name: str) -> Path | None:
-    """The folder holding the checkpoint's files: a local folder, or its snapshot in the Hugging Face cache."""
-    folder = local_folder(name)
-    if folder is not None:
-        return folder.resolve()
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-    except Exception:  # a malformed id: nothing cached under it
-        return None
-    return Path(cached).resolve().parent if isinstance(cached, str) else None
-
-
 def export_folder(name: str) -> Path | None:
-    """Where the export of this checkpoint, as its files are now, lives (None: it can't be told)."""
-    folder = checkpoint_folder(name)
-    if folder is None:
-        return None
-    digest = hashlib.sha256(f"{EXPORT_FORMAT}|{folder}".encode())
-    try:
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.is_file():  # follows the Hub cache's links to the real files
-                stat = entry.stat()
-                digest.update(f"|{entry.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    except OSError:
-        return None
-    return cache_root() / "text-export" / digest.hexdigest()[:24]
+    """Where the text export of this checkpoint, as its files are now, lives (None: it can't be told)."""
+    return onnx_export.export_folder(name, "text", EXPORT_FORMAT)
 
 
 def read_facts(folder: Path) -> TextFacts | None:
@@ -110,19 +81,10 @@ class ExportedText:
     """Token ids with ``tokenizers``, vectors with ONNX Runtime."""
 
     def __init__(self, folder: Path, facts: TextFacts, threads: int | None = None):
-        import onnxruntime
         from tokenizers import Tokenizer
 
         self.facts = facts
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # its warnings are about graph details, not for users
-        # The graph was optimised when it was exported, its weights are a file of their own: opening
-        # it is reading that file, not rebuilding the graph (a third of the time).
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self._session = onnxruntime.InferenceSession(str(folder / MODEL_FILE), options,
-                                                     providers=["CPUExecutionProvider"])
+        self._session = onnx_export.open_session(folder / MODEL_FILE, threads)
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=facts.context_length, direction=facts.truncation_side)
@@ -175,8 +137,7 @@ def export_text_side(name: str, model, tokenizer, facts: TextFacts,
     target = export_folder(name)
     if target is None or read_facts(target) is not None:
         return target
-    refused = target.with_name(target.name + ".refused")  # tried and failed: not again for these files
-    if refused.is_file():
+    if onnx_export.refusal_of(target).is_file():  # tried and failed: not again for these files
         return None
     if getattr(tokenizer, "backend_tokenizer", None) is None:
         log.info("the tokenizer of %s (%s) has no `tokenizers` pipeline to export; text queries keep "
@@ -193,27 +154,17 @@ def export_text_side(name: str, model, tokenizer, facts: TextFacts,
         step("done", len(EXPORT_STEPS), len(EXPORT_STEPS))
         if problem:
             log.warning("text export of %s not used: %s", name, problem)
-            _remember_refusal(refused, problem)
+            onnx_export.remember_refusal(target, problem, "text")
             return None
-        try:
-            scratch.rename(target)  # atomic: a reader sees a whole export or none
-        except OSError:  # another process exported it at the same time
-            pass
+        onnx_export.publish(scratch, target)
         log.info("exported the text side of %s in %.1f s", name, time.perf_counter() - started)
         return target
     except Exception as exc:  # noqa: BLE001 - an export that can't be made only costs the slow path
         log.warning("could not export the text side of %s: %s", name, exc)
-        _remember_refusal(refused, f"{type(exc).__name__}: {exc}")
+        onnx_export.remember_refusal(target, f"{type(exc).__name__}: {exc}", "text")
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _remember_refusal(path: Path, why: str) -> None:
-    """Not tried again for the same files (an export takes seconds); deleting the file retries."""
-    with contextlib.suppress(OSError):
-        path.write_text(why + "\n")
-        log.info("text queries of this model keep loading it; delete %s to try the export again", path)
 
 
 def _encode(tokenizer, texts: Sequence[str], facts: TextFacts, tensors: str):
@@ -244,24 +195,10 @@ def _write_export(folder: Path, model, tokenizer, facts: TextFacts, step: Export
                           input_names=list(facts.inputs), output_names=["features"],
                           dynamic_axes={**axes, "features": {0: "batch"}}, opset_version=18, dynamo=False)
     step(EXPORT_STEPS[1], 1, len(EXPORT_STEPS))
-    _save_optimised(traced, folder)
+    onnx_export.save_optimised(traced, folder, MODEL_FILE, WEIGHTS_FILE)
     traced.unlink()
     tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
     (folder / "facts.json").write_text(json.dumps({"format": EXPORT_FORMAT, **facts.__dict__}, indent=1))
-
-
-def _save_optimised(traced: Path, folder: Path) -> None:
-    """The graph as ONNX Runtime optimises it (portable optimisations only: no layouts of this CPU),
-    with the weights in a file of their own."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(folder / MODEL_FILE)
-    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", WEIGHTS_FILE)
-    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-    onnxruntime.InferenceSession(str(traced), options, providers=["CPUExecutionProvider"])
 
 
 def _check(folder: Path, model, tokenizer, facts: TextFacts) -> str | None:

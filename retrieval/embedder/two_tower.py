@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import math
 import threading
+import time
 from typing import Sequence
 
 import numpy as np
@@ -24,11 +26,15 @@ from .loading import load_checkpoint
 from . import precision_trial
 from .runtime import compute_dtype, resolve_device, use_threads
 
+log = logging.getLogger(__name__)
+
 
 class TwoTowerEmbedder(Embedder):
     def __init__(self, model_name: str, torch_threads: int | None = None, precision: str = "auto",
                  device: str = "auto"):
         use_threads(torch_threads)
+        self.torch_threads = torch_threads
+        self.trial_cpu_s = 0.0
         self.name = model_name
         self.device = resolve_device(device)
         self.dtype, self.precision_note = compute_dtype(precision, self.device)
@@ -44,8 +50,10 @@ class TwoTowerEmbedder(Embedder):
         self._text_lock = threading.Lock()  # the tokenizer is shared state, not documented as thread-safe
         if self.dtype is None:  # PRECISION=auto on a CPU with native bfloat16: measure which is faster
             pixel_shape = self.preprocess_image(Image.new("RGB", (64, 64))).shape
+            trial_started = time.process_time()
             self.dtype, self.precision_note = precision_trial.choose(
                 model, pixel_shape, precision_trial.trial_key(model_name, self.signature.fingerprint))
+            self.trial_cpu_s = time.process_time() - trial_started  # once per machine: not part of a start
         if self.device == "cpu":
             self._model = model
             # A short text query reads every weight of the text side once for a handful of tokens, so
@@ -178,6 +186,24 @@ class TwoTowerEmbedder(Embedder):
             score_why=self.scores.why)
         with self._text_lock:  # the tokenizer is used by the check
             return export_text_side(self.name, self._model, tokenizer, facts, announce) is not None
+
+    def prepare_image_export(self, announce=None) -> bool:
+        if self.device != "cpu" or self.dtype not in (torch.float32, torch.bfloat16):
+            return False  # a GPU runs the image side fast already
+        from .image_export import ImageFacts, export_image_side
+        from .image_recipe import ImageRecipe
+
+        try:
+            recipe = ImageRecipe.from_processor(self._processor.image_processor)
+        except ValueError as exc:
+            log.info("the image side of %s is not exported: %s", self.name, exc)
+            return False
+        facts = ImageFacts(model=self.name, family=self.family, dim=self.dim,
+                           fingerprint=self.signature.fingerprint, recipe=recipe)
+        trial = lambda exported: precision_trial.time_export(  # noqa: E731
+            self._model, self.dtype, exported, getattr(self, "start_cpu_s", 0.0) - self.trial_cpu_s)
+        return export_image_side(self.name, self._model, self._processor.image_processor, facts, trial,
+                                 self.torch_threads, announce) is not None
 
     def reads_whole(self, text: str) -> bool:
         if len(text.strip().encode()) + 2 <= self.context_length:  # a token covers at least one byte

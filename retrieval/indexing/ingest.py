@@ -121,6 +121,7 @@ class Indexer:
         if not paths:
             return
         embedder = embed.embedder  # loaded (with its guard against another model's store) before any file is read
+        embedder.expect_images(len(paths))  # what embeds them starts loading while the first are decoded
         if self.cluster is not None:
             writes = WorkerWrites(frozenset(writer.by_id), writer.metadata, source,
                                   datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -1,0 +1,156 @@
+"""An embedder that answers from the model's checked ONNX exports and loads the full model only
+for what they don't cover (see ``text_export.py`` and ``image_export.py``).
+
+Text goes through the text export; photos through the image export, unless the
+runtime trial says torch is cheaper for a run this size (``expect_images``). The
+full model loads, on first need, for heat maps, for a side without an export and
+for such large runs; whatever a run will need starts loading in the background
+as soon as the run knows its size, while the first photos are read and decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..model_signature import ModelSignature
+from .checkpoint import languages_of
+from .contract import Embedder, ScoreScale, clean_texts
+from .image_export import ExportedImages, ImageFacts, describe_runtime, open_export, read_runtimes, runtime_key, \
+    uses_export
+from .text_export import ExportedText
+
+log = logging.getLogger(__name__)
+
+
+class ExportFirstEmbedder(Embedder):
+    def __init__(self, name: str, text: ExportedText | None, images: tuple[Path, ImageFacts] | None,
+                 load_full: Callable[[], Embedder], threads: int | None = None):
+        facts = text.facts if text is not None else images[1]
+        self.name = name
+        self.family = facts.family
+        self.dim = facts.dim
+        self.signature = ModelSignature(name, facts.dim, facts.fingerprint)
+        self.languages = languages_of(name)
+        self.device = "cpu"
+        self._text: ExportedText | None = text
+        self.context_length = text.facts.context_length if text is not None else None
+        self._image_folder, self._image_facts = images if images is not None else (None, None)
+        self._images: ExportedImages | None = None
+        self._images_through_export = images is not None
+        self._threads = threads
+        self._load_full = load_full
+        self._full: Embedder | None = None
+        self._full_lock = threading.Lock()
+        self._images_lock = threading.Lock()
+
+    @property
+    def full(self) -> Embedder:
+        """The whole model (loaded on first use)."""
+        with self._full_lock:
+            if self._full is None:
+                self._full = self._load_full()
+                self.device = self._full.device
+                self.context_length = self._full.context_length
+                if self._full.signature != self.signature:  # the files changed under the exports
+                    log.warning("the ONNX exports of %s do not match its weights; it runs in torch from now on",
+                                self.name)
+                    self._text, self._image_folder, self._image_facts = None, None, None
+                    self._images_through_export = False
+        return self._full
+
+    @property
+    def scores(self) -> ScoreScale:
+        if self._text is not None:
+            return ScoreScale(self._text.facts.good_text_match_from, self._text.facts.score_why)
+        return self.full.scores
+
+    @property
+    def precision_note(self) -> str:
+        notes = []
+        if self._images_through_export:
+            figures = read_runtimes(self._image_folder).get(runtime_key(self._threads))
+            notes.append(f"images in float32 through its checked ONNX export ({describe_runtime(figures)})")
+        elif self._full is not None:
+            notes.append(self._full.precision_note)
+        if self._text is not None:
+            notes.append("text in float32 through its checked ONNX export")
+        return "; ".join(notes) or "loaded when first needed"
+
+    @property
+    def precision(self) -> str:
+        return "float32" if self._images_through_export else self.full.precision
+
+    # -- images: the export, or the full model ------------------------------------------
+
+    def expect_images(self, count: int) -> None:
+        if self._image_facts is not None and self._full is None:
+            self._images_through_export = uses_export(self._image_folder, self._threads, count)
+        # Loaded now, in the background, while the run reads and decodes its first photos.
+        threading.Thread(target=self._warm_up, name="model-load", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        try:
+            self._image_session() if self._images_through_export else self.full
+        except Exception:  # noqa: BLE001 - the run meets the same error where it can report it
+            log.debug("loading in the background failed", exc_info=True)
+
+    def _image_session(self) -> ExportedImages | None:
+        with self._images_lock:
+            if self._images is None and self._images_through_export:
+                self._images = open_export(self._image_folder, self._image_facts, self._threads)
+                if self._images is None:
+                    self._images_through_export = False
+            return self._images
+
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        return self._image_facts.recipe.draft_size if self._image_facts is not None else self.full.draft_size
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        if self._image_facts is not None:  # the same pixels as the model's processor: checked at export
+            return self._image_facts.recipe.pixels(image)
+        return self.full.preprocess_image(image)
+
+    def embed_pixels(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
+        if not len(pixel_batch):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        session = self._image_session() if self._images_through_export else None
+        if session is not None:
+            return session.embed(pixel_batch)
+        return self.full.embed_pixels(pixel_batch)
+
+    def explain(self, image: Image.Image, query: np.ndarray) -> np.ndarray:
+        return self.full.explain(image, query)
+
+    def seen_area(self, width: int, height: int) -> tuple[int, int, int, int]:
+        if self._image_facts is not None:
+            return self._image_facts.recipe.seen_area(width, height)
+        return self.full.seen_area(width, height)
+
+    # -- text: the export, or the full model ---------------------------------------------------
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if self._text is None:
+            return self.full.embed_texts(texts, batch_size)
+        cleaned = clean_texts(texts)
+        return np.concatenate([self._text.embed(cleaned[start : start + batch_size])
+                               for start in range(0, len(cleaned), batch_size)])
+
+    def reads_whole(self, text: str) -> bool:
+        if self._text is None:
+            return self.full.reads_whole(text)
+        return self._text.reads_whole(text.strip())
+
+    def prepare_text_export(self, announce=None) -> bool:
+        return self._text is not None or (self._full is not None and self._full.prepare_text_export(announce))
+
+    def prepare_image_export(self, announce=None) -> bool:
+        if self._full is None:  # nothing was loaded that an export could come from
+            return self._image_facts is not None
+        return self._full.prepare_image_export(announce)
