@@ -70,7 +70,7 @@ class Engine:
 
         return load_embedder(self.settings.model, self.settings.torch_threads, self.settings.precision,
                              self.settings.device, text_export=self.settings.text_export,
-                             image_export=self.settings.image_export)
+                             image_export=self.settings.image_export, image_int8=self.settings.image_int8)
 
     def languages(self) -> Languages:
         """Which languages the search model reads (from its files: the model need not be loaded)."""

@@ -188,6 +188,7 @@ class Settings:
     device: str = "auto"  # where the model runs: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps
     text_export: bool = True  # text queries through the model's checked ONNX export (embedder/text_export.py)
     image_export: bool = True  # new photos through the image side's checked ONNX export (embedder/image_export.py)
+    image_int8: bool = False  # that export quantised to INT8: faster, not exact, only when asked for
     media_path: Path | None = None  # None: a "media" folder inside the local store
     collection_import: str | None = None  # the app starts from this export (folder or hf:OWNER/NAME)
     max_upload_mb: int = 50
@@ -243,6 +244,7 @@ class Settings:
             device=env.get("DEVICE", "").strip().lower() or "auto",
             text_export=_flag("TEXT_EXPORT", True),
             image_export=_flag("IMAGE_EXPORT", True),
+            image_int8=_flag("IMAGE_INT8", False),
             media_path=Path(env["MEDIA_PATH"].strip()) if env.get("MEDIA_PATH", "").strip() else None,
             collection_import=env.get("COLLECTION_IMPORT", "").strip() or None,
             max_upload_mb=_int("MAX_UPLOAD_MB", 50),

@@ -348,3 +348,20 @@ def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys)
                            "--under", "photos", "--out", str(out)]) == 0
     recall = json.loads(out.read_text())["recall"]
     assert recall["meaning"]["recall@1"] == 1.0 and recall["fused with meaning"]["recall@1"] == 1.0
+
+
+def test_the_int8_section_compares_quantised_vectors_with_float32(tmp_path, clip_model, monkeypatch):
+    from retrieval.cli import main
+
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    photos = write_photos(tmp_path / "photos", 12, size=(80, 60))
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--model", str(clip_model), "--sections", "int8", "--photos", str(photos[0].parent),
+                 "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["measure"]: r for r in result["rows"] if r["section"] == "image INT8"}
+    assert 0.9 < rows["INT8 vs float32: cosine, worst"]["value"] <= rows["INT8 vs float32: cosine, mean"]["value"] <= 1
+    assert 0 < rows["same top 10, text queries"]["value"] <= 1 and rows["image side, ONNX INT8"]["ratio"] > 0
+    details = next(iter(result["details"]["per_model"].values()))["int8"]
+    assert details["photos"] == 12 and details["runtime_trial"]["onnx_cpu_ms_per_image"] > 0
+    assert details["cosine_min"] < 1  # quantised: close, not the same

@@ -544,3 +544,27 @@ def test_a_large_run_where_torch_is_cheaper_loads_it_in_the_background(tiny_mode
     large.expect_images(125)
     assert np.allclose(large.embed_images(photos), full.embed_images(photos), atol=1e-4)
     assert "ONNX" not in large.precision_note and large.precision == "float32"  # torch, as timed
+
+
+def test_int8_is_used_only_when_asked_for(tiny_model, tmp_path, monkeypatch):
+    from retrieval.embedder.image_export import INT8_FILE, export_folder, int8_agreement
+
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
+    assert full.prepare_image_export()
+    photos = [random_photo(n, (80, 60)) for n in range(4)]
+    exact = full.embed_images(photos)
+    asked = load_embedder(str(tiny_model), text_export=False, image_int8=True)
+    asked.expect_images(10_000)  # however large the run: INT8 was asked for
+    quantised = asked.embed_images(photos)
+    assert asked.precision == "int8" and "INT8" in asked.precision_note
+    folder = export_folder(str(tiny_model))
+    assert (folder / INT8_FILE).is_file() and int8_agreement(folder)["min_cosine"] > 0.9
+    assert not np.array_equal(quantised, exact)  # quantised: close, not the same
+    assert min(cosine(a, b) for a, b in zip(quantised, exact)) > 0.9
+    # with the quantised graph made and lying there, nothing else uses it
+    plain = load_embedder(str(tiny_model), text_export=False)
+    assert plain.precision == "float32" and "INT8" not in plain.precision_note
+    assert min(cosine(a, b) for a, b in zip(plain.embed_images(photos), exact)) >= 0.9999
+    settings = Settings(model=str(tiny_model), chroma_path=tmp_path / "store")
+    assert Engine(settings).embedder.precision == "float32"

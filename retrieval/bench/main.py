@@ -19,7 +19,7 @@ SECTIONS = ("indexing", "queries", "explain", "startup", "concurrency", "speech"
 # Run only when asked for: peer needs rclip installed; ray starts a local Ray cluster (a minute);
 # map lays out a big synthetic collection (minutes); regions fills photos and their regions (many
 # minutes at 100,000 photos).
-OPTIONAL_SECTIONS = ("peer", "ray", "map", "regions", "captions")
+OPTIONAL_SECTIONS = ("peer", "ray", "map", "regions", "captions", "int8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +169,10 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
         queries.run(report, embedder, settings, sizes, photos[:20], work, repeats=args.repeats, backends=backends)
     if "explain" in sections:
         explain.run(report, embedder, photos)
+    if "int8" in sections:
+        from . import int8
+
+        int8.run(report, model, settings, photos)
     if "captions" in sections:
         from . import captions
 

@@ -21,8 +21,8 @@ from PIL import Image
 from ..model_signature import ModelSignature
 from .checkpoint import languages_of
 from .contract import Embedder, ScoreScale, clean_texts
-from .image_export import ExportedImages, ImageFacts, describe_runtime, open_export, read_runtimes, runtime_key, \
-    uses_export
+from .image_export import ExportedImages, ImageFacts, describe_runtime, int8_agreement, open_export, \
+    read_runtimes, runtime_key, uses_export
 from .text_export import ExportedText
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 class ExportFirstEmbedder(Embedder):
     def __init__(self, name: str, text: ExportedText | None, images: tuple[Path, ImageFacts] | None,
-                 load_full: Callable[[], Embedder], threads: int | None = None):
+                 load_full: Callable[[], Embedder], threads: int | None = None, int8: bool = False):
         facts = text.facts if text is not None else images[1]
         self.name = name
         self.family = facts.family
@@ -44,6 +44,7 @@ class ExportFirstEmbedder(Embedder):
         self._images: ExportedImages | None = None
         self._images_through_export = images is not None
         self._threads = threads
+        self._int8 = int8 and images is not None  # asked for (IMAGE_INT8=1): never otherwise
         self._load_full = load_full
         self._full: Embedder | None = None
         self._full_lock = threading.Lock()
@@ -73,7 +74,11 @@ class ExportFirstEmbedder(Embedder):
     @property
     def precision_note(self) -> str:
         notes = []
-        if self._images_through_export:
+        if self._images_through_export and self._int8:
+            agreement = int8_agreement(self._image_folder)
+            notes.append("images in INT8 through its ONNX export (IMAGE_INT8=1; cosine to float32 "
+                         f"{agreement.get('min_cosine', '?')} at worst on the check photos)")
+        elif self._images_through_export:
             figures = read_runtimes(self._image_folder).get(runtime_key(self._threads))
             notes.append(f"images in float32 through its checked ONNX export ({describe_runtime(figures)})")
         elif self._full is not None:
@@ -84,12 +89,14 @@ class ExportFirstEmbedder(Embedder):
 
     @property
     def precision(self) -> str:
-        return "float32" if self._images_through_export else self.full.precision
+        if self._images_through_export:
+            return "int8" if self._int8 else "float32"
+        return self.full.precision
 
     # -- images: the export, or the full model ------------------------------------------
 
     def expect_images(self, count: int) -> None:
-        if self._image_facts is not None and self._full is None:
+        if self._image_facts is not None and self._full is None and not self._int8:
             self._images_through_export = uses_export(self._image_folder, self._threads, count)
         # Loaded now, in the background, while the run reads and decodes its first photos.
         threading.Thread(target=self._warm_up, name="model-load", daemon=True).start()
@@ -103,7 +110,7 @@ class ExportFirstEmbedder(Embedder):
     def _image_session(self) -> ExportedImages | None:
         with self._images_lock:
             if self._images is None and self._images_through_export:
-                self._images = open_export(self._image_folder, self._image_facts, self._threads)
+                self._images = open_export(self._image_folder, self._image_facts, self._threads, self._int8)
                 if self._images is None:
                     self._images_through_export = False
             return self._images

@@ -108,7 +108,8 @@ class EmbedFiles:
 
         self.settings = settings
         self.embedder = load_embedder(settings.model, threads, settings.precision, settings.device,
-                                      text_export=False)
+                                      text_export=False, image_export=settings.image_export,
+                                      image_int8=settings.image_int8)
         ocr = None
         if settings.ocr:
             from ..text.ocr import OcrReader
@@ -208,7 +209,9 @@ class RayCluster:
         threads = 1 if gpus else max(1, cpus // workers)
         settings = self.settings if gpus else self.settings.with_overrides(device="cpu")
         if not gpus and settings.precision == "auto" and self.precision is not None:
-            settings = settings.with_overrides(precision=self.precision())  # the same vectors as here
+            arithmetic = self.precision()  # the same vectors as here (INT8 follows IMAGE_INT8 instead)
+            if arithmetic in ("float32", "bfloat16"):
+                settings = settings.with_overrides(precision=arithmetic)
         if not self.workers_can_write():
             writes = None
         log.info("embedding %d files on Ray: %d workers, %s%s", len(paths), workers,
