@@ -365,3 +365,17 @@ def test_the_int8_section_compares_quantised_vectors_with_float32(tmp_path, clip
     details = next(iter(result["details"]["per_model"].values()))["int8"]
     assert details["photos"] == 12 and details["runtime_trial"]["onnx_cpu_ms_per_image"] > 0
     assert details["cosine_min"] < 1  # quantised: close, not the same
+
+
+def test_a_timed_process_reports_its_own_peak_memory(tmp_path):
+    """Each process's own peak, not the benchmark's own memory carried into it by fork."""
+    import sys
+
+    from retrieval.bench.peer import timed
+
+    big = timed([sys.executable, "-c", "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096])"], {}, tmp_path)
+    small = timed([sys.executable, "-c", "print('hi')"], {}, tmp_path)
+    assert big.peak_mib > 300 > 50 > small.peak_mib and small.stdout == "hi\n"
+    assert big.cpu_s > 0 and big.wall_s >= big.cpu_s / 8
+    with pytest.raises(RetrievalError, match="exit 3"):
+        timed([sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path)
