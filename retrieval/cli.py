@@ -820,6 +820,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 # Commands that write nothing to the store; `index` joins them when it found nothing to change.
+STORELESS_COMMANDS = ("transcribe", "precision")
 READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export", "duplicates", "map", "explain")
 _store_untouched = False  # whether the command main() ran last wrote nothing to the store
 
@@ -871,7 +872,12 @@ def _run(argv: list[str] | None) -> int:
     from .engine import Engine  # heavy imports only after the arguments are known to be fine
 
     try:
-        engine = Engine(_settings(args))
+        settings = _settings(args)
+        if args.command not in STORELESS_COMMANDS and settings.store_backend == "chroma":
+            from .store.chroma_import import start_in_background
+
+            start_in_background()  # while the model's export loads (store/chroma_import.py)
+        engine = Engine(settings, brief=True)  # one command: see Engine
         return COMMANDS[args.command](engine, args)
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)

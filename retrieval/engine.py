@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None):
-        """``embedder``: a model loaded already (benchmarks and evaluations share one)."""
+    def __init__(self, settings: Settings | None = None, embedder: Embedder | None = None, brief: bool = False):
+        """``embedder``: a model loaded already (benchmarks and evaluations share one). ``brief``: one
+        command's process, which embeds little (the model's exports open faster, answer a little slower)."""
+        self.brief = brief
         self.settings = settings or Settings.from_env()
         self._store: PhotoStore | None = None
         self._embedder: Embedder | None = embedder
@@ -70,7 +72,8 @@ class Engine:
 
         return load_embedder(self.settings.model, self.settings.torch_threads, self.settings.precision,
                              self.settings.device, text_export=self.settings.text_export,
-                             image_export=self.settings.image_export, image_int8=self.settings.image_int8)
+                             image_export=self.settings.image_export, image_int8=self.settings.image_int8,
+                             brief=self.brief)
 
     def languages(self) -> Languages:
         """Which languages the search model reads (from its files: the model need not be loaded)."""

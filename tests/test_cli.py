@@ -339,3 +339,26 @@ def test_the_summary_says_what_a_run_did_when_it_added_no_photo(cli_env, capsys)
     assert "Added 0" not in first and "img/s" not in first
     assert main(["index", str(cli_env / "photos")]) == 0
     assert capsys.readouterr().out.startswith("No new photos (")
+
+
+def test_chromadb_is_imported_without_signature_checks_which_come_back_after(tmp_path):
+    code = """
+import overrides
+checking = overrides.override
+from retrieval.store.chroma_import import import_chromadb, start_in_background
+start_in_background()
+chromadb = import_chromadb()
+assert overrides.override is checking
+class Base:
+    def method(self, a): pass
+try:
+    class Wrong(Base):
+        @overrides.override
+        def method(self, a, b): pass
+except TypeError:
+    print("checked")
+print(type(chromadb.PersistentClient(path=%r)).__name__)
+""" % str(tmp_path / "store")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["checked", "Client"]

@@ -568,3 +568,17 @@ def test_int8_is_used_only_when_asked_for(tiny_model, tmp_path, monkeypatch):
     assert min(cosine(a, b) for a, b in zip(plain.embed_images(photos), exact)) >= 0.9999
     settings = Settings(model=str(tiny_model), chroma_path=tmp_path / "store")
     assert Engine(settings).embedder.precision == "float32"
+
+
+def test_a_brief_process_opens_the_exports_without_prepacking_and_gets_the_same_vectors(tiny_model, tmp_path,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
+    assert full.prepare_text_export() and full.prepare_image_export()
+    brief = load_embedder(str(tiny_model), brief=True)
+    photos = [random_photo(n) for n in range(3)]
+    texts = ["a cat", "the dog on the beach"]
+    for ours, theirs in ((brief.embed_images(photos), full.embed_images(photos)),
+                         (brief.embed_texts(texts), full.embed_texts(texts))):
+        assert min(cosine(a, b) for a, b in zip(ours, theirs)) >= 0.9999
+    assert "ONNX" in brief.precision_note

@@ -67,14 +67,15 @@ for i in range(repeats):
 print(json.dumps({"p50_s": statistics.median(times), "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
-# A process that has the model loaded, as the app has: the first query warms it, the rest are timed.
+# A process answering text queries, as rclip's above: the first query loads what it needs, the rest
+# are timed. (The app loads the image side too, for image queries: see the startup section.)
 WARM_PRODUCT = """
 import json, resource, statistics, sys, time
 from retrieval.engine import Engine
 from retrieval.settings import Settings
 query, repeats = sys.argv[1], int(sys.argv[2])
 engine = Engine(Settings.from_env())
-engine.preload()
+engine.search_text(query, k=10)
 times = []
 for i in range(repeats):
     started = time.perf_counter()

@@ -17,14 +17,15 @@ from .contract import Embedder, Languages, ScoreScale
 
 def load_embedder(name: str, torch_threads: int | None = None, precision: str = "auto",
                   device: str = "auto", text_export: bool = True, image_export: bool = True,
-                  image_int8: bool = False) -> Embedder:
+                  image_int8: bool = False, brief: bool = False) -> Embedder:
     """The model ``name`` (Hugging Face id or local folder); RetrievalError if it can't be had.
 
     With ``text_export`` / ``image_export`` and a checked export of this checkpoint's text / image
     side on this machine (see ``text_export.py`` and ``image_export.py``), text and photos are
     embedded without torch, and the full model loads only for what the exports don't cover. The
     exports are float32 on the CPU, so only those settings take them. ``image_int8``: photos through
-    the image export quantised to INT8 (faster, not exact; only ever when asked for)."""
+    the image export quantised to INT8 (faster, not exact; only ever when asked for). ``brief``: this
+    process embeds little (one command): the exports open faster and answer a little slower."""
 
     def full_model() -> Embedder:
         started = time.process_time()  # torch's import and the weights: what the image runtime trial weighs
@@ -40,7 +41,7 @@ def load_embedder(name: str, torch_threads: int | None = None, precision: str = 
     if text_export:
         from .text_export import load_export
 
-        text = load_export(name, torch_threads)
+        text = load_export(name, torch_threads, prepack=not brief)
     if image_export:
         from .image_export import find_export
 
@@ -49,7 +50,7 @@ def load_embedder(name: str, torch_threads: int | None = None, precision: str = 
         return full_model()
     from .export_first import ExportFirstEmbedder
 
-    return ExportFirstEmbedder(name, text, images, full_model, torch_threads, int8=image_int8)
+    return ExportFirstEmbedder(name, text, images, full_model, torch_threads, int8=image_int8, brief=brief)
 
 
 def save_random_weights(config: dict, target, seed: int = 0) -> None:

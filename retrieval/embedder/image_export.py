@@ -82,10 +82,11 @@ def read_facts(folder: Path) -> ImageFacts | None:
 class ExportedImages:
     """The model's input with PIL and numpy, vectors with ONNX Runtime (``int8``: the quantised graph)."""
 
-    def __init__(self, folder: Path, facts: ImageFacts, threads: int | None = None, int8: bool = False):
+    def __init__(self, folder: Path, facts: ImageFacts, threads: int | None = None, int8: bool = False,
+                 prepack: bool = True):
         self.folder, self.facts, self.threads, self.int8 = folder, facts, threads, int8
         self._session = onnx_export.open_session(quantised(folder) if int8 else folder / MODEL_FILE, threads,
-                                                 optimised=not int8)
+                                                 optimised=not int8, prepack=prepack)
 
     def embed(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
         batch = np.stack(pixel_batch).astype(np.float32, copy=False)
@@ -102,9 +103,9 @@ def find_export(name: str) -> tuple[Path, ImageFacts] | None:
 
 
 def open_export(folder: Path, facts: ImageFacts, threads: int | None = None,
-                int8: bool = False) -> ExportedImages | None:
+                int8: bool = False, prepack: bool = True) -> ExportedImages | None:
     try:
-        return ExportedImages(folder, facts, threads, int8)
+        return ExportedImages(folder, facts, threads, int8, prepack)
     except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs the slow path
         log.warning("the image export at %s can't be used (%s); loading the full model", folder, exc)
         return None

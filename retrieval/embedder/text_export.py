@@ -80,11 +80,11 @@ def read_facts(folder: Path) -> TextFacts | None:
 class ExportedText:
     """Token ids with ``tokenizers``, vectors with ONNX Runtime."""
 
-    def __init__(self, folder: Path, facts: TextFacts, threads: int | None = None):
+    def __init__(self, folder: Path, facts: TextFacts, threads: int | None = None, prepack: bool = True):
         from tokenizers import Tokenizer
 
         self.facts = facts
-        self._session = onnx_export.open_session(folder / MODEL_FILE, threads)
+        self._session = onnx_export.open_session(folder / MODEL_FILE, threads, prepack=prepack)
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=facts.context_length, direction=facts.truncation_side)
@@ -113,14 +113,15 @@ class ExportedText:
         return not self._tokenizer.encode(text).overflowing
 
 
-def load_export(name: str, threads: int | None = None) -> ExportedText | None:
-    """The checked export of this checkpoint, if one was made on this machine."""
+def load_export(name: str, threads: int | None = None, prepack: bool = True) -> ExportedText | None:
+    """The checked export of this checkpoint, if one was made on this machine (``prepack``: see
+    ``onnx_export.open_session``)."""
     folder = export_folder(name)
     facts = read_facts(folder) if folder is not None else None
     if facts is None:
         return None
     try:
-        return ExportedText(folder, facts, threads)
+        return ExportedText(folder, facts, threads, prepack)
     except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs the slow path
         log.warning("the text export at %s can't be used (%s); loading the full model", folder, exc)
         return None

@@ -26,9 +26,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import chromadb
 import numpy as np
-from chromadb.errors import ChromaError, NotFoundError
+
+from .chroma_import import import_chromadb
+
+chromadb = import_chromadb()
+from chromadb.errors import ChromaError, NotFoundError  # noqa: E402 - after the import above
 
 from ..errors import RetrievalError, first_line
 from .filters import AllOf, Condition, OneOf, TagRule, normalise
