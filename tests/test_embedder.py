@@ -522,6 +522,8 @@ def test_torch_embeds_a_run_only_when_its_cheaper_photos_pay_for_its_start(tmp_p
     remember_runtime(tmp_path, 2, figures)
     assert uses_export(tmp_path, 2, 94) and not uses_export(tmp_path, 2, 95)
     assert uses_export(tmp_path, 1, 10_000)  # not timed at this thread count: the export spares torch's start
+    # both runtimes embed on 2 cores and torch starts on one: a photo saves 20 ms of the run's time
+    assert break_even({**figures, "threads": 2}) == pytest.approx(190)
     remember_runtime(tmp_path, 2, {**figures, "runtime": "onnx", "torch_cpu_ms_per_image": 80.0})
     assert uses_export(tmp_path, 2, 10_000)  # torch within the margin: never worth its start
 

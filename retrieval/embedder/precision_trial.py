@@ -108,4 +108,5 @@ def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_star
     return {"runtime": "torch" if torch_cheaper else "onnx", "onnx_cpu_ms_per_image": per_image(onnx_cpu),
             "torch_cpu_ms_per_image": per_image(torch_cpu), "torch_dtype": str(dtype).removeprefix("torch."),
             "torch_start_cpu_s": round(torch_start_cpu_s, 2), "onnx_start_cpu_s": round(onnx_start, 3),
+            "threads": torch.get_num_threads(),
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
