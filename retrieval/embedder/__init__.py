@@ -8,6 +8,7 @@ a text query through a model's ONNX export never does.
 
 from __future__ import annotations
 
+import sys
 import time
 
 from ..model_signature import ModelSignature
@@ -28,11 +29,13 @@ def load_embedder(name: str, torch_threads: int | None = None, precision: str = 
     process embeds little (one command): the exports open faster and answer a little slower."""
 
     def full_model() -> Embedder:
-        started = time.process_time()  # torch's import and the weights: what the image runtime trial weighs
+        # torch's import and the weights: what the image runtime trial weighs (unknown here when
+        # something imported torch before; the trial then times the import in a process of its own)
+        fresh, started = "torch" not in sys.modules, time.process_time()
         from .two_tower import TwoTowerEmbedder
 
         embedder = TwoTowerEmbedder(name, torch_threads, precision, device)
-        embedder.start_cpu_s = time.process_time() - started
+        embedder.start_cpu_s = time.process_time() - started if fresh else None
         return embedder
 
     if precision not in ("auto", "float32") or (device or "auto") not in ("auto", "cpu"):

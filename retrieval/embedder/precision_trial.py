@@ -17,8 +17,12 @@ bfloat16 must win by a clear margin; otherwise float32, the exact one, stays.
 
 from __future__ import annotations
 
+import functools
 import logging
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -74,6 +78,16 @@ def _one_pass(model: torch.nn.Module, pixels: torch.Tensor, autocast: bool) -> t
         cpu_started, wall_started = time.process_time(), time.perf_counter()
         model.get_image_features(pixel_values=pixels)
         return time.process_time() - cpu_started, time.perf_counter() - wall_started
+
+
+@functools.lru_cache(maxsize=1)
+def import_cpu_s() -> float:
+    """CPU seconds a fresh process spends importing torch and transformers (timed in one, once)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", "import torch, transformers"], check=True, capture_output=True,
+                   timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_start_cpu_s: float) -> dict:

@@ -38,7 +38,9 @@ class TwoTowerEmbedder(Embedder):
         self.name = model_name
         self.device = resolve_device(device)
         self.dtype, self.precision_note = compute_dtype(precision, self.device)
+        loading = time.process_time()
         family, model, self._processor = load_checkpoint(model_name)
+        self.load_cpu_s = time.process_time() - loading  # the weights and processor, without the imports
         self._family: Family = family
         config, tokenizer_config = model.config, read_json(model_name, "tokenizer_config.json")
         self.family = label_of(family, tokenizer_config)
@@ -201,9 +203,16 @@ class TwoTowerEmbedder(Embedder):
         facts = ImageFacts(model=self.name, family=self.family, dim=self.dim,
                            fingerprint=self.signature.fingerprint, recipe=recipe)
         trial = lambda exported: precision_trial.time_export(  # noqa: E731
-            self._model, self.dtype, exported, getattr(self, "start_cpu_s", 0.0) - self.trial_cpu_s)
+            self._model, self.dtype, exported, self._start_cpu_s())
         return export_image_side(self.name, self._model, self._processor.image_processor, facts, trial,
                                  self.torch_threads, announce) is not None
+
+    def _start_cpu_s(self) -> float:
+        """CPU seconds a process spends importing torch and transformers and loading this model."""
+        measured = getattr(self, "start_cpu_s", None)
+        if measured is not None:
+            return measured - self.trial_cpu_s  # the precision trial runs once per machine, not every start
+        return precision_trial.import_cpu_s() + self.load_cpu_s
 
     def reads_whole(self, text: str) -> bool:
         if len(text.strip().encode()) + 2 <= self.context_length:  # a token covers at least one byte
