@@ -593,14 +593,22 @@ def cmd_precision(engine, args) -> int:
     forgotten = forget(engine.settings.model) if args.retime else 0
     from .engine import Engine
 
+    notes = []
+    if args.retime and engine.settings.image_export:  # the image export against torch, timed again too
+        from .embedder.image_export import forget_runtimes
+
+        forgotten += forget_runtimes(engine.settings.model)
+        full = Engine(engine.settings.with_overrides(text_export=False, image_export=False))._load_model()
+        full.prepare_image_export()
+        notes.append(f"torch {full.precision_note}")
     # The whole model, image side included: a text-only export would answer for its text side.
     embedder = Engine(engine.settings.with_overrides(text_export=False))._load_model()
+    notes.append(embedder.precision_note)
     if args.json:
         _print_json({"model": engine.settings.model, "device": embedder.device,
-                     "precision": embedder.precision, "why": embedder.precision_note,
-                     "forgotten": forgotten})
+                     "precision": embedder.precision, "why": "; ".join(notes), "forgotten": forgotten})
     else:
-        print(f"{engine.settings.model} on {embedder.device}: {embedder.precision_note}")
+        print(f"{engine.settings.model} on {embedder.device}: {'; '.join(notes)}")
     return 0
 
 

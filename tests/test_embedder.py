@@ -383,6 +383,7 @@ def test_the_choice_is_shown_by_stats_and_timed_again_on_request(settings, nativ
     assert code == 0 and f"precision: {entry['dtype']}: the image side used" in out and "2000-01-01" in out
     code, out, _ = run_in_process(settings, "precision", "--retime", env=env)
     assert code == 0 and "measured now" in out
+    assert "ONNX Runtime float32 used" in out  # the image export against torch, timed again as well
     assert json.loads(native_bfloat16.read_text())[key]["measured_at"] != "2000-01-01"
 
 

@@ -180,6 +180,16 @@ def remember_runtime(folder: Path, threads: int | None, figures: dict) -> None:
         log.debug("could not remember the image runtime trial: %s", exc)
 
 
+def forget_runtimes(name: str) -> int:
+    """Drop the runtime trial of this checkpoint's export (every thread count); how many there were."""
+    found = find_export(name)
+    if found is None:
+        return 0
+    known = read_runtimes(found[0])
+    (found[0] / RUNTIME_FILE).unlink(missing_ok=True)
+    return len(known)
+
+
 def break_even(figures: dict) -> float:
     """How many photos a run needs before torch's cheaper photos pay for loading it (inf: never).
 
