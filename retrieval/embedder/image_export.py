@@ -69,13 +69,10 @@ def export_folder(name: str) -> Path | None:
 
 
 def read_facts(folder: Path) -> ImageFacts | None:
+    raw = onnx_export.read_facts(folder, EXPORT_FORMAT)
     try:
-        raw = json.loads((folder / "facts.json").read_text())
-        if raw.pop("format", None) != EXPORT_FORMAT:
-            return None
-        raw["recipe"] = ImageRecipe.from_dict(raw["recipe"])
-        return ImageFacts(**raw)
-    except (OSError, ValueError, TypeError, KeyError):
+        return ImageFacts(**{**raw, "recipe": ImageRecipe.from_dict(raw["recipe"])}) if raw else None
+    except (TypeError, KeyError, ValueError):
         return None
 
 
@@ -303,8 +300,7 @@ def _write_export(folder: Path, model, facts: ImageFacts, step: ExportProgress) 
     step(EXPORT_STEPS[1], 1, len(EXPORT_STEPS))
     onnx_export.save_optimised(traced, folder, MODEL_FILE, WEIGHTS_FILE)
     traced.unlink()
-    (folder / "facts.json").write_text(json.dumps(
-        {"format": EXPORT_FORMAT, **{**facts.__dict__, "recipe": facts.recipe.to_dict()}}, indent=1))
+    onnx_export.write_facts(folder, EXPORT_FORMAT, {**facts.__dict__, "recipe": facts.recipe.to_dict()})
 
 
 def check_photos() -> list[Image.Image]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -50,6 +51,19 @@ def export_folder(name: str, side: str, export_format: int) -> Path | None:
     except OSError:
         return None
     return cache_root() / f"{side}-export" / digest.hexdigest()[:24]
+
+
+def read_facts(folder: Path, export_format: int) -> dict | None:
+    """The facts an export was written with (``facts.json``), if it is of this format."""
+    try:
+        raw = json.loads((folder / "facts.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) and raw.pop("format", None) == export_format else None
+
+
+def write_facts(folder: Path, export_format: int, facts: dict) -> None:
+    (folder / "facts.json").write_text(json.dumps({"format": export_format, **facts}, indent=1))
 
 
 def refusal_of(target: Path) -> Path:

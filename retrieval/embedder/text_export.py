@@ -18,7 +18,6 @@ model is loaded already.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -67,13 +66,10 @@ def export_folder(name: str) -> Path | None:
 
 
 def read_facts(folder: Path) -> TextFacts | None:
+    raw = onnx_export.read_facts(folder, EXPORT_FORMAT)
     try:
-        raw = json.loads((folder / "facts.json").read_text())
-        if raw.pop("format", None) != EXPORT_FORMAT:
-            return None
-        raw["inputs"] = tuple(raw["inputs"])
-        return TextFacts(**raw)
-    except (OSError, ValueError, TypeError, KeyError):
+        return TextFacts(**{**raw, "inputs": tuple(raw["inputs"])}) if raw else None
+    except (TypeError, KeyError):
         return None
 
 
@@ -199,7 +195,7 @@ def _write_export(folder: Path, model, tokenizer, facts: TextFacts, step: Export
     onnx_export.save_optimised(traced, folder, MODEL_FILE, WEIGHTS_FILE)
     traced.unlink()
     tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "facts.json").write_text(json.dumps({"format": EXPORT_FORMAT, **facts.__dict__}, indent=1))
+    onnx_export.write_facts(folder, EXPORT_FORMAT, facts.__dict__)
 
 
 def _check(folder: Path, model, tokenizer, facts: TextFacts) -> str | None:
