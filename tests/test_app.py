@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -719,26 +718,3 @@ def test_the_tags_hint_names_the_most_used_tags(engine, tmp_path):
     page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
     assert page.tags_hint() == "Type a tag or pick from the list. Most used: beach (3), forest (2), night (2), " \
                                "sunset (1), city (1)"
-
-
-@pytest.mark.slow
-def test_the_app_exports_the_model_it_loaded_so_the_next_start_needs_no_torch(tiny_model, tmp_path):
-    """A user who only ever runs the app gets the exports too: made while the page serves."""
-    import time
-
-    from retrieval.bench.startup import served_app
-    from retrieval.embedder.image_export import find_export
-    from retrieval.embedder.text_export import load_export
-
-    cache = tmp_path / "cache"
-    with served_app(str(tiny_model), tmp_path / "store", CACHE_DIR=str(cache)) as (url, _ready_s, app):
-        deadline = time.monotonic() + 90
-        previous = os.environ.get("CACHE_DIR")
-        os.environ["CACHE_DIR"] = str(cache)  # where this test looks for them
-        try:
-            while time.monotonic() < deadline and not (find_export(str(tiny_model)) and load_export(str(tiny_model))):
-                assert app.poll() is None, app.stderr.read()[-2000:]
-                time.sleep(0.5)
-            assert find_export(str(tiny_model)) is not None and load_export(str(tiny_model)) is not None
-        finally:
-            os.environ["CACHE_DIR"] = previous

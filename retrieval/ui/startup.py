@@ -65,19 +65,6 @@ def warm_up_speech(engine: Engine) -> None:
     threading.Thread(target=load, name="load-speech-model", daemon=True).start()
 
 
-def export_in_background(engine: Engine) -> None:
-    """If the app loaded the model itself (no ONNX exports of it on this machine yet), export its text and
-    image sides while the page serves: the next start then needs neither torch nor transformers."""
-    def export() -> None:
-        try:
-            if engine.prepare_exports():
-                log.info("the model's ONNX exports are ready: the next start loads it in a fraction of the time")
-        except Exception:  # noqa: BLE001 - an export that can't be made only costs the next start its speed
-            log.warning("could not export the model for faster starts", exc_info=True)
-
-    threading.Thread(target=export, name="export-model", daemon=True).start()
-
-
 def launch(app: gr.Blocks, engine: Engine, **options) -> gr.Blocks:
     """Serve the app; only the media folder is readable through Gradio's file route."""
     # Thumbnails and previews never change (named by content hash): served in place, not
@@ -112,7 +99,6 @@ def serve(build_app: Callable[[Engine, MediaFolder, str], gr.Blocks]) -> None:
         media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
         notice = prepare_collection(engine, media, export)
         warm_up_speech(engine)
-        export_in_background(engine)
     except RetrievalError as exc:
         raise SystemExit(f"error: {exc}") from None
     served = engine.settings.app
