@@ -57,7 +57,9 @@ def test_an_export_imported_elsewhere_gives_identical_results(indexed, tmp_path,
 
     moved = tmp_path / "moved-export"  # as if copied to another machine
     shutil.copytree(tmp_path / "export", moved)
-    other = Engine(settings_for(target, tmp_path / "elsewhere", request).with_overrides(model=engine.settings.model))
+    # the same model object: what is compared is the store's transfer, not two loads' last float bits
+    other = Engine(settings_for(target, tmp_path / "elsewhere", request).with_overrides(model=engine.settings.model),
+                   embedder=engine.embedder)
     assert other.import_collection(moved).records == 8
     assert other.store.count() == 8
     before = {r.id: (r.metadata, r.embedding) for r in engine.store.iter_all(with_embeddings=True)}
