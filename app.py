@@ -16,7 +16,8 @@ from retrieval.ui.controls import ORDERS
 from retrieval.ui.handlers import PageEndpoints, SearchPage, collection_text
 from retrieval.ui.media import MediaFolder
 from retrieval.ui.page_assets import READ_ALOUD_JS, SHOW_ADD_SUMMARY, WRITE_LINK_JS
-from retrieval.ui.startup import MODEL_PROBLEM, serve
+from retrieval.ui.loading import MODEL_PROBLEM, ModelLoading
+from retrieval.ui.startup import serve
 from retrieval.views.collection_map import COLOUR_FIELDS
 
 
@@ -28,13 +29,18 @@ PRIVATE = {"api_visibility": "private"}
 WHY_THIS_MATCHED, WORKING_OUT_WHY = "Why this matched", "Working out why…"
 
 
-def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = "") -> gr.Blocks:
+def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = "",
+              loading: ModelLoading | None = None) -> gr.Blocks:
+    """``notice``: what the top of the page says; ``loading``: the model loading meanwhile, whose
+    notice replaces it (ui/loading.py)."""
     media = media or MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
-    page = SearchPage(engine, media, model_problem=notice if notice.startswith(MODEL_PROBLEM) else "")
+    page = SearchPage(engine, media, model_problem=notice if notice.startswith(MODEL_PROBLEM) else "",
+                      loading=loading)
+    notice = loading.notice if loading is not None else notice
 
     with gr.Blocks(title="Photo search") as app:
         gr.Markdown("## Photo search", elem_id="title")
-        gr.Markdown(notice, visible=bool(notice), elem_id="notice")
+        notice_box = gr.Markdown(notice, visible=bool(notice), elem_id="notice")
 
         # -- the search bar: one tab per kind of query -------------------------------
         with gr.Tabs(elem_id="modes", overflow_behavior="wrap"):  # every mode one tap away, on a phone too
@@ -260,6 +266,10 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         app.load(on.facet_updates, None, [tags, photographer, source, camera], **PRIVATE)
         app.load(on.speech_model, None, speech_model, **PRIVATE)
         app.load(on.search_model, None, [model_note, min_score], **PRIVATE)
+        if loading is not None:  # until the model is in: the notice says so, then what loading left to say
+            loading_timer = gr.Timer(1.0, active=not loading.done)
+            loading_timer.tick(on.loading_update, None, [notice_box, model_note, min_score, loading_timer],
+                               **PRIVATE)
         # A shared link (?q=...&k=...) runs its search when the page opens.
         app.load(on.from_link, [without, *controls], [query, k, *outputs], **PRIVATE).success(**after_search)
     return app

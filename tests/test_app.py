@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -718,3 +719,41 @@ def test_the_tags_hint_names_the_most_used_tags(engine, tmp_path):
     page = SearchPage(engine, MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels))
     assert page.tags_hint() == "Type a tag or pick from the list. Most used: beach (3), forest (2), night (2), " \
                                "sunset (1), city (1)"
+
+
+def test_the_page_answers_while_the_model_loads_and_a_search_then_runs(settings, tmp_path):
+    """The model's load is held (the engine's own lock, as a slow load holds it): the page is served and
+    says the model is loading; a search asked for meanwhile waits and runs when the model is in."""
+    from app import build_app
+    from retrieval.engine import Engine
+    from retrieval.ui.loading import LOADING_NOTICE, ModelLoading
+    from retrieval.ui.media import MediaFolder
+    from retrieval.ui.startup import launch, prepare_collection
+
+    writer = Engine(settings)
+    paths, table = write_collection(tmp_path)
+    writer.index([tmp_path / "photos"], metadata_file=table)
+    engine = Engine(settings)  # a fresh process's engine: no model loaded yet
+    media = MediaFolder(settings.media_folder, settings.max_image_pixels)
+    with engine._load_lock:
+        loading = ModelLoading(lambda: prepare_collection(engine, media)).start()
+        app = launch(build_app(engine, media, loading=loading), engine, server_name="127.0.0.1", server_port=None,
+                     prevent_thread_lock=True, quiet=True)
+        try:
+            page = httpx.get(app.local_url, timeout=10)
+            assert page.status_code == 200
+            config = httpx.get(app.local_url.rstrip("/") + "/config", timeout=10).json()
+            assert any(c.get("props", {}).get("value") == LOADING_NOTICE for c in config["components"])
+            client = Client(app.local_url, verbose=False)
+            job = client.submit("a red barn", "", 4, 0, None, None, *UNSET, api_name="/search_text")
+            time.sleep(1.5)
+            assert not job.done() and not loading.done
+        except BaseException:
+            app.close()
+            raise
+    try:
+        _, status, results, _ = job.result(timeout=60)
+        assert len(results) == 4 and "Showing 4 photos" in status
+        assert loading.wait(30) and loading.notice == ""  # a collection with photos: nothing more to say
+    finally:
+        app.close()

@@ -22,6 +22,7 @@ from ..search.searcher import QueryTerm, SearchRequest
 from ..text.ocr import lines_holding
 from . import present
 from .controls import FieldProblem, ResultControls, required, with_controls
+from .loading import MODEL_PROBLEM, ModelLoading
 from .map_view import MapLayout
 from .media import MediaFolder
 from ..photos.web_urls import web_url
@@ -107,11 +108,13 @@ class FacetCounts:
 class SearchPage:
     """The handlers behind the page; each returns the values of its outputs."""
 
-    def __init__(self, engine: Engine, media: MediaFolder, model_problem: str = ""):
-        """``model_problem``: why the search model could not be loaded ("" when it was)."""
+    def __init__(self, engine: Engine, media: MediaFolder, model_problem: str = "",
+                 loading: ModelLoading | None = None):
+        """``model_problem``: why the search model could not be loaded ("" when it was); ``loading``:
+        the model loading while the page serves (``ui/loading.py``), which may end with such a problem."""
         self.engine = engine
         self.media = media
-        self.model_problem = model_problem
+        self._model_problem, self.loading = model_problem, loading
         self.facets = FacetCounts(engine)
         self.map = MapLayout(engine, media)
 
@@ -390,9 +393,25 @@ class SearchPage:
             summary += "\n\n" + present.escape(warning)
         return (summary, collection_text(self.engine), *self.facet_updates())
 
+    @property
+    def model_problem(self) -> str:
+        if self.loading is not None and self.loading.done and self.loading.notice.startswith(MODEL_PROBLEM):
+            return self.loading.notice
+        return self._model_problem
+
+    def loading_update(self):
+        """Every second while the model loads: the notice at the top, the model's note and the
+        minimum-score hint once it is in, and whether to keep asking."""
+        if self.loading is None or not self.loading.done:
+            return gr.Markdown(), gr.Markdown(), gr.Slider(), gr.Timer(active=True)
+        notice = self.loading.notice
+        return (gr.Markdown(notice, visible=bool(notice)), *self.search_model(), gr.Timer(active=False))
+
     def search_model(self):
         """What the search model reads and how its scores run: a note under the text box and the
         minimum-score control's hint."""
+        if self.loading is not None and not self.loading.done:
+            return "Loading the search model…", gr.Slider()
         if self.model_problem:
             return "", gr.Slider()
         embedder = self.engine.embedder
@@ -457,5 +476,5 @@ class PageEndpoints:
         self.from_link = guarded(with_controls(page.from_link, request_type=gr.Request, without=""))
         for name in ("more_results", "why_this_matched", "map_html", "open_from_map", "details", "show_previous",
                      "show_next", "close_viewer", "hide_viewer", "describe_uploads", "add_photos", "facet_updates",
-                     "speech_model", "search_model"):
+                     "speech_model", "search_model", "loading_update"):
             setattr(self, name, guarded(getattr(page, name)))

@@ -20,11 +20,11 @@ from ..settings import Settings
 from . import present
 from .media import MediaFolder
 from .page_assets import CSS, HEAD
+from .loading import MODEL_PROBLEM, ModelLoading
 from .starter import add_starter_gallery
 
 log = logging.getLogger("retrieval.app")
 
-MODEL_PROBLEM = "**The search model could not be loaded.**"
 
 
 def prepare_collection(engine: Engine, media: MediaFolder, export: Path | None = None) -> str:
@@ -97,10 +97,15 @@ def serve(build_app: Callable[[Engine, MediaFolder, str], gr.Blocks]) -> None:
             settings, export = start_from_export(settings, os.environ)
         engine = Engine(settings)
         media = MediaFolder(engine.settings.media_folder, engine.settings.max_image_pixels)
-        notice = prepare_collection(engine, media, export)
+        if export is not None:  # the store's content first: the page shows it
+            report = engine.import_collection(export, only_if_needed=True)
+            log.info("collection %s: %s records (%s)", export, report.records,
+                     "already imported" if report.skipped else "imported")
+        # The page answers at once; the model loads meanwhile (ui/loading.py).
+        loading = ModelLoading(lambda: prepare_collection(engine, media)).start()
         warm_up_speech(engine)
     except RetrievalError as exc:
         raise SystemExit(f"error: {exc}") from None
     served = engine.settings.app
-    launch(build_app(engine, media, notice), engine, server_name=served.host, server_port=served.port,
+    launch(build_app(engine, media, loading=loading), engine, server_name=served.host, server_port=served.port,
            share=served.share)
