@@ -828,7 +828,24 @@ def _configure_logging(verbose: bool) -> None:
 
 
 # Commands that write nothing to the store; `index` joins them when it found nothing to change.
-STORELESS_COMMANDS = ("transcribe", "precision")
+def _imports_nothing_heavy_beside(command: str, settings: Settings) -> bool:
+    """Whether chromadb may be imported on a thread of its own: only where nothing else imports a large
+    native library at the same time (torch and chromadb's gRPC imported side by side once aborted an
+    `index`), so for `stats`, and for `search` once the model's two exports exist."""
+    if settings.store_backend != "chroma" or command not in ("search", "stats"):
+        return False
+    if command == "stats":
+        return True
+    from .embedder.image_export import find_export
+    from .embedder.text_export import export_folder, read_facts
+
+    if settings.precision not in ("auto", "float32") or settings.device not in ("auto", "cpu"):
+        return False  # torch then answers (embedder.load_embedder)
+    text = export_folder(settings.model)
+    return bool(settings.text_export and settings.image_export and text is not None and read_facts(text)
+                and find_export(settings.model))
+
+
 READ_ONLY_COMMANDS = ("search", "stats", "transcribe", "export", "duplicates", "map", "explain")
 _store_untouched = False  # whether the command main() ran last wrote nothing to the store
 
@@ -881,7 +898,7 @@ def _run(argv: list[str] | None) -> int:
 
     try:
         settings = _settings(args)
-        if args.command not in STORELESS_COMMANDS and settings.store_backend == "chroma":
+        if _imports_nothing_heavy_beside(args.command, settings):
             from .store.chroma_import import start_in_background
 
             start_in_background()  # while the model's export loads (store/chroma_import.py)

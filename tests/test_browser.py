@@ -430,3 +430,42 @@ def test_a_region_match_is_boxed_in_the_gallery_and_the_viewer(page, tmp_path):
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
     assert picture.evaluate("img => img.naturalWidth") == 640  # the photo at its own size, not the thumbnail's
     shot(page, "region-viewer")
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_the_page_says_the_model_is_loading_then_what_it_reads(settings, tmp_path, viewport):
+    """The model's load is held by the engine's own lock, as a slow load holds it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from app import build_app
+    from retrieval.engine import Engine
+    from retrieval.ui.loading import ModelLoading
+    from retrieval.ui.media import MediaFolder
+    from retrieval.ui.startup import launch, prepare_collection
+
+    Engine(settings).index([write_photos(tmp_path / "photos", 3)[0].parent])
+    engine = Engine(settings)
+    media = MediaFolder(settings.media_folder, settings.max_image_pixels)
+    engine._load_lock.acquire()
+    loading = ModelLoading(lambda: prepare_collection(engine, media)).start()
+    app = launch(build_app(engine, media, loading=loading), engine, server_name="127.0.0.1", server_port=None,
+                 prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = browser.new_page(viewport=VIEWPORTS[viewport])
+            page.set_default_timeout(30_000)
+            page.goto(app.local_url)
+            page.viewport_name = viewport
+            expect(page.locator("#notice")).to_contain_text("Loading the search model")
+            expect(page.locator("#model-note")).to_contain_text("Loading the search model")
+            shot(page, "model-loading")
+            engine._load_lock.release()
+            expect(page.locator("#notice")).to_be_hidden(timeout=20_000)
+            expect(page.locator("#model-note")).to_contain_text("Type in English")
+            shot(page, "model-loaded")
+            browser.close()
+    finally:
+        if engine._load_lock._is_owned():
+            engine._load_lock.release()
+        app.close()
