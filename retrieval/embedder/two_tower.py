@@ -22,6 +22,7 @@ from ..model_signature import ModelSignature
 from .checkpoint import read_json
 from .contract import Embedder, ScoreScale, clean_texts
 from .families import Family, label_of
+from .image_recipe import draft_size, seen_area
 from .loading import load_checkpoint
 from . import precision_trial
 from .runtime import compute_dtype, resolve_device, use_threads
@@ -77,15 +78,11 @@ class TwoTowerEmbedder(Embedder):
 
     @property
     def draft_size(self) -> tuple[int, int]:
-        """JPEG decoders scale by 1/2, 1/4 or 1/8 almost for free. Keeping at least 1.5 times the
-        model's input size, the processor's antialiased resize gives practically the same pixels
-        as from the full-size decode (cosine >= 0.99999 on 12 MP photos)."""
         processor = self._processor.image_processor
         size = getattr(processor, "size", None) or {}
         crop = getattr(processor, "crop_size", None) or {}
-        side = size.get("shortest_edge") or max(size.get("height") or 0, size.get("width") or 0) \
-            or crop.get("height") or 224
-        return (int(side * 1.5), int(side * 1.5))
+        return draft_size(size.get("shortest_edge") or max(size.get("height") or 0, size.get("width") or 0)
+                          or crop.get("height") or 224)
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         pixels = self._processor.image_processor(images=image, return_tensors="np")["pixel_values"]
@@ -146,12 +143,7 @@ class TwoTowerEmbedder(Embedder):
         return (cam / peak if peak > 0 else cam).cpu().numpy().astype(np.float32)
 
     def seen_area(self, width: int, height: int) -> tuple[int, int, int, int]:
-        processor = self._processor.image_processor
-        if not getattr(processor, "do_center_crop", False):
-            return 0, 0, width, height  # resized whole (SigLIP): the grid covers the photo
-        side = min(width, height)  # shortest side resized, then the middle square cut out (CLIP)
-        left, top = (width - side) // 2, (height - side) // 2
-        return left, top, left + side, top + side
+        return seen_area(width, height, crops=getattr(self._processor.image_processor, "do_center_crop", False))
 
     def _tokens(self, texts: list[str]) -> dict:
         with self._text_lock:
