@@ -243,7 +243,7 @@ sys.exit(code)
 
 
 @pytest.mark.slow
-def test_commands_import_only_what_they_need(tiny_model, tmp_path):
+def test_commands_import_only_what_they_need(tiny_model, tmp_path, monkeypatch):
     from conftest import bundled_whisper
     from speech_clips import speak
 
@@ -272,6 +272,19 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path):
     # the control: without the image export, new photos load the model
     write_photos(photos[0].parent, 1, start=20)
     assert modules("index", str(photos[0].parent), IMAGE_EXPORT="0") == "['chromadb', 'torch', 'transformers']"
+    # a run large enough for torch's cheaper photos to pay for its start: the traced program, without transformers
+    from retrieval.embedder.image_export import export_folder, read_runtimes, remember_runtime
+    from retrieval.embedder.torch_program import PROGRAM_FILE
+
+    monkeypatch.setenv("CACHE_DIR", env["CACHE_DIR"])  # where the first index put the export
+    folder = export_folder(str(tiny_model))
+    assert (folder / PROGRAM_FILE).is_file()
+    for key, figures in read_runtimes(folder).items():
+        remember_runtime(folder, None if key.startswith("default") else int(key.split()[0]), {
+            **figures, "runtime": "torch", "torch_cpu_ms_per_image": 1.0, "onnx_cpu_ms_per_image": 9.0,
+            "torch_start_cpu_s": 0.0, "onnx_start_cpu_s": 0.0})  # break-even: no photos
+    write_photos(photos[0].parent, 1, start=30)
+    assert modules("index", str(photos[0].parent)) == "['chromadb', 'torch']"
 
 
 def test_a_missing_image_term_is_an_error_with_a_suggestion(cli_env, capsys):

@@ -531,6 +531,7 @@ def test_torch_embeds_a_run_only_when_its_cheaper_photos_pay_for_its_start(tmp_p
 
 def test_a_large_run_where_torch_is_cheaper_loads_it_in_the_background(tiny_model, tmp_path, monkeypatch):
     from retrieval.embedder.image_export import export_folder, remember_runtime
+    from retrieval.embedder.torch_program import PROGRAM_FILE
 
     monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
     full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
@@ -546,7 +547,59 @@ def test_a_large_run_where_torch_is_cheaper_loads_it_in_the_background(tiny_mode
     large = load_embedder(str(tiny_model), text_export=False)
     large.expect_images(125)
     assert np.allclose(large.embed_images(photos), full.embed_images(photos), atol=1e-4)
-    assert "ONNX" not in large.precision_note and large.precision == "float32"  # torch, as timed
+    # torch, as timed: through the image side traced beside the export, without the full model
+    assert "through its checked ONNX export" not in large.precision_note and large.precision == "float32"
+    assert "traced for torch" in large.precision_note and large._full is None
+    (export_folder(str(tiny_model)) / PROGRAM_FILE).unlink()  # without the program: the full model
+    without = load_embedder(str(tiny_model), text_export=False)
+    without.expect_images(125)
+    assert np.allclose(without.embed_images(photos), full.embed_images(photos), atol=1e-4)
+    assert without._full is not None and "traced" not in without.precision_note
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_traced_program_gives_the_models_vectors_in_its_arithmetic(family_model, dtype, tmp_path, monkeypatch):
+    """Every family, in float32 and in bfloat16 (autocast, as the model runs on a CPU that chose it)."""
+    from retrieval.embedder.image_export import check_photos, export_folder, read_runtimes
+    from retrieval.embedder.torch_program import PROGRAM_FILE, TracedImages
+
+    family, folder = family_model
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    full = load_embedder(str(folder), precision=dtype, text_export=False, image_export=False)
+    assert full.prepare_image_export(), family
+    target = export_folder(str(folder))
+    assert (target / PROGRAM_FILE).is_file()
+    figures = next(iter(read_runtimes(target).values()))
+    assert figures["torch_runs"] == "traced program" and figures["torch_dtype"] == dtype
+    photos = check_photos() + [random_photo(n, (90, 70)) for n in range(3)]
+    pixels = [full.preprocess_image(photo) for photo in photos]
+    traced = TracedImages(target / PROGRAM_FILE).embed(pixels)
+    assert min(cosine(a, b) for a, b in zip(traced, full.embed_pixels(pixels))) >= 0.9999
+
+
+def test_a_traced_program_that_answers_otherwise_than_the_model_is_not_kept(tiny_model, tmp_path, monkeypatch):
+    """Fault injection: the traced copy's weights are changed after copying, so its vectors differ."""
+    import torch
+
+    from retrieval.embedder import torch_program
+    from retrieval.embedder.image_export import export_folder, read_runtimes
+
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
+    copy_image_side = torch_program._image_only
+
+    def changed(model, text_modules, dtype):
+        copy = copy_image_side(model, text_modules, dtype)
+        with torch.no_grad():
+            for parameter in copy.parameters():
+                parameter.mul_(-1.0)
+        return copy
+
+    monkeypatch.setattr(torch_program, "_image_only", changed)
+    full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
+    assert full.prepare_image_export()  # the ONNX export is kept: only the program is refused
+    target = export_folder(str(tiny_model))
+    assert not (target / torch_program.PROGRAM_FILE).exists()
+    assert next(iter(read_runtimes(target).values()))["torch_runs"] == "model"
 
 
 def test_int8_is_used_only_when_asked_for(tiny_model, tmp_path, monkeypatch):

@@ -2,10 +2,12 @@
 for what they don't cover (see ``text_export.py`` and ``image_export.py``).
 
 Text goes through the text export; photos through the image export, unless the
-runtime trial says torch is cheaper for a run this size (``expect_images``). The
-full model loads, on first need, for heat maps, for a side without an export and
-for such large runs; whatever a run will need starts loading in the background
-as soon as the run knows its size, while the first photos are read and decoded.
+runtime trial says torch is cheaper for a run this size (``expect_images``): then
+through the image side traced for torch (``torch_program.py``), which needs torch
+but not transformers. The full model loads, on first need, for heat maps and for
+a side without an export or program. Whatever a run will need starts loading in
+the background as soon as the run knows its size, while the first photos are
+read and decoded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .contract import Embedder, ScoreScale, clean_texts
 from .image_export import ExportedImages, ImageFacts, describe_runtime, int8_agreement, open_export, \
     read_runtimes, runtime_key, uses_export
 from .text_export import ExportedText
+from .torch_program import TracedImages, open_program, program_path
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +47,9 @@ class ExportFirstEmbedder(Embedder):
         self._text: ExportedText | None = text
         self.context_length = text.facts.context_length if text is not None else None
         self._image_folder, self._image_facts = images if images is not None else (None, None)
-        self._images: ExportedImages | None = None
+        self._images: ExportedImages | TracedImages | None = None
         self._images_through_export = images is not None
+        self._images_through_program = False  # a large run, where torch pays for its start (expect_images)
         self._threads = threads
         self._int8 = int8 and images is not None  # asked for (IMAGE_INT8=1): never otherwise
         self._prepack_images = not brief  # until a run says how many photos it has (onnx_export.open_session)
@@ -66,7 +70,7 @@ class ExportFirstEmbedder(Embedder):
                     log.warning("the ONNX exports of %s do not match its weights; it runs in torch from now on",
                                 self.name)
                     self._text, self._image_folder, self._image_facts = None, None, None
-                    self._images_through_export = False
+                    self._images_through_export = self._images_through_program = False
         return self._full
 
     @property
@@ -85,6 +89,9 @@ class ExportFirstEmbedder(Embedder):
         elif self._images_through_export:
             figures = read_runtimes(self._image_folder).get(runtime_key(self._threads))
             notes.append(f"images in float32 through its checked ONNX export ({describe_runtime(figures)})")
+        elif self._images_through_program:
+            notes.append(f"images in {self.precision} through the image side traced for torch, cheaper than "
+                         "the ONNX export for a run this large")
         elif self._full is not None:
             notes.append(self._full.precision_note)
         if self._text is not None:
@@ -95,6 +102,8 @@ class ExportFirstEmbedder(Embedder):
     def precision(self) -> str:
         if self._images_through_export:
             return "int8" if self._int8 else "float32"
+        if self._images_through_program:
+            return read_runtimes(self._image_folder).get(runtime_key(self._threads), {}).get("torch_dtype", "float32")
         return self.full.precision
 
     # -- images: the export, or the full model ------------------------------------------
@@ -102,23 +111,29 @@ class ExportFirstEmbedder(Embedder):
     def expect_images(self, count: int) -> None:
         if self._image_facts is not None and self._full is None and not self._int8:
             self._images_through_export = uses_export(self._image_folder, self._threads, count)
+            self._images_through_program = (not self._images_through_export
+                                            and program_path(self._image_folder) is not None)
         self._prepack_images = count >= PREPACK_FROM
         # Loaded now, in the background, while the run reads and decodes its first photos.
         threading.Thread(target=self._warm_up, name="model-load", daemon=True).start()
 
     def _warm_up(self) -> None:
         try:
-            self._image_session() if self._images_through_export else self.full
+            self._image_session() if self._images_through_export or self._images_through_program else self.full
         except Exception:  # noqa: BLE001 - the run meets the same error where it can report it
             log.debug("loading in the background failed", exc_info=True)
 
-    def _image_session(self) -> ExportedImages | None:
+    def _image_session(self) -> ExportedImages | TracedImages | None:
         with self._images_lock:
             if self._images is None and self._images_through_export:
                 self._images = open_export(self._image_folder, self._image_facts, self._threads, self._int8,
                                            self._prepack_images)
                 if self._images is None:
                     self._images_through_export = False
+            elif self._images is None and self._images_through_program:
+                self._images = open_program(self._image_folder, self._threads)
+                if self._images is None:
+                    self._images_through_program = False
             return self._images
 
     @property
@@ -133,7 +148,7 @@ class ExportFirstEmbedder(Embedder):
     def embed_pixels(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
         if not len(pixel_batch):
             return np.zeros((0, self.dim), dtype=np.float32)
-        session = self._image_session() if self._images_through_export else None
+        session = self._image_session() if self._images_through_export or self._images_through_program else None
         if session is not None:
             return session.embed(pixel_batch)
         return self.full.embed_pixels(pixel_batch)

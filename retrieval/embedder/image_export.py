@@ -11,10 +11,12 @@ that fails is refused, and the refusal remembered.
 
 Which runtime then embeds a run's photos is measured, not assumed (the trial in
 ``runtime.json``, by CPU time as the precision trial): ONNX Runtime in float32
-against torch in the arithmetic its own trial chose (float32 or bfloat16). Torch
-only wins a run when its cheaper photos pay for importing and loading it:
-``uses_export(photos)`` is the break-even, so a few new photos never load torch,
-and a large first index on a CPU where bfloat16 is much cheaper still uses it.
+against torch in the arithmetic its own trial chose (float32 or bfloat16), run as
+the image side traced beside the export (``torch_program.py``), which needs torch
+but not transformers. Torch only wins a run when its cheaper photos pay for
+importing it and loading the program: ``uses_export(photos)`` is the break-even,
+so a few new photos never load torch, and a large index on a CPU where bfloat16
+is much cheaper uses it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .image_recipe import ImageRecipe
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: with the image side traced for torch beside it (torch_program.py)
 MODEL_FILE = "image.onnx"  # the optimised graph; its weights are in WEIGHTS_FILE next to it
 WEIGHTS_FILE = "image.weights"
 RUNTIME_FILE = "runtime.json"  # the trial's figures, per thread count
@@ -192,8 +194,8 @@ def break_even(figures: dict) -> float:
 
     In the run's time, not CPU time: importing torch and loading the weights runs on one core,
     while either runtime embeds on all of ``threads``, so a photo saves its CPU time over that many
-    (measured: 159 photos took 9.8 s through the export and 11.7 s in torch bfloat16, where CPU
-    time alone put the break-even at 143 photos)."""
+    (measured with the full model, before the traced program: 159 photos took 9.8 s through the
+    export and 11.7 s in torch bfloat16, where CPU time alone put the break-even at 143 photos)."""
     saved_ms = (figures["onnx_cpu_ms_per_image"] - figures["torch_cpu_ms_per_image"]) / max(1, figures.get("threads", 1))
     if figures.get("runtime") != "torch" or saved_ms <= 0:
         return float("inf")
@@ -217,8 +219,9 @@ def describe_runtime(figures: dict | None) -> str:
     if not figures:
         return "not timed against torch yet"
     limit = break_even(figures)
+    traced = " (its traced program)" if figures.get("torch_runs") == "traced program" else ""
     return (f"ONNX Runtime float32 used {figures['onnx_cpu_ms_per_image']} ms of CPU per image against "
-            f"{figures['torch_cpu_ms_per_image']} in torch {figures['torch_dtype']}"
+            f"{figures['torch_cpu_ms_per_image']} in torch {figures['torch_dtype']}{traced}"
             + (f"; torch is used from {int(limit) + 1} new photos in a run, where it pays for its "
                f"{figures['torch_start_cpu_s']:.1f} s start" if limit != float("inf") else "; torch is not needed"))
 

@@ -26,6 +26,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
+import numpy as np
 import torch
 
 from .precision_record import cpu_name, describe, read_all, remember
@@ -90,11 +91,15 @@ def import_cpu_s() -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_start_cpu_s: float) -> dict:
+def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_start_cpu_s: float,
+                program=None) -> dict:
     """The image side's ONNX export (``image_export.py``) against torch in ``dtype``, by CPU time per
     image in interleaved rounds as above; the export must cost at most ``1 / MARGIN`` of torch's or
-    torch wins (and is then used only for runs large enough to pay for its start)."""
+    torch wins (and is then used only for runs large enough to pay for its start). ``program``: the
+    image side traced for torch (``torch_program.py``), which a run then uses instead of the model:
+    it is what is timed, and its start is importing torch and loading it."""
     from .image_export import ExportedImages
+    from .torch_program import start_cpu_s
 
     shape = (3, exported.facts.recipe.input_side, exported.facts.recipe.input_side)
     # Timed at a batch as indexing runs them: bfloat16's advantage grows with the batch (on 2 cores of an
@@ -106,21 +111,27 @@ def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_star
     ExportedImages(exported.folder, exported.facts, exported.threads)  # what a run pays to open it
     onnx_start = time.process_time() - opening
 
-    def onnx_pass(batch) -> float:
+    def cpu_of(embed, batch) -> float:
         started = time.process_time()
-        exported.embed(batch)
+        embed(batch)
         return time.process_time() - started
 
-    onnx_pass(arrays[:1])
-    _one_pass(model, pixels[:1], autocast)
+    if program is not None:
+        torch_embed = program.embed
+        torch_start_cpu_s = start_cpu_s(program.path)
+    else:
+        torch_embed = lambda batch: _one_pass(model, torch.from_numpy(np.stack(batch)), autocast)  # noqa: E731
+    cpu_of(exported.embed, arrays[:1])
+    cpu_of(torch_embed, arrays[:1])
     onnx_cpu, torch_cpu = [], []
     for _ in range(ROUNDS):
-        onnx_cpu.append(onnx_pass(arrays))
-        torch_cpu.append(_one_pass(model, pixels, autocast)[0])
+        onnx_cpu.append(cpu_of(exported.embed, arrays))
+        torch_cpu.append(cpu_of(torch_embed, arrays))
     per_image = lambda seconds: round(1000 * statistics.median(seconds) / RUNTIME_TRIAL_IMAGES, 2)  # noqa: E731
     torch_cheaper = statistics.median(torch_cpu) < MARGIN * statistics.median(onnx_cpu)
     return {"runtime": "torch" if torch_cheaper else "onnx", "onnx_cpu_ms_per_image": per_image(onnx_cpu),
             "torch_cpu_ms_per_image": per_image(torch_cpu), "torch_dtype": str(dtype).removeprefix("torch."),
+            "torch_runs": "traced program" if program is not None else "model",
             "torch_start_cpu_s": round(torch_start_cpu_s, 2), "onnx_start_cpu_s": round(onnx_start, 3),
             "threads": torch.get_num_threads(),
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -194,10 +194,23 @@ class TwoTowerEmbedder(Embedder):
             return False
         facts = ImageFacts(model=self.name, family=self.family, dim=self.dim,
                            fingerprint=self.signature.fingerprint, recipe=recipe)
-        trial = lambda exported: precision_trial.time_export(  # noqa: E731
-            self._model, self.dtype, exported, self._start_cpu_s())
+        def trial(exported) -> dict:
+            return precision_trial.time_export(self._model, self.dtype, exported, self._start_cpu_s(),
+                                               self._traced_program(exported))
+
         return export_image_side(self.name, self._model, self._processor.image_processor, facts, trial,
                                  self.torch_threads, announce) is not None
+
+    def _traced_program(self, exported):
+        """The image side traced for torch beside the export (made on first need; ``torch_program.py``)."""
+        from .image_export import check_photos
+        from .torch_program import open_program, program_path, write_program
+
+        if program_path(exported.folder) is not None:
+            return open_program(exported.folder, self.torch_threads)
+        pixels = np.stack([exported.facts.recipe.pixels(photo) for photo in check_photos()])
+        return write_program(exported.folder, self._model, self._family.text_modules, self.dtype,
+                             exported.facts.recipe.input_side, pixels)
 
     def _start_cpu_s(self) -> float:
         """CPU seconds a process spends importing torch and transformers and loading this model."""
