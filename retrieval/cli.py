@@ -368,6 +368,7 @@ def cmd_index(engine, args) -> int:
         progress.close()
     _print_index_report(engine, report, args.json)
     sys.stdout.flush()  # the summary is out before any export below
+    engine.keep_snapshot()  # the next command's search then needs no chromadb
     _prepare_exports(engine)
     global _store_untouched
     _store_untouched = not report.changed_the_store
@@ -898,11 +899,12 @@ def _run(argv: list[str] | None) -> int:
 
     try:
         settings = _settings(args)
-        if _imports_nothing_heavy_beside(args.command, settings):
+        engine = Engine(settings, brief=True)  # one command: see Engine
+        if _imports_nothing_heavy_beside(args.command, settings) and not (
+                args.command == "search" and engine.snapshot() is not None):
             from .store.chroma_import import start_in_background
 
             start_in_background()  # while the model's export loads (store/chroma_import.py)
-        engine = Engine(settings, brief=True)  # one command: see Engine
         return COMMANDS[args.command](engine, args)
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)

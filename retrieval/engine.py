@@ -42,6 +42,7 @@ class Engine:
         self._load_lock = threading.RLock()
         self._keywords_lock = threading.Lock()  # one build of the word index at a time (the app's searches)
         self._keyword_index = None
+        self._snapshot = False  # not looked for yet (see snapshot())
         self._captioner = None
         if embedder is not None:
             self.store.bind(embedder.signature)
@@ -236,8 +237,48 @@ class Engine:
     def search(self, request: SearchRequest) -> list[SearchResult]:
         from .search.searcher import Searcher
 
+        request = self._with_cameras_named(request)
+        snapshot = self.snapshot()
+        if snapshot is not None:  # one command's search: chromadb is not even imported if it answers
+            from .store.chroma_snapshot import SnapshotCannotAnswer
+
+            self._store = snapshot
+            try:
+                return Searcher(snapshot, self._embed_term, self._keywords, self._meaning_of,
+                                self._refine_boxes).search(request)
+            except SnapshotCannotAnswer as exc:
+                log.debug("asking the store itself: %s", exc)
+                self._snapshot = None
+            finally:
+                self._store = None
         return Searcher(self.store, self._embed_term, self._keywords, self._meaning_of, self._refine_boxes).search(
-            self._with_cameras_named(request))
+            request)
+
+    def snapshot(self):
+        """For one command's process (``brief``) on an embedded Chroma store: the collection's
+        snapshot in the cache, if nothing was written since ``index`` took it
+        (``store/chroma_snapshot.py``); else None."""
+        if not self.brief or self._store is not None or self.settings.store_backend != "chroma":
+            return None
+        if self._snapshot is False:
+            from .settings import cache_dir
+            from .store.chroma_snapshot import open_snapshot
+
+            self._snapshot = open_snapshot(self.settings.chroma, cache_dir())
+        return self._snapshot
+
+    def keep_snapshot(self) -> None:
+        """After ``index``: a snapshot of the collection as it is now, for the next command's searches.
+        Best effort: without one, a search asks Chroma, as before."""
+        if self.settings.store_backend != "chroma":
+            return
+        from .settings import cache_dir
+        from .store.chroma_snapshot import keep_snapshot
+
+        try:
+            keep_snapshot(self.store, self.settings.chroma, cache_dir())
+        except Exception as exc:  # noqa: BLE001 - the index itself is done and kept
+            log.warning("could not keep a snapshot of the collection for fast searches: %s", exc)
 
     def _refine_boxes(self, results, request) -> None:
         """For a query with a picture in it: the page's boxes where that picture sits, in the photos

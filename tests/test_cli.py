@@ -263,9 +263,11 @@ def test_commands_import_only_what_they_need(tiny_model, tmp_path, monkeypatch):
     assert modules("index", str(photos[0].parent)) == "['chromadb', 'torch', 'transformers']"
     # Nothing new to embed: the model is not loaded, nor torch imported.
     assert modules("index", str(photos[0].parent)) == "['chromadb']"
-    # The first index exported both sides: text and image searches need no torch, nor does indexing new photos.
-    assert modules("search", "a red bicycle") == "['chromadb']"
-    assert modules("search", str(photos[0])) == "['chromadb']"
+    # The first index exported both sides and left a snapshot of the collection: text and image
+    # searches need neither torch nor chromadb; one with a filter asks Chroma.
+    assert modules("search", "a red bicycle") == "[]"
+    assert modules("search", str(photos[0])) == "[]"
+    assert modules("search", "a red bicycle", "--after", "2001-01-01") == "['chromadb']"
     write_photos(photos[0].parent, 2, start=10)
     assert modules("index", str(photos[0].parent)) == "['chromadb']"
     assert modules("stats") == "['chromadb']"

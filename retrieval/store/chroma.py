@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import logging
 import shutil
-import sqlite3
 import threading
 from dataclasses import replace
 from itertools import combinations
@@ -29,6 +28,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .chroma_import import import_chromadb
+from .chroma_log import SQLITE_FILE as _SQLITE_FILE, log_position
 
 chromadb = import_chromadb()
 from chromadb.errors import ChromaError, NotFoundError  # noqa: E402 - after the import above
@@ -48,7 +48,6 @@ _READ_PAGE = 2000
 # of the approximate index at 0.99+ of exact search at 100k+ photos (see the
 # benchmark's "ANN recall@10"), for well under a millisecond more per query.
 HNSW_CONFIGURATION = {"space": "cosine", "ef_search": 200}
-_SQLITE_FILE = "chroma.sqlite3"
 _LOCK_FILE = ".write.lock"
 _LOW_DISK_BYTES = 16 * 1024 * 1024  # below this much free space a failed write is a full disk
 
@@ -186,16 +185,7 @@ class _LocalConnection:
 
     def _log_position(self) -> Any:
         """Where Chroma's write log stands: it moves with every write of any process."""
-        database = self.folder / _SQLITE_FILE
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as db:
-                return db.execute("SELECT MAX(seq_id) FROM embeddings_queue").fetchone()[0]
-        except sqlite3.Error:  # another Chroma layout: fall back to the file's change time
-            try:
-                stat = database.stat()
-            except OSError:
-                return None
-            return (stat.st_mtime_ns, stat.st_size)
+        return log_position(self.folder)
 
     def _refresh(self) -> None:
         position = self._log_position()
