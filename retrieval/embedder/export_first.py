@@ -164,6 +164,12 @@ class ExportFirstEmbedder(Embedder):
     # -- text: the export, or the full model ---------------------------------------------------
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if self._text is not None:
+            try:
+                self._text.open()
+            except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs the model's start
+                log.warning("the text export of %s can't be used (%s); loading the full model", self.name, exc)
+                self._text = None
         if self._text is None:
             return self.full.embed_texts(texts, batch_size)
         cleaned = clean_texts(texts)

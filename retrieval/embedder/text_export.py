@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -74,13 +75,19 @@ def read_facts(folder: Path) -> TextFacts | None:
 
 
 class ExportedText:
-    """Token ids with ``tokenizers``, vectors with ONNX Runtime."""
+    """Token ids with ``tokenizers``, vectors with ONNX Runtime. The session opens at the first text
+    (``open``): a run that only indexes photos never holds the text side's weights (about 250 MB
+    for a ViT-B/32)."""
 
     def __init__(self, folder: Path, facts: TextFacts, threads: int | None = None, prepack: bool = True):
         from tokenizers import Tokenizer
 
         self.facts = facts
-        self._session = onnx_export.open_session(folder / MODEL_FILE, threads, prepack=prepack)
+        self._model_file, self._threads, self._prepack = folder / MODEL_FILE, threads, prepack
+        if not self._model_file.is_file():
+            raise FileNotFoundError(self._model_file)
+        self._session = None
+        self._opening = threading.Lock()
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=facts.context_length, direction=facts.truncation_side)
@@ -99,7 +106,14 @@ class ExportedText:
         inputs = {"input_ids": ids, "attention_mask": mask}
         return {name: inputs[name] for name in self.facts.inputs}
 
+    def open(self) -> None:
+        """Open the ONNX Runtime session, if it is not open yet (raises where the file is damaged)."""
+        with self._opening:
+            if self._session is None:
+                self._session = onnx_export.open_session(self._model_file, self._threads, prepack=self._prepack)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.open()
         (features,) = self._session.run(None, self.token_ids(texts))
         features = np.asarray(features, dtype=np.float32)
         return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)

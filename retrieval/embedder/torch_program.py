@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 PROGRAM_FILE = "image.torchscript"
 MIN_COSINE = 0.9999
+# Photos per forward pass, as the trial times them. At 32 (indexing's batch) a photo costs 9% more CPU
+# (58 against 54 ms) and the process peaks about 100 MB higher (a ViT-B/32 in bfloat16 on 2 cores of
+# an AMD EPYC).
+CHUNK = 16
 
 
 class TracedImages:
@@ -49,9 +53,12 @@ class TracedImages:
     def embed(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
         import torch
 
-        batch = torch.from_numpy(np.stack(pixel_batch).astype(np.float32, copy=False))
+        parts = []
         with torch.inference_mode():
-            features = self._program(batch).float().numpy()
+            for start in range(0, len(pixel_batch), CHUNK):
+                chunk = np.stack(pixel_batch[start:start + CHUNK]).astype(np.float32, copy=False)
+                parts.append(self._program(torch.from_numpy(chunk)).float().numpy())
+        features = np.concatenate(parts)
         return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 

@@ -194,6 +194,7 @@ class TwoTowerEmbedder(Embedder):
             return False
         facts = ImageFacts(model=self.name, family=self.family, dim=self.dim,
                            fingerprint=self.signature.fingerprint, recipe=recipe)
+
         def trial(exported) -> dict:
             return precision_trial.time_export(self._model, self.dtype, exported, self._start_cpu_s(),
                                                self._traced_program(exported))
