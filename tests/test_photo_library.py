@@ -185,3 +185,17 @@ def test_empty_patterns_leave_everything_in(clip_settings, tmp_path, pattern):
     write_photos(folder, 2)
     report = Engine(clip_settings).index([folder], exclude=[pattern])
     assert len(report.added) == 2 and report.excluded == 0
+
+
+def test_the_perceptual_hash_has_imagehash_phash_bits():
+    """The hash is imagehash.phash's, with its DCTs in numpy: collections hashed before keep matching."""
+    import imagehash
+
+    from retrieval.embedder.image_export import check_photos
+    from retrieval.photos.near_duplicates import perceptual_hash
+
+    photos = [random_photo(seed, (40 + 37 * seed, 90 - 3 * seed)) for seed in range(20)]
+    photos += [scene_photo(seed) for seed in range(10)] + check_photos()
+    photos += [photos[0].convert(mode) for mode in ("L", "RGBA", "P", "CMYK")]
+    for photo in photos:
+        assert perceptual_hash(photo) == str(imagehash.phash(photo.convert("RGB")))

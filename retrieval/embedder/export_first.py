@@ -163,21 +163,25 @@ class ExportFirstEmbedder(Embedder):
 
     # -- text: the export, or the full model ---------------------------------------------------
 
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def _opened_text(self) -> ExportedText | None:
+        """The text export, opened (it opens at the first text); None where it can't be."""
         if self._text is not None:
             try:
                 self._text.open()
             except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs the model's start
                 log.warning("the text export of %s can't be used (%s); loading the full model", self.name, exc)
                 self._text = None
-        if self._text is None:
+        return self._text
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        if self._opened_text() is None:
             return self.full.embed_texts(texts, batch_size)
         cleaned = clean_texts(texts)
         return np.concatenate([self._text.embed(cleaned[start : start + batch_size])
                                for start in range(0, len(cleaned), batch_size)])
 
     def reads_whole(self, text: str) -> bool:
-        if self._text is None:
+        if self._opened_text() is None:
             return self.full.reads_whole(text)
         return self._text.reads_whole(text.strip())
 

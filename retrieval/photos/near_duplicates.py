@@ -42,11 +42,26 @@ def shape_of(metadata: dict):
     return (width, height) if isinstance(width, (int, float)) and isinstance(height, (int, float)) else None
 
 
+def _dct_rows(size: int, kept: int) -> np.ndarray:
+    """The first ``kept`` rows of the (unnormalised) DCT-II of ``size`` points, as scipy computes it."""
+    k, n = np.arange(kept)[:, None], np.arange(size)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * n + 1) / (2 * size))
+
+
+_HASH_SIDE = 8
+_DCT = _dct_rows(4 * _HASH_SIDE, _HASH_SIDE)
+
+
 def perceptual_hash(image: Image.Image) -> str:
-    """The photo's DCT hash as 16 hex digits."""
+    """The photo's DCT hash as 16 hex digits: ``imagehash.phash``'s bits, with its two DCTs written
+    as one product of small matrices, as importing scipy for them cost 0.25 s of CPU in every
+    indexing run (2 cores of an AMD EPYC)."""
     import imagehash
 
-    return str(imagehash.phash(image.convert("RGB")))
+    side = 4 * _HASH_SIDE
+    pixels = np.asarray(image.convert("RGB").convert("L").resize((side, side), Image.LANCZOS), dtype=np.float64)
+    low = _DCT @ pixels @ _DCT.T  # the hash's 8 x 8 lowest frequencies
+    return str(imagehash.ImageHash(low > np.median(low)))
 
 
 def _as_bits(hashes: Sequence[str]) -> np.ndarray:
