@@ -640,14 +640,15 @@ def test_a_brief_process_opens_the_exports_without_prepacking_and_gets_the_same_
     assert "ONNX" in brief.precision_note
 
 
-def test_the_text_export_opens_at_the_first_text_and_a_damaged_one_loads_the_model(tiny_model, tmp_path,
+def test_a_commands_text_export_opens_at_its_first_text_and_a_damaged_one_loads_the_model(tiny_model, tmp_path,
                                                                                   monkeypatch):
     from retrieval.embedder.text_export import MODEL_FILE, export_folder
 
     monkeypatch.setenv("CACHE_DIR", str(tmp_path / "cache"))
     full = load_embedder(str(tiny_model), precision="float32", text_export=False, image_export=False)
     assert full.prepare_text_export() and full.prepare_image_export()
-    indexing = load_embedder(str(tiny_model))
+    assert load_embedder(str(tiny_model))._text._session is not None  # a long-lived process: at once
+    indexing = load_embedder(str(tiny_model), brief=True)  # one command
     indexing.embed_images([random_photo(1)])
     assert indexing._text._session is None  # photos only: the text side's weights never loaded
     texts = ["a cat", "the dog on the beach"]
@@ -655,6 +656,7 @@ def test_the_text_export_opens_at_the_first_text_and_a_damaged_one_loads_the_mod
     assert indexing._text._session is not None
     graph = export_folder(str(tiny_model)) / MODEL_FILE
     graph.write_bytes(graph.read_bytes()[:100])  # damaged after the process found it
-    damaged = load_embedder(str(tiny_model))
-    assert min(cosine(a, b) for a, b in zip(damaged.embed_texts(texts), full.embed_texts(texts))) >= 0.9999
-    assert damaged._full is not None and "text in float32 through" not in damaged.precision_note
+    for brief in (True, False):  # found damaged at the first text, or as the process loads
+        damaged = load_embedder(str(tiny_model), brief=brief)
+        assert min(cosine(a, b) for a, b in zip(damaged.embed_texts(texts), full.embed_texts(texts))) >= 0.9999
+        assert damaged._full is not None and "text in float32 through" not in damaged.precision_note
