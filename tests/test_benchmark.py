@@ -379,3 +379,22 @@ def test_a_timed_process_reports_its_own_peak_memory(tmp_path):
     assert big.cpu_s > 0 and big.wall_s >= big.cpu_s / 8
     with pytest.raises(RetrievalError, match="exit 3"):
         timed([sys.executable, "-c", "raise SystemExit(3)"], {}, tmp_path)
+
+
+@pytest.mark.slow  # a dozen cold processes
+def test_the_thread_sweep_indexes_in_a_process_per_setting(tmp_path, tiny_model):
+    from retrieval.bench import thread_sweep
+
+    photos = write_photos(tmp_path / "photos", 3)
+    report = Report()
+    thread_sweep.run(report, str(tiny_model), photos, tmp_path / "work", rounds=1, threads=(1, 0), workers=(1, 2))
+    rates = {row.measure: row for row in report.rows if row.unit == "photos/s"}
+    settings = [m for m in rates if not m.startswith("fastest")]
+    assert len(settings) == 4 and all(rates[m].value > 0 for m in settings)
+    default = next(m for m in settings if m.startswith("TORCH_THREADS=all, DECODE_WORKERS=2"))
+    assert rates[default].ratio == pytest.approx(1.0)
+    details = report.details["thread_sweep"]
+    assert set(details) == {"1 x 1", "1 x 2", "all x 1", "all x 2"}
+    # each thread count's runs used what its own trial chose: for 3 photos, never torch's start
+    assert all(entry["runtime"] == "ONNX export" for entry in details.values())
+    assert all(len(entry["cpu_s"]) == 1 and entry["cpu_s"][0] > 0 for entry in details.values())

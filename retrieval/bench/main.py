@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=50, help="queries timed per kind (default 50)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="indexing: rounds of ceiling, product, ceiling; the median round is reported (default 3)")
+    parser.add_argument("--thread-sweep", action="store_true",
+                        help="indexing: also index --photos in a process of its own for each TORCH_THREADS (1, all "
+                             "cores) x DECODE_WORKERS (1, 2, 3), --rounds times each (minutes)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"any of {','.join(SECTIONS + OPTIONAL_SECTIONS)} (default: all but peer)")
     parser.add_argument("--rclip", metavar="PATH",
@@ -160,6 +163,12 @@ def run_model(report: Report, args, sections: list[str], settings: Settings, pho
     report.details["model"] = {**embedder.describe(), "precision": embedder.precision}
     if "indexing" in sections:
         indexing.run(report, embedder, settings, photos, args.large_count, args.naive_count, work, args.rounds)
+        if args.thread_sweep:
+            from . import thread_sweep
+
+            if not photos:
+                raise RetrievalError("--thread-sweep needs --photos: the photos each setting indexes.")
+            thread_sweep.run(report, model, photos, work, rounds=args.rounds)
     if "queries" in sections:
         sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
         backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
