@@ -56,9 +56,12 @@ VIEWPORTS = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, 
 
 @pytest.fixture(params=list(VIEWPORTS))
 def page(page_url, request):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     assert CHROMIUM, "chromium is not installed: run `apt-get install chromium` (see .ci/run)"
+    # The page's answers arrive within a second idle; on 2 cores shared with the rest of the suite a
+    # search has taken over 5 s (expect's default), so assertions wait as long as actions do.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox"])
