@@ -242,7 +242,7 @@ class Engine:
         if snapshot is not None:  # one command's search: chromadb is not even imported if it answers
             from .store.chroma_snapshot import SnapshotCannotAnswer
 
-            self._store = snapshot
+            self._store = snapshot  # what the model binds to as well (Engine.embedder), for this search
             try:
                 return Searcher(snapshot, self._embed_term, self._keywords, self._meaning_of,
                                 self._refine_boxes).search(request)
@@ -251,8 +251,8 @@ class Engine:
                 self._snapshot = None
             finally:
                 self._store = None
-        return Searcher(self.store, self._embed_term, self._keywords, self._meaning_of, self._refine_boxes).search(
-            request)
+        return Searcher(self.store, self._embed_term, self._keywords, self._meaning_of,
+                        self._refine_boxes).search(request)
 
     def snapshot(self):
         """For one command's process (``brief``) on an embedded Chroma store: the collection's

@@ -8,15 +8,12 @@ a text query through a model's ONNX export never does.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 
 from ..model_signature import ModelSignature
 from .checkpoint import languages_of
 from .contract import Embedder, Languages, ScoreScale
-
-log = logging.getLogger(__name__)
 
 
 def load_embedder(name: str, torch_threads: int | None = None, precision: str = "auto",
@@ -48,14 +45,6 @@ def load_embedder(name: str, torch_threads: int | None = None, precision: str = 
         from .text_export import load_export
 
         text = load_export(name, torch_threads, prepack=not brief)
-        if text is not None and not brief:
-            # A long-lived process (the app) will embed text: opened now, while it loads. A command
-            # opens it at its first text, so an index of photos never loads the text side.
-            try:
-                text.open()
-            except Exception as exc:  # noqa: BLE001 - a damaged cache entry only costs the slow path
-                log.warning("the text export of %s can't be used (%s); loading the full model", name, exc)
-                text = None
     if image_export:
         from .image_export import find_export
 
@@ -64,7 +53,12 @@ def load_embedder(name: str, torch_threads: int | None = None, precision: str = 
         return full_model()
     from .export_first import ExportFirstEmbedder
 
-    return ExportFirstEmbedder(name, text, images, full_model, torch_threads, int8=image_int8, brief=brief)
+    embedder = ExportFirstEmbedder(name, text, images, full_model, torch_threads, int8=image_int8, brief=brief)
+    if not brief:
+        # A long-lived process (the app) will embed text: opened now, while it loads. A command
+        # opens it at its first text, so an index of photos never loads the text side.
+        embedder.open_text()
+    return embedder
 
 
 def save_random_weights(config: dict, target, seed: int = 0) -> None:

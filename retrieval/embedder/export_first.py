@@ -48,8 +48,9 @@ class ExportFirstEmbedder(Embedder):
         self.context_length = text.facts.context_length if text is not None else None
         self._image_folder, self._image_facts = images if images is not None else (None, None)
         self._images: ExportedImages | TracedImages | None = None
-        self._images_through_export = images is not None
-        self._images_through_program = False  # a large run, where torch pays for its start (expect_images)
+        # What embeds photos: "export" (ONNX), "program" (the traced torch program, for a run large
+        # enough to pay for torch's start: expect_images) or "model" (the full model).
+        self._image_route = "export" if images is not None else "model"
         self._threads = threads
         self._int8 = int8 and images is not None  # asked for (IMAGE_INT8=1): never otherwise
         self._prepack_images = not brief  # until a run says how many photos it has (onnx_export.open_session)
@@ -70,7 +71,7 @@ class ExportFirstEmbedder(Embedder):
                     log.warning("the ONNX exports of %s do not match its weights; it runs in torch from now on",
                                 self.name)
                     self._text, self._image_folder, self._image_facts = None, None, None
-                    self._images_through_export = self._images_through_program = False
+                    self._image_route = "model"
         return self._full
 
     @property
@@ -82,14 +83,14 @@ class ExportFirstEmbedder(Embedder):
     @property
     def precision_note(self) -> str:
         notes = []
-        if self._images_through_export and self._int8:
+        if self._image_route == "export" and self._int8:
             agreement = int8_agreement(self._image_folder)
             notes.append("images in INT8 through its ONNX export (IMAGE_INT8=1; cosine to float32 "
                          f"{agreement.get('min_cosine', '?')} at worst on the check photos)")
-        elif self._images_through_export:
+        elif self._image_route == "export":
             figures = read_runtimes(self._image_folder).get(runtime_key(self._threads))
             notes.append(f"images in float32 through its checked ONNX export ({describe_runtime(figures)})")
-        elif self._images_through_program:
+        elif self._image_route == "program":
             notes.append(f"images in {self.precision} through the image side traced for torch, cheaper than "
                          "the ONNX export for a run this large")
         elif self._full is not None:
@@ -100,9 +101,9 @@ class ExportFirstEmbedder(Embedder):
 
     @property
     def precision(self) -> str:
-        if self._images_through_export:
+        if self._image_route == "export":
             return "int8" if self._int8 else "float32"
-        if self._images_through_program:
+        if self._image_route == "program":
             return read_runtimes(self._image_folder).get(runtime_key(self._threads), {}).get("torch_dtype", "float32")
         return self.full.precision
 
@@ -110,30 +111,29 @@ class ExportFirstEmbedder(Embedder):
 
     def expect_images(self, count: int) -> None:
         if self._image_facts is not None and self._full is None and not self._int8:
-            self._images_through_export = uses_export(self._image_folder, self._threads, count)
-            self._images_through_program = (not self._images_through_export
-                                            and program_path(self._image_folder) is not None)
+            if uses_export(self._image_folder, self._threads, count):
+                self._image_route = "export"
+            else:
+                self._image_route = "program" if program_path(self._image_folder) is not None else "model"
         self._prepack_images = count >= PREPACK_FROM
         # Loaded now, in the background, while the run reads and decodes its first photos.
         threading.Thread(target=self._warm_up, name="model-load", daemon=True).start()
 
     def _warm_up(self) -> None:
         try:
-            self._image_session() if self._images_through_export or self._images_through_program else self.full
+            self._image_session() if self._image_route != "model" else self.full
         except Exception:  # noqa: BLE001 - the run meets the same error where it can report it
             log.debug("loading in the background failed", exc_info=True)
 
     def _image_session(self) -> ExportedImages | TracedImages | None:
         with self._images_lock:
-            if self._images is None and self._images_through_export:
+            if self._images is None and self._image_route == "export":
                 self._images = open_export(self._image_folder, self._image_facts, self._threads, self._int8,
                                            self._prepack_images)
-                if self._images is None:
-                    self._images_through_export = False
-            elif self._images is None and self._images_through_program:
+            elif self._images is None and self._image_route == "program":
                 self._images = open_program(self._image_folder, self._threads)
-                if self._images is None:
-                    self._images_through_program = False
+            if self._images is None:  # could not be opened: the full model
+                self._image_route = "model"
             return self._images
 
     @property
@@ -148,7 +148,7 @@ class ExportFirstEmbedder(Embedder):
     def embed_pixels(self, pixel_batch: Sequence[np.ndarray]) -> np.ndarray:
         if not len(pixel_batch):
             return np.zeros((0, self.dim), dtype=np.float32)
-        session = self._image_session() if self._images_through_export or self._images_through_program else None
+        session = self._image_session() if self._image_route != "model" else None
         if session is not None:
             return session.embed(pixel_batch)
         return self.full.embed_pixels(pixel_batch)
@@ -163,8 +163,8 @@ class ExportFirstEmbedder(Embedder):
 
     # -- text: the export, or the full model ---------------------------------------------------
 
-    def _opened_text(self) -> ExportedText | None:
-        """The text export, opened (it opens at the first text); None where it can't be."""
+    def open_text(self) -> ExportedText | None:
+        """The text export, opened (else it opens at the first text); None where it can't be."""
         if self._text is not None:
             try:
                 self._text.open()
@@ -174,14 +174,14 @@ class ExportFirstEmbedder(Embedder):
         return self._text
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        if self._opened_text() is None:
+        if self.open_text() is None:
             return self.full.embed_texts(texts, batch_size)
         cleaned = clean_texts(texts)
         return np.concatenate([self._text.embed(cleaned[start : start + batch_size])
                                for start in range(0, len(cleaned), batch_size)])
 
     def reads_whole(self, text: str) -> bool:
-        if self._opened_text() is None:
+        if self.open_text() is None:
             return self.full.reads_whole(text)
         return self._text.reads_whole(text.strip())
 

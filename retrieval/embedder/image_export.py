@@ -36,6 +36,7 @@ from PIL import Image
 
 from . import onnx_export
 from .image_recipe import ImageRecipe
+from .torch_program import image_side_module
 
 log = logging.getLogger(__name__)
 
@@ -272,22 +273,8 @@ def export_image_side(name: str, model, processor, facts: ImageFacts, trial: Cal
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _features(output):
-    import torch
-
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
 def _write_export(folder: Path, model, facts: ImageFacts, step: ExportProgress) -> None:
     import torch
-
-    class ImageSide(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values):
-            return _features(self.model.get_image_features(pixel_values=pixel_values))
 
     side = facts.recipe.input_side
     sample = torch.rand(2, 3, side, side)
@@ -296,7 +283,7 @@ def _write_export(folder: Path, model, facts: ImageFacts, step: ExportProgress) 
     # The tracer's warnings are about shapes the check below covers; they are not for users.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(ImageSide(model).eval(), (sample,), str(traced), input_names=["pixel_values"],
+        torch.onnx.export(image_side_module(model).eval(), (sample,), str(traced), input_names=["pixel_values"],
                           output_names=["features"],
                           dynamic_axes={"pixel_values": {0: "batch"}, "features": {0: "batch"}},
                           opset_version=18, dynamo=False)
@@ -331,7 +318,7 @@ def _check(folder: Path, model, processor, facts: ImageFacts) -> str | None:
         if reference.shape != pixels.shape or not np.allclose(reference, pixels, atol=1e-5):
             return f"its preprocessing gives other pixels than the model's processor for a {photo.size} photo"
     with torch.inference_mode():
-        expected = _features(model.get_image_features(pixel_values=torch.from_numpy(np.stack(ours)))).float().numpy()
+        expected = image_side_module(model)(torch.from_numpy(np.stack(ours))).float().numpy()
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     cosine = float((expected * exported.embed(ours)).sum(axis=1).min())
     if cosine < MIN_COSINE:

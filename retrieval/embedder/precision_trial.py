@@ -81,14 +81,18 @@ def _one_pass(model: torch.nn.Module, pixels: torch.Tensor, autocast: bool) -> t
         return time.process_time() - cpu_started, time.perf_counter() - wall_started
 
 
-@functools.lru_cache(maxsize=1)
-def import_cpu_s() -> float:
-    """CPU seconds a fresh process spends importing torch and transformers (timed in one, once)."""
+@functools.lru_cache(maxsize=8)
+def fresh_process_cpu_s(code: str) -> float:
+    """CPU seconds a fresh Python process spends running ``code`` (timed once per code)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", "import torch, transformers"], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def import_cpu_s() -> float:
+    """CPU seconds a fresh process spends importing torch and transformers."""
+    return fresh_process_cpu_s("import torch, transformers")
 
 
 def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_start_cpu_s: float,
@@ -99,7 +103,6 @@ def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_star
     image side traced for torch (``torch_program.py``), which a run then uses instead of the model:
     it is what is timed, and its start is importing torch and loading it."""
     from .image_export import ExportedImages
-    from .torch_program import start_cpu_s
 
     shape = (3, exported.facts.recipe.input_side, exported.facts.recipe.input_side)
     # Timed at a batch as indexing runs them: bfloat16's advantage grows with the batch (on 2 cores of an
@@ -118,7 +121,8 @@ def time_export(model: torch.nn.Module, dtype: torch.dtype, exported, torch_star
 
     if program is not None:
         torch_embed = program.embed
-        torch_start_cpu_s = start_cpu_s(program.path)
+        # importing torch and loading the program, in a process of its own as a run does
+        torch_start_cpu_s = fresh_process_cpu_s(f"import torch; torch.jit.load({str(program.path)!r})")
     else:
         torch_embed = lambda batch: _one_pass(model, torch.from_numpy(np.stack(batch)), autocast)  # noqa: E731
     cpu_of(exported.embed, arrays[:1])

@@ -17,11 +17,7 @@ gives the model's own vectors (cosine >= 0.9999) on the export's check photos.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
-import resource
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -86,7 +82,7 @@ def write_program(folder: Path, model, text_modules: tuple[str, ...], dtype, inp
 
     target = folder / PROGRAM_FILE
     try:
-        side = _image_side(_image_only(model, text_modules, dtype)).eval()
+        side = image_side_module(_image_only(model, text_modules, dtype)).eval()
         sample = torch.rand(2, 3, input_side, input_side)
         autocast = dtype == torch.bfloat16
         # The tracer's warnings are about shapes (the check photos cover them); not for users.
@@ -95,7 +91,7 @@ def write_program(folder: Path, model, text_modules: tuple[str, ...], dtype, inp
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(side, (sample,), check_trace=False)
             pixels = torch.from_numpy(check_pixels)
-            expected = _image_side(model)(pixels).float().numpy()
+            expected = image_side_module(model)(pixels).float().numpy()
         torch.jit.save(traced, str(target))
         program = TracedImages(target)
         expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -107,16 +103,6 @@ def write_program(folder: Path, model, text_modules: tuple[str, ...], dtype, inp
         log.info("the image side is not traced for torch: %s", exc)
         target.unlink(missing_ok=True)
         return None
-
-
-@functools.lru_cache(maxsize=8)
-def start_cpu_s(path: Path) -> float:
-    """CPU seconds a fresh process spends importing torch and loading the program (timed in one)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", f"import torch; torch.jit.load({str(path)!r}, map_location='cpu')"],
-                   check=True, capture_output=True, timeout=300)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def _image_only(model, text_modules: tuple[str, ...], dtype):
@@ -134,8 +120,9 @@ def _image_only(model, text_modules: tuple[str, ...], dtype):
     return image_only
 
 
-def _image_side(model):
-    """The image side of ``model`` as a module of its own: pixels in, features out."""
+def image_side_module(model):
+    """The image side of ``model`` as a module of its own, pixels in, features out: what the ONNX
+    export and the traced program are made from."""
     import torch
 
     class ImageSide(torch.nn.Module):
