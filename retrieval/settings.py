@@ -202,6 +202,7 @@ class Settings:
     app_concurrency: int = 4  # searches the app runs at once
     regions: bool = False  # index objects and regions of each photo too (index --regions)
     ocr: bool = False  # read the words in each photo too (index --ocr)
+    ocr_passes: int = 1  # the text detector's looks at each photo: 1, or 2 to find a few more lines (OCR_PASSES)
     captions: bool = False  # caption each photo too (index --captions)
     caption_model: str = "microsoft/git-base-coco"  # Hugging Face id or folder (CAPTION_MODEL)
     meaning: bool = True  # embed described photos' descriptions by meaning too (index --no-meaning: not)
@@ -221,6 +222,9 @@ class Settings:
         _one_of("ASR_BACKEND", self.asr_backend, ASR_BACKENDS)
         parse_store(self.store)
         _regions_per_photo(self.regions_per_photo)
+        if self.ocr_passes not in (1, 2):
+            raise RetrievalError(f"OCR_PASSES={self.ocr_passes}: use 1 (one look for lines of words, the default) "
+                                 "or 2 (a second look too: a few more words found, at about 1.5 times the cost).")
         if not 1 <= int(self.app_port) <= 65535:
             raise RetrievalError(f"APP_PORT={self.app_port}: use a port from 1 to 65535.")
 
@@ -258,6 +262,7 @@ class Settings:
             app_concurrency=_int("APP_CONCURRENCY", 4),
             regions=_flag("REGIONS", False),
             ocr=_flag("OCR", False),
+            ocr_passes=_int("OCR_PASSES", 1),
             captions=_flag("CAPTIONS", False),
             caption_model=env.get("CAPTION_MODEL", "").strip() or "microsoft/git-base-coco",
             meaning=_flag("MEANING", True),

@@ -114,7 +114,7 @@ class EmbedFiles:
         if settings.ocr:
             from ..text.ocr import OcrReader
 
-            ocr = OcrReader()
+            ocr = OcrReader(passes=settings.ocr_passes)
         captioner = None
         if settings.captions:
             from ..text.captions import TransformersCaptioner
