@@ -141,8 +141,8 @@ class OcrReader:
         boxes = self._boxes(rgb)
         if not boxes:
             return []
-        crops = [get_rotate_crop_image(rgb, box.copy()) for box in boxes]
-        crops += [get_rotate_crop_image(rgb, lengthened(box, rgb.shape[1], rgb.shape[0])) for box in boxes]
+        longer_boxes = [lengthened(box, rgb.shape[1], rgb.shape[0]) for box in boxes]
+        crops = [get_rotate_crop_image(rgb, box.copy()) for box in boxes + longer_boxes]
         engine = self._engines()[0]
         crops, _ = engine.cls_and_rotate(crops)
         found = engine.recognize_txt(crops)
@@ -153,7 +153,7 @@ class OcrReader:
             own, longer = readings[number], readings[number + len(boxes)]
             kept = [(corners, own)] if self._keeps(*own) else []
             if self._keeps(*longer) and not (kept and longer[0] == own[0]):
-                kept.append((lengthened(corners, rgb.shape[1], rgb.shape[0]), longer))
+                kept.append((longer_boxes[number], longer))
             for found_at, (text, confidence) in kept:  # each line, then its second reading where it differs
                 xs, ys = found_at[:, 0], found_at[:, 1]
                 box = (max(0, int(xs.min() * back)), max(0, int(ys.min() * back)),
