@@ -260,8 +260,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
         add_button.click(on.add_photos, [uploads, metadata_file, find_regions, read_words, write_captions, by_meaning],
                          [add_summary, collection, tags, photographer, source, camera], api_name="add_photos",
                          show_progress_on=[add_summary]).success(
-            lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE)
-        add_summary.change(None, js=SHOW_ADD_SUMMARY, **PRIVATE)  # in the browser: what was added, in view
+            lambda: (None, None, ""), None, [uploads, metadata_file, chosen], show_progress="hidden", **PRIVATE
+        ).then(None, js=SHOW_ADD_SUMMARY, **PRIVATE)  # once the cleared form is laid out: what was added, in view
+        add_summary.change(None, js=SHOW_ADD_SUMMARY, **PRIVATE)  # a refusal too, which clears nothing
 
         app.load(on.facet_updates, None, [tags, photographer, source, camera], **PRIVATE)
         app.load(on.speech_model, None, speech_model, **PRIVATE)

@@ -129,7 +129,7 @@ READ_ALOUD_JS = """(text) => {
 # After photos are added, what happened is shown, however far down the page the button sat (on a
 # phone the checkboxes above it push the summary below the screen).
 SHOW_ADD_SUMMARY = """() => {
-  // After the form is cleared and laid out again (its height changes), not before.
+  // Once the form is laid out again (its height changes when it is cleared), not before.
   setTimeout(() => {
     const summary = document.getElementById("add-summary");
     if (summary) summary.scrollIntoView({block: "nearest"});
