@@ -54,6 +54,8 @@ def connect(address: str, num_cpus: int | None = None) -> None:
         return
     try:
         if address == LOCAL:
+            # Ray gives its own control server 30 s to start; on a busy machine it has taken longer.
+            os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
             # Workers import this package from where it is, as the driver does.
             paths = [str(_PACKAGE.parent)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
