@@ -219,7 +219,7 @@ class Engine:
         if getattr(self, "_ocr_reader", None) is None:
             from .text.ocr import OcrReader
 
-            self._ocr_reader = OcrReader(passes=self.settings.ocr_passes)
+            self._ocr_reader = OcrReader.of(self.settings)
         return self._ocr_reader
 
     def _region_indexer(self):

@@ -140,13 +140,13 @@ def make_set(photos: list[Path], captions: Path, with_words: int, out: Path, see
 COST_EVERY = 3  # the CPU cost is timed on every third photo (words and none, as they come)
 
 
-def cpu_ms_per_photo(engine, photos: list[Path], passes: int) -> dict[str, float]:
+def cpu_ms_per_photo(engine, photos: list[Path]) -> dict[str, float]:
     """CPU milliseconds per photo of reading its words (one thread, as each stage thread reads)
     and of embedding it (the model's own threads), each timed alone, after a first photo."""
     from ..text.ocr import OcrReader
 
     images = [Image.open(path).convert("RGB") for path in photos]
-    reader = OcrReader(passes=passes)
+    reader = OcrReader.of(engine.settings)
     reader.read(images[0], *images[0].size)  # the models load here, not in the timing
     started = time.process_time()
     for image in images:
@@ -160,7 +160,7 @@ def cpu_ms_per_photo(engine, photos: list[Path], passes: int) -> dict[str, float
 
 
 def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed: int = 0,
-             passes: int = 1) -> dict[str, Any]:
+             passes: int = 1, craft: str = "") -> dict[str, Any]:
     from ..engine import Engine
     from ..search.searcher import QueryTerm, SearchRequest
 
@@ -170,7 +170,7 @@ def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed
         folder = Path(work) / "photos"
         painted = make_set(photos, captions, with_words, folder, seed)
         engine = Engine(settings.with_overrides(chroma_path=Path(work) / "store", collection="ocr-eval",
-                                                ocr_passes=passes))
+                                                ocr_passes=passes, ocr_craft=craft))
         report = engine.index([folder], ocr=True)
         by_file = {r.metadata["filename"]: r for r in engine.store.iter_all()}
         rows = []
@@ -186,10 +186,10 @@ def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed
         textless = [r for name, r in by_file.items() if name not in {p.file for p in painted}]
         false_words = sum(bool(r.metadata.get("ocr_text")) for r in textless)
         stages = report.stages
-        cpu = cpu_ms_per_photo(engine, sorted(folder.iterdir())[::COST_EVERY], passes)
+        cpu = cpu_ms_per_photo(engine, sorted(folder.iterdir())[::COST_EVERY])
     per_photo = {name: 1000 * entry["seconds"] / max(1, entry["photos"]) for name, entry in stages.items()}
     return {"photos": len(photos), "with_words": len(painted), "without_words": len(photos) - len(painted),
-            "model": settings.model, "ocr_passes": passes, "seed": seed,
+            "model": settings.model, "ocr_passes": passes, "ocr_craft": bool(craft), "seed": seed,
             "by_height": _by_height(rows), "by_condition": _by_condition(rows),
             "all": _figures(rows), "textless_with_words_read": false_words,
             "cpu_ms_per_photo": cpu, "ocr_vs_embedding_cpu": round(cpu["ocr"] / max(cpu["embed"], 1e-9), 2),
@@ -225,7 +225,8 @@ def _by_condition(rows: list[dict]) -> dict[str, Any]:
 
 def table(figures: dict[str, Any]) -> str:
     lines = [f"OCR search: {figures['with_words']} real photos with a painted word, {figures['without_words']} "
-             f"without; model {figures['model']}; {figures['ocr_passes']} detector look(s); seed {figures['seed']}", "",
+             f"without; model {figures['model']}; {figures['ocr_passes']} PP-OCR look(s)"
+             f"{', and CRAFT' if figures.get('ocr_craft') else ''}; seed {figures['seed']}", "",
              "| word height | words | read | hybrid R@1 | hybrid R@5 | picture only R@1 | picture only R@5 |",
              "|---|---|---|---|---|---|---|"]
     for name, f in [*figures["by_height"].items(), ("all", figures["all"]), *figures["by_condition"].items()]:
@@ -259,12 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--passes", type=int, default=1, choices=(1, 2),
                         help="the text detector's looks at each photo (OCR_PASSES; default 1)")
+    parser.add_argument("--craft", default="", metavar="WEIGHTS",
+                        help="also look with CRAFT (OCR_CRAFT): 1 for the installed weights, or their path")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
         with evaluated_settings(args) as settings:
             photos = sorted(walk_images(args.photos))[:args.limit]
-            figures = evaluate(photos, args.captions, settings, args.with_words, args.seed, args.passes)
+            figures = evaluate(photos, args.captions, settings, args.with_words, args.seed, args.passes,
+                               args.craft)
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -116,7 +116,7 @@ class EmbedFiles:
         if settings.ocr:
             from ..text.ocr import OcrReader
 
-            ocr = OcrReader(passes=settings.ocr_passes)
+            ocr = OcrReader.of(settings)
         captioner = None
         if settings.captions:
             from ..text.captions import TransformersCaptioner

@@ -46,6 +46,10 @@ class Stage:
     def run(self, photo: Photo) -> None:
         raise NotImplementedError
 
+    def owed_by(self, metadata: dict[str, Any]) -> bool:
+        """Whether a stored record still needs this stage: it lacks a field the stage adds."""
+        return any(name not in metadata for name in self.adds)
+
     def __repr__(self) -> str:
         return f"<stage {self.name}>"
 
@@ -170,7 +174,14 @@ class OcrWords(Stage):
         from ..text.ocr import ocr_fields
 
         decoded = photo.decoded
-        photo.fields.update(ocr_fields(self.reader.read(decoded.image, decoded.width, decoded.height)))
+        photo.fields.update(ocr_fields(self.reader.read(decoded.image, decoded.width, decoded.height),
+                                       self.reader.looks))
+
+    def owed_by(self, metadata: dict[str, Any]) -> bool:
+        """Also a photo read before with fewer looks than this reader's (OCR_CRAFT turned on later)."""
+        from ..text.ocr import looks_of
+
+        return super().owed_by(metadata) or not set(self.reader.looks) <= looks_of(metadata)
 
 
 class Caption(Stage):
@@ -218,10 +229,10 @@ def photo_stages(embedder: Embedder, *, max_image_pixels: int, max_file_bytes: i
 
 
 def owed_stages(metadata: dict[str, Any], stages: Sequence[Stage]) -> list[Stage]:
-    """Of the optional ``stages``, those a stored record lacks the fields of or says failed."""
+    """Of the optional ``stages``, those a stored record still needs or says failed."""
     failed = failed_stage_names(metadata)
     return [stage for stage in stages if not stage.required
-            and (stage.name in failed or any(name not in metadata for name in stage.adds))]
+            and (stage.name in failed or stage.owed_by(metadata))]
 
 
 # -- what a run spent ----------------------------------------------------------------

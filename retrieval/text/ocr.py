@@ -11,8 +11,10 @@ along its own direction by ``LENGTHEN`` of its height at each end. A reading of 
 box that differs is kept as a line of its own. ``passes=2`` (``OCR_PASSES``) also looks a
 second time with the same detector, its input normalised as PaddleOCR's own configs do
 (ImageNet's mean and deviation, channels in BGR order), which finds some lines the first look
-misses; lines it finds over those of the first are left out. The README's OCR evaluation has
-what each costs and finds.
+misses; lines it finds over those of the first are left out. ``craft`` (``OCR_CRAFT``) has
+EasyOCR's CRAFT detector look too (``craft.py``), for words the PP-OCR detector passes over, at
+many times the cost. A reading that an earlier one of the same place already holds is left out.
+The README's OCR evaluation has what each costs and finds.
 
 A record keeps the words as ``ocr_text`` (searchable), each line's box and confidence as
 ``ocr_words`` (JSON: ``[[text, left, top, right, bottom, confidence], ...]`` in pixels of the
@@ -36,6 +38,8 @@ from ..store.field_limits import MAX_TEXT_CHARS
 OCR_TEXT_FIELD = "ocr_text"
 OCR_WORDS_FIELD = "ocr_words"
 OCR_COUNT_FIELD = "ocr"
+OCR_LOOKS_FIELD = "ocr_looks"  # which detectors looked ("pp-ocr,craft"): a later, more thorough reader reads again
+PP_LOOK, PP_SECOND_LOOK, CRAFT_LOOK = "pp-ocr", "pp-ocr-imagenet", "craft"
 MIN_CONFIDENCE = 0.5  # the recogniser's own score; see the README's OCR evaluation for the choice
 # A line of one letter or sign is what the detector makes of a round shape as often as a word
 # (an "O" for a wheel or a plate): not worth keeping, and too short to search for.
@@ -75,7 +79,8 @@ class OcrReader:
     """PP-OCR through RapidOCR: one engine per thread (an ONNX session is not shared between the
     stage threads), each using one CPU thread, so several photos are read side by side."""
 
-    def __init__(self, models: Path | None = None, min_confidence: float = MIN_CONFIDENCE, passes: int = 1):
+    def __init__(self, models: Path | None = None, min_confidence: float = MIN_CONFIDENCE, passes: int = 1,
+                 craft: Path | None = None):
         self.models = Path(models) if models is not None else bundled_models()
         missing = [name for name in MODEL_FILES.values() if not (self.models / name).is_file()]
         if missing:
@@ -86,6 +91,24 @@ class OcrReader:
                                  "too, which finds a few more at about 1.5 times the cost).")
         self.min_confidence, self.passes = min_confidence, passes
         self._local = threading.local()
+        self.craft = None
+        if craft is not None:  # loaded now, so a wrong file is said before any photo is read
+            from .craft import CraftDetector
+
+            self.craft = CraftDetector(craft)
+
+    @property
+    def looks(self) -> tuple[str, ...]:
+        """The detectors that look at each photo, as a record keeps them."""
+        return (PP_LOOK, *((PP_SECOND_LOOK,) if self.passes == 2 else ()),
+                *((CRAFT_LOOK,) if self.craft is not None else ()))
+
+    @classmethod
+    def of(cls, settings) -> "OcrReader":
+        """The reader the settings ask for (OCR_PASSES, OCR_CRAFT)."""
+        from .craft import weights_file
+
+        return cls(passes=settings.ocr_passes, craft=weights_file(settings.ocr_craft) if settings.ocr_craft else None)
 
     def _engine(self, extra: dict[str, Any] | None = None):
         import logging
@@ -114,7 +137,7 @@ class OcrReader:
 
     def _boxes(self, rgb: np.ndarray) -> list[np.ndarray]:
         """The lines the detector finds (four corners each, in ``rgb``'s pixels): the first look's,
-        then the second look's that are not the first's."""
+        then the second look's that are not the first's, then CRAFT's words."""
         boxes: list[np.ndarray] = []
         for look, engine in enumerate(self._engines()):
             found = engine(rgb if look == 0 else np.ascontiguousarray(rgb[:, :, ::-1]),
@@ -124,6 +147,8 @@ class OcrReader:
                 corners = np.asarray(corners, dtype=np.float32)
                 if not any(_overlap(corners, other) > SAME_LINE for other in earlier):
                     boxes.append(corners)
+        if self.craft is not None:  # all of its words: one may lie in a line the others found but misread
+            boxes += self.craft.boxes(rgb)
         return boxes
 
     def read(self, image: Image.Image, width: int, height: int) -> list[Line]:
@@ -148,13 +173,17 @@ class OcrReader:
         found = engine.recognize_txt(crops)
         readings = [(" ".join(str(text).split()), float(score)) for text, score in zip(found.txts, found.scores)]
         back = width / image.width  # detector pixels -> the full photo's
-        lines = []
-        for number, corners in enumerate(boxes):
-            own, longer = readings[number], readings[number + len(boxes)]
-            kept = [(corners, own)] if self._keeps(*own) else []
-            if self._keeps(*longer) and not (kept and longer[0] == own[0]):
-                kept.append((longer_boxes[number], longer))
-            for found_at, (text, confidence) in kept:  # each line, then its second reading where it differs
+        lines, said = [], []
+        for number, corners in enumerate(boxes):  # each line, then its lengthened reading
+            for found_at, (text, confidence) in ((corners, readings[number]),
+                                                 (longer_boxes[number], readings[number + len(boxes)])):
+                if not self._keeps(text, confidence):
+                    continue
+                # A reading that an earlier one of the same place holds says nothing new.
+                letters = "".join(c for c in text.casefold() if c.isalnum())
+                if any(letters in earlier and _overlap(found_at, place) > SAME_LINE for place, earlier in said):
+                    continue
+                said.append((found_at, letters))
                 xs, ys = found_at[:, 0], found_at[:, 1]
                 box = (max(0, int(xs.min() * back)), max(0, int(ys.min() * back)),
                        min(width, round(float(xs.max()) * back)), min(height, round(float(ys.max()) * back)))
@@ -191,9 +220,10 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return float(shared / smaller) if smaller > 0 else 0.0
 
 
-def ocr_fields(lines: list[Line]) -> dict[str, Any]:
-    """The fields a photo's record gets from its words (the count says it was read)."""
-    fields: dict[str, Any] = {OCR_COUNT_FIELD: len(lines)}
+def ocr_fields(lines: list[Line], looks: tuple[str, ...] = (PP_LOOK,)) -> dict[str, Any]:
+    """The fields a photo's record gets from its words (the count says it was read; ``looks``, by
+    which detectors)."""
+    fields: dict[str, Any] = {OCR_COUNT_FIELD: len(lines), OCR_LOOKS_FIELD: ",".join(looks)}
     if lines:
         fields[OCR_TEXT_FIELD] = " ".join(line.text for line in lines)
         rows = [[line.text, *line.box, round(line.confidence, 3)] for line in lines[:MAX_LINES]]
@@ -201,6 +231,11 @@ def ocr_fields(lines: list[Line]) -> dict[str, Any]:
             rows = rows[: len(rows) * 3 // 4]
         fields[OCR_WORDS_FIELD] = json.dumps(rows, ensure_ascii=False)
     return fields
+
+
+def looks_of(metadata: dict[str, Any]) -> set[str]:
+    """The detectors that looked at a stored photo (one PP-OCR look for one read before they were kept)."""
+    return set(str(metadata.get(OCR_LOOKS_FIELD) or PP_LOOK).split(","))
 
 
 def lines_of(metadata: dict[str, Any]) -> list[Line]:

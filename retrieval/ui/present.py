@@ -111,7 +111,7 @@ def details_html(result: dict[str, Any]) -> str:
 
 _LABELS = {"focal_length_mm": "focal length (mm)", "matched_box": "matched region (left, top, right, bottom)",
            "photo_score": "whole photo's score", "regions": "regions indexed", "ocr_text": "words in the photo",
-           "ocr": "lines of words read", "matched_words": "words it matched",
+           "ocr": "lines of words read", "ocr_looks": "words looked for by", "matched_words": "words it matched",
            "caption": "Caption (generated)", "ai_description": "AI description",
            "meaning_score": "its description's nearness in meaning", "captioned_by": "caption written by",
            "failed_stages": "not done yet (the next index tries again)"}
