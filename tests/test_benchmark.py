@@ -330,13 +330,13 @@ def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys)
 
     out = tmp_path / "ocr.json"
     assert ocr_eval.main([str(folder), "--captions", str(table), "--with-words", "2", "--model", str(tiny_model),
-                          "--passes", "2", "--out", str(out)]) == 0
+                          "--passes", "2", "--craft", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| all | 2 |" in printed and "2 detector look(s)" in printed and "CPU per photo, each alone" in printed
+    assert "| all | 2 |" in printed and "2 PP-OCR look(s), and CRAFT" in printed and "CPU per photo, each alone" in printed
     figures = json.loads(out.read_text())
     assert figures["with_words"] == 2 and figures["without_words"] == 1 and len(figures["rows"]) == 2
     assert figures["ms_per_photo"]["ocr"] > 0 and figures["all"]["hybrid_recall@5"] >= figures["all"]["read"]
-    assert figures["ocr_passes"] == 2 and figures["cpu_ms_per_photo"]["ocr"] > 0 and figures["cpu_ms_per_photo"]["embed"] > 0
+    assert figures["ocr_passes"] == 2 and figures["ocr_craft"] and figures["cpu_ms_per_photo"]["ocr"] > 0 and figures["cpu_ms_per_photo"]["embed"] > 0
 
     out = tmp_path / "text.json"
     assert text_eval.main([str(table), "--model", str(tiny_model), "--out", str(out)]) == 0
