@@ -104,7 +104,9 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 read_words = gr.Checkbox(engine.settings.ocr, elem_id="read-words",
                                          label="Also read the words in each photo",
                                          info="Signs, labels, screenshots: kept with the photo and shown in "
-                                              "its details; about a third of a second per photo")
+                                              "its details; " + ("about three seconds of CPU per photo with CRAFT "
+                                              "(OCR_CRAFT)" if engine.settings.ocr_craft else
+                                              "about a third of a second per photo"))
                 write_captions = gr.Checkbox(engine.settings.captions, elem_id="write-captions",
                                              label="Also write a caption for each photo",
                                              info="A sentence from a captioning model (CAPTION_MODEL), searched "

