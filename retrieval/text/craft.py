@@ -136,7 +136,8 @@ class CraftDetector:
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign file raises many kinds
             raise RetrievalError(f"{weights} is not CRAFT's checkpoint ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0][:200] if str(exc) else ''}).") from None
-        self.net = net.eval()
+        # Channels last: oneDNN's convolutions run about 15% faster on a CPU so (same scores).
+        self.net = net.eval().to(memory_format=torch.channels_last)
 
     def scores(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         """The letter and link score maps, and the scale from a map's pixels to ``rgb``'s."""
@@ -149,7 +150,7 @@ class CraftDetector:
         image = cv2.resize(rgb, (columns, rows), interpolation=cv2.INTER_LINEAR) if (rows, columns) != (height, width) else rgb
         batch = torch.from_numpy((image.astype(np.float32) - _MEAN) / _STD).permute(2, 0, 1)[None]
         with torch.inference_mode():
-            maps = self.net(batch)[0].numpy()
+            maps = self.net(batch.contiguous(memory_format=torch.channels_last))[0].contiguous().numpy()
         return maps[0], maps[1], (width / columns * 2, height / rows * 2)
 
     def boxes(self, rgb: np.ndarray) -> list[np.ndarray]:
