@@ -43,13 +43,16 @@ def _int(name: str, default: int | None, minimum: int = 1) -> int | None:
     return value
 
 
+ON_WORDS, OFF_WORDS = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
 def _flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
         return default
-    if raw in {"1", "true", "yes", "on"}:
+    if raw in ON_WORDS:
         return True
-    if raw in {"0", "false", "no", "off"}:
+    if raw in OFF_WORDS:
         return False
     raise RetrievalError(f"{name}={raw!r} should be 1 or 0 (true or false).")
 
@@ -264,8 +267,7 @@ class Settings:
             regions=_flag("REGIONS", False),
             ocr=_flag("OCR", False),
             ocr_passes=_int("OCR_PASSES", 1),
-            ocr_craft="" if env.get("OCR_CRAFT", "").strip().lower() in ("", "0", "no", "off", "false")
-            else env["OCR_CRAFT"].strip(),
+            ocr_craft="" if env.get("OCR_CRAFT", "").strip().lower() in OFF_WORDS | {""} else env["OCR_CRAFT"].strip(),
             captions=_flag("CAPTIONS", False),
             caption_model=env.get("CAPTION_MODEL", "").strip() or "microsoft/git-base-coco",
             meaning=_flag("MEANING", True),

