@@ -104,7 +104,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 read_words = gr.Checkbox(engine.settings.ocr, elem_id="read-words",
                                          label="Also read the words in each photo",
                                          info="Signs, labels, screenshots: kept with the photo and shown in "
-                                              "its details; " + ("about two and a half seconds of CPU per photo with CRAFT "
+                                              "its details; " + ("about two thirds of a second per photo with CRAFT "
                                               "(OCR_CRAFT)" if engine.settings.ocr_craft else
                                               "about a third of a second per photo"))
                 write_captions = gr.Checkbox(engine.settings.captions, elem_id="write-captions",

@@ -1,5 +1,6 @@
 """CRAFT, EasyOCR's text detector, as a further look for words (OCR_CRAFT): its boxes from score
-maps made by hand, its network against the real checkpoint, and what it adds to the reader."""
+maps made by hand, its network against the real checkpoint, its INT8 model against float32, and
+what it adds to the reader."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 from retrieval.engine import Engine
 from retrieval.errors import RetrievalError
 from retrieval.settings import Settings
-from retrieval.text import craft
-from retrieval.text.craft import CraftDetector, network, weights_file, words_in
+from retrieval.text import craft, craft_int8
+from retrieval.text.craft import CraftDetector, load_network, network, network_input, weights_file, words_in
 from retrieval.text.ocr import OcrReader
 
 from test_ocr import reads, sign, turned_word
@@ -77,8 +78,9 @@ def test_the_network_has_every_weight_of_easyocr_s_checkpoint_and_no_other():
     assert names == set(network().state_dict())
 
 
-@pytest.mark.parametrize("size, height, at", [((640, 480), 48, (60, 120)),
-                                              pytest.param((1600, 1200), 120, (150, 300), marks=pytest.mark.slow)])
+# Slow: the first detector of a test process makes the INT8 model (about 15 s).
+@pytest.mark.slow
+@pytest.mark.parametrize("size, height, at", [((640, 480), 48, (60, 120)), ((1600, 1200), 120, (150, 300))])
 def test_craft_finds_a_painted_word_where_it_is(detector, size, height, at):
     # The larger photo is looked at reduced (SIDE); its boxes are in its own pixels all the same.
     photo, (left, top, right, bottom) = sign("BAKERY", size=size, height=height, at=at)
@@ -89,6 +91,41 @@ def test_craft_finds_a_painted_word_where_it_is(detector, size, height, at):
 
 
 SEEDS_PP_MISSES = (38, 39, 55, 58)  # turned words on shapes that one PP-OCR look does not find
+
+
+def overlap(a: tuple, b: tuple) -> float:
+    """Intersection over union of two upright rectangles."""
+    shared = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return shared / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - shared)
+
+
+@pytest.mark.slow
+def test_the_int8_model_finds_the_words_float32_finds(detector):
+    exact = load_network(weights_file("1"))
+    photos = [sign("BAKERY")[0], sign("OPEN", size=(1600, 1200), height=120, at=(150, 300))[0],
+              *(turned_word(seed)[0] for seed in SEEDS_PP_MISSES)]
+    for photo in photos:
+        rgb = np.asarray(photo)
+        batch, scale = network_input(rgb)
+        with torch.inference_mode():
+            maps = exact(torch.from_numpy(batch))[0].numpy()
+        expected = [upright(b) for b in words_in(maps[0], maps[1], scale)]
+        found = [upright(b) for b in detector.boxes(rgb)]
+        assert expected and len(found) == len(expected)
+        assert all(max(overlap(box, other) for other in found) > 0.8 for box in expected)
+
+
+@pytest.mark.slow
+def test_the_int8_model_is_made_once_and_again_when_damaged(detector):
+    model = craft_int8.cached_model(weights_file("1"))
+    made = model.stat().st_mtime_ns
+    CraftDetector(weights_file("1"))  # a second reader opens the one kept
+    assert model.stat().st_mtime_ns == made
+    model.write_bytes(b"damaged on disk")
+    again = CraftDetector(weights_file("1"))
+    assert model.stat().st_size > 10_000_000 and not list(model.parent.glob(".making-*"))
+    photo, _box = sign("BAKERY")
+    assert again.boxes(np.asarray(photo))
 
 
 @pytest.mark.slow

@@ -232,7 +232,7 @@ def table(figures: dict[str, Any]) -> str:
             lines.append(f"| {name} | {f['words']} | {f['read']:.2f} | {f['hybrid_recall@1']:.2f} | "
                          f"{f['hybrid_recall@5']:.2f} | {f['vector_recall@1']:.2f} | {f['vector_recall@5']:.2f} |")
     ms, cpu = figures["ms_per_photo"], figures["cpu_ms_per_photo"]
-    threads = "PP-OCR on one thread, CRAFT on torch's" if figures.get("ocr_craft") else "one thread"
+    threads = "PP-OCR on one thread, CRAFT on all cores (INT8, ONNX Runtime)" if figures.get("ocr_craft") else "one thread"
     lines += ["", f"photos without words that had words read in them: {figures['textless_with_words_read']}",
               f"CPU per photo, each alone: reading {cpu['ocr']:.0f} ms ({threads}), the image embedding "
               f"{cpu['embed']:.0f} ms (its threads): OCR / embedding {figures['ocr_vs_embedding_cpu']:.2f}x",

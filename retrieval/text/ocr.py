@@ -13,7 +13,7 @@ second time with the same detector, its input normalised as PaddleOCR's own conf
 (ImageNet's mean and deviation, channels in BGR order), which finds some lines the first look
 misses; lines it finds over those of the first are left out. ``craft`` (``OCR_CRAFT``) has
 EasyOCR's CRAFT detector look too (``craft.py``), for words the PP-OCR detector passes over, at
-many times the cost. A reading that an earlier one of the same place already holds is left out.
+about 2.8 times the cost. A reading that an earlier one of the same place already holds is left out.
 The README's OCR evaluation has what each costs and finds.
 
 A record keeps the words as ``ocr_text`` (searchable), each line's box and confidence as
