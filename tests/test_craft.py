@@ -162,6 +162,14 @@ def test_the_craft_setting_names_its_weights_or_says_what_to_do(tmp_path, monkey
         CraftDetector(tmp_path / craft.WEIGHTS)
 
 
+def test_a_cache_folder_that_cannot_be_written_is_said(tmp_path, monkeypatch):
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv("CACHE_DIR", str(blocked))
+    with pytest.raises(RetrievalError, match="set CACHE_DIR to a folder this user can write to"):
+        CraftDetector(weights_file("1"))
+
+
 @pytest.mark.slow
 def test_turning_craft_on_later_reads_indexed_photos_again_and_finds_a_word_pp_ocr_missed(settings, tmp_path):
     from cli_runs import run_in_process

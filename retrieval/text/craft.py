@@ -162,12 +162,27 @@ class CraftDetector:
 
         model = craft_int8.cached_model(weights)
         if not model.is_file():
-            craft_int8.make(load_network(weights), model, _MEAN, _STD)
+            self._make(weights, model)
         try:
             self.session = craft_int8.open_session(model)
         except Exception:  # noqa: BLE001 - a kept model damaged since: made again
             model.unlink(missing_ok=True)
-            self.session = craft_int8.open_session(craft_int8.make(load_network(weights), model, _MEAN, _STD))
+            self.session = craft_int8.open_session(self._make(weights, model))
+
+    @staticmethod
+    def _make(weights: Path, model: Path) -> Path:
+        from . import craft_int8
+
+        net = load_network(weights)
+        try:
+            return craft_int8.make(net, model, _MEAN, _STD)
+        except OSError as exc:
+            raise RetrievalError(f"CRAFT's INT8 model could not be written in {model.parent} ({exc.strerror or exc}); "
+                                 "set CACHE_DIR to a folder this user can write to.") from None
+        except Exception as exc:  # noqa: BLE001 - the exporter and the quantiser raise many kinds
+            raise RetrievalError(f"CRAFT's INT8 model could not be made from {weights} ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); words are read without "
+                                 "CRAFT when OCR_CRAFT is off.") from None
 
     def scores(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         """The letter and link score maps, and the scale from a map's pixels to ``rgb``'s."""
