@@ -358,6 +358,8 @@ def cmd_index(engine, args) -> int:
         args.ray = "local"
     if not args.paths:
         raise RetrievalError("Name the folders or image files to index: python -m retrieval index FOLDER")
+    if engine.settings.ocr_craft and (engine.settings.ocr if args.ocr is None else args.ocr):
+        _say_if_craft_is_made(engine.settings.ocr_craft)
     progress = _ProgressBar("indexing")
     try:
         report = engine.index(args.paths, metadata_file=args.metadata, source=args.source,
@@ -424,6 +426,18 @@ def _print_index_report(engine, report, as_json: bool) -> None:
     for duplicate in report.duplicates:
         print(f"  duplicate: {duplicate.path} (same bytes as {duplicate.duplicate_of})")
     print(f"The collection now holds {engine.store.count()} photos.")
+
+
+def _say_if_craft_is_made(setting: str) -> None:
+    """CRAFT's INT8 model is made on the first run that reads words with it: say why it pauses."""
+    from .text import craft, craft_int8
+
+    try:
+        made = craft_int8.cached_model(craft.weights_file(setting)).is_file()
+    except (RetrievalError, OSError):
+        return  # the reader says what is wrong when it loads
+    if not made:
+        print("Preparing CRAFT (OCR_CRAFT) to read words: once per machine, about 15 s.", file=sys.stderr)
 
 
 def _prepare_exports(engine, images: bool = True) -> None:
