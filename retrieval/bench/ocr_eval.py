@@ -158,7 +158,7 @@ def cpu_ms_per_photo(engine, photos: list[Path]) -> dict[str, float]:
 
 
 def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed: int = 0,
-             passes: int = 1, craft: str = "") -> dict[str, Any]:
+             passes: int = 1, craft: str = "", detector: str = "") -> dict[str, Any]:
     from ..engine import Engine
     from ..search.searcher import QueryTerm, SearchRequest
 
@@ -168,7 +168,7 @@ def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed
         folder = Path(work) / "photos"
         painted = make_set(photos, captions, with_words, folder, seed)
         engine = Engine(settings.with_overrides(chroma_path=Path(work) / "store", collection="ocr-eval",
-                                                ocr_passes=passes, ocr_craft=craft))
+                                                ocr_passes=passes, ocr_craft=craft, ocr_detector=detector))
         report = engine.index([folder], ocr=True)
         by_file = {r.metadata["filename"]: r for r in engine.store.iter_all()}
         rows = []
@@ -187,7 +187,8 @@ def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed
         cpu = cpu_ms_per_photo(engine, sorted(folder.iterdir())[::COST_EVERY])
     per_photo = {name: 1000 * entry["seconds"] / max(1, entry["photos"]) for name, entry in stages.items()}
     return {"photos": len(photos), "with_words": len(painted), "without_words": len(photos) - len(painted),
-            "model": settings.model, "ocr_passes": passes, "ocr_craft": bool(craft), "seed": seed,
+            "model": settings.model, "ocr_passes": passes, "ocr_craft": bool(craft),
+            "ocr_detector": detector or "PP-OCRv6 small (rapidocr's)", "seed": seed,
             "by_height": _by_height(rows), "by_condition": _by_condition(rows),
             "all": _figures(rows), "textless_with_words_read": false_words,
             "cpu_ms_per_photo": cpu, "ocr_vs_embedding_cpu": round(cpu["ocr"] / max(cpu["embed"], 1e-9), 2),
@@ -224,6 +225,7 @@ def _by_condition(rows: list[dict]) -> dict[str, Any]:
 def table(figures: dict[str, Any]) -> str:
     lines = [f"OCR search: {figures['with_words']} real photos with a painted word, {figures['without_words']} "
              f"without; model {figures['model']}; {figures['ocr_passes']} PP-OCR look(s)"
+             f"{' with ' + figures['ocr_detector'] if figures.get('ocr_detector', '').endswith('.onnx') else ''}"
              f"{', and CRAFT' if figures.get('ocr_craft') else ''}; seed {figures['seed']}", "",
              "| word height | words | read | hybrid R@1 | hybrid R@5 | picture only R@1 | picture only R@5 |",
              "|---|---|---|---|---|---|---|"]
@@ -261,13 +263,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the text detector's looks at each photo (OCR_PASSES; default 1)")
     parser.add_argument("--craft", default="", metavar="WEIGHTS",
                         help="also look with CRAFT (OCR_CRAFT): 1 for the installed weights, or their path")
+    parser.add_argument("--detector", default="", metavar="ONNX",
+                        help="another PP-OCR text detection model, by path (OCR_DETECTOR)")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     try:
         with evaluated_settings(args) as settings:
             photos = sorted(walk_images(args.photos))[:args.limit]
             figures = evaluate(photos, args.captions, settings, args.with_words, args.seed, args.passes,
-                               args.craft)
+                               args.craft, args.detector)
     except RetrievalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -11,7 +11,6 @@ third of the CPU time (835 against 2,408 ms per photo at 640 px, PP-OCR's look i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model_signature import file_fingerprint
 from ..settings import cache_dir
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,9 @@ CALIBRATION_PICTURES = 8
 CALIBRATION_SIZE = (480, 360)  # width, height: ranges hardly depend on the size, the time does
 
 
-def fingerprint(weights: Path) -> str:
-    digest = hashlib.sha256()
-    with open(weights, "rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()[:20]
-
-
 def cached_model(weights: Path) -> Path:
     """Where the INT8 model made from ``weights`` is kept (it may not be there yet)."""
-    return cache_dir() / "craft" / fingerprint(weights) / MODEL_FILE
+    return cache_dir() / "craft" / file_fingerprint(weights) / MODEL_FILE
 
 
 def calibration_picture(number: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import RetrievalError
+from ..model_signature import file_fingerprint
 from ..store.field_limits import MAX_TEXT_CHARS
 
 OCR_TEXT_FIELD = "ocr_text"
@@ -80,9 +81,10 @@ class OcrReader:
     stage threads), each using one CPU thread, so several photos are read side by side."""
 
     def __init__(self, models: Path | None = None, min_confidence: float = MIN_CONFIDENCE, passes: int = 1,
-                 craft: Path | None = None):
+                 craft: Path | None = None, detector: Path | None = None):
         self.models = Path(models) if models is not None else bundled_models()
-        missing = [name for name in MODEL_FILES.values() if not (self.models / name).is_file()]
+        missing = [name for kind, name in MODEL_FILES.items()
+                   if not (kind == "det" and detector is not None) and not (self.models / name).is_file()]
         if missing:
             raise RetrievalError(f"The OCR models {', '.join(missing)} are not in {self.models}. Reinstall the "
                                  "rapidocr package (`pip install --force-reinstall rapidocr`); it carries them.")
@@ -90,6 +92,9 @@ class OcrReader:
             raise RetrievalError(f"OCR_PASSES={passes}: use 1 (one look for lines of words) or 2 (a second look "
                                  "too, which finds a few more at about 1.5 times the cost).")
         self.min_confidence, self.passes = min_confidence, passes
+        self.detector = self.models / MODEL_FILES["det"] if detector is None else checked_detector(Path(detector))
+        # Another PP-OCR detector (OCR_DETECTOR) is another look: photos read before are read again.
+        self._detector_mark = file_fingerprint(self.detector)[:12] if detector is not None else None
         self._local = threading.local()
         self.craft = None
         if craft is not None:  # loaded now, so a wrong file is said before any photo is read
@@ -100,15 +105,17 @@ class OcrReader:
     @property
     def looks(self) -> tuple[str, ...]:
         """The detectors that look at each photo, as a record keeps them."""
-        return (PP_LOOK, *((PP_SECOND_LOOK,) if self.passes == 2 else ()),
+        named = (lambda look: f"{look}:{self._detector_mark}") if self._detector_mark else str
+        return (named(PP_LOOK), *((named(PP_SECOND_LOOK),) if self.passes == 2 else ()),
                 *((CRAFT_LOOK,) if self.craft is not None else ()))
 
     @classmethod
     def of(cls, settings) -> "OcrReader":
-        """The reader the settings ask for (OCR_PASSES, OCR_CRAFT)."""
+        """The reader the settings ask for (OCR_PASSES, OCR_CRAFT, OCR_DETECTOR)."""
         from .craft import weights_file
 
-        return cls(passes=settings.ocr_passes, craft=weights_file(settings.ocr_craft) if settings.ocr_craft else None)
+        return cls(passes=settings.ocr_passes, craft=weights_file(settings.ocr_craft) if settings.ocr_craft else None,
+                   detector=Path(settings.ocr_detector).expanduser() if settings.ocr_detector else None)
 
     def _engine(self, extra: dict[str, Any] | None = None):
         import logging
@@ -117,7 +124,7 @@ class OcrReader:
 
         engine = RapidOCR(params={
             "Global.log_level": "error", "Global.text_score": 0.0,  # the threshold is applied here
-            "Det.model_path": str(self.models / MODEL_FILES["det"]),
+            "Det.model_path": str(self.detector),
             "Rec.model_path": str(self.models / MODEL_FILES["rec"]),
             "Cls.model_path": str(self.models / MODEL_FILES["cls"]),
             "Det.limit_type": "max", "Det.limit_side_len": DETECT_SIDE,
@@ -192,6 +199,28 @@ class OcrReader:
 
     def _keeps(self, text: str, confidence: float) -> bool:
         return sum(c.isalnum() for c in text) >= MIN_CHARACTERS and confidence >= self.min_confidence
+
+
+def checked_detector(path: Path) -> Path:
+    """``path`` when it is a PP-OCR text detection model in ONNX (a photo in, a map of text scores
+    of the photo's size out), else an error that says what it is not."""
+    advice = ("give the path of a PP-OCR text detection model in ONNX (such as PaddleOCR's PP-OCRv5 server "
+              "detector), or leave OCR_DETECTOR unset for the small one inside rapidocr.")
+    if not path.is_file():
+        raise RetrievalError(f"OCR_DETECTOR={path}: there is no file there; {advice}")
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (photo,) = session.get_inputs()
+        scores = session.run(None, {photo.name: np.zeros((1, 3, 64, 96), np.float32)})[0]
+    except Exception as exc:  # noqa: BLE001 - a foreign file or graph fails in many ways
+        raise RetrievalError(f"OCR_DETECTOR={path} is not a text detection model ONNX Runtime can run "
+                             f"({type(exc).__name__}); {advice}") from None
+    if scores.shape != (1, 1, 64, 96):
+        raise RetrievalError(f"OCR_DETECTOR={path} answers a 64 x 96 photo with {tuple(scores.shape)}, not a map "
+                             f"of text scores (1, 1, 64, 96): it is not a text detection model; {advice}")
+    return path
 
 
 def lengthened(corners: np.ndarray, width: int, height: int) -> np.ndarray:
