@@ -137,6 +137,7 @@ def make_set(photos: list[Path], captions: Path, with_words: int, out: Path, see
     return painted
 
 
+BUNDLED_DETECTOR = "PP-OCRv6 small (rapidocr's)"
 COST_EVERY = 3  # the CPU cost is timed on every third photo (words and none, as they come)
 
 
@@ -188,7 +189,7 @@ def evaluate(photos: list[Path], captions: Path, settings, with_words: int, seed
     per_photo = {name: 1000 * entry["seconds"] / max(1, entry["photos"]) for name, entry in stages.items()}
     return {"photos": len(photos), "with_words": len(painted), "without_words": len(photos) - len(painted),
             "model": settings.model, "ocr_passes": passes, "ocr_craft": bool(craft),
-            "ocr_detector": detector or "PP-OCRv6 small (rapidocr's)", "seed": seed,
+            "ocr_detector": detector or BUNDLED_DETECTOR, "seed": seed,
             "by_height": _by_height(rows), "by_condition": _by_condition(rows),
             "all": _figures(rows), "textless_with_words_read": false_words,
             "cpu_ms_per_photo": cpu, "ocr_vs_embedding_cpu": round(cpu["ocr"] / max(cpu["embed"], 1e-9), 2),
@@ -225,7 +226,7 @@ def _by_condition(rows: list[dict]) -> dict[str, Any]:
 def table(figures: dict[str, Any]) -> str:
     lines = [f"OCR search: {figures['with_words']} real photos with a painted word, {figures['without_words']} "
              f"without; model {figures['model']}; {figures['ocr_passes']} PP-OCR look(s)"
-             f"{' with ' + figures['ocr_detector'] if figures.get('ocr_detector', '').endswith('.onnx') else ''}"
+             f"{' with ' + figures['ocr_detector'] if figures.get('ocr_detector', BUNDLED_DETECTOR) != BUNDLED_DETECTOR else ''}"
              f"{', and CRAFT' if figures.get('ocr_craft') else ''}; seed {figures['seed']}", "",
              "| word height | words | read | hybrid R@1 | hybrid R@5 | picture only R@1 | picture only R@5 |",
              "|---|---|---|---|---|---|---|"]

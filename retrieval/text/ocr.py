@@ -13,8 +13,9 @@ second time with the same detector, its input normalised as PaddleOCR's own conf
 (ImageNet's mean and deviation, channels in BGR order), which finds some lines the first look
 misses; lines it finds over those of the first are left out. ``craft`` (``OCR_CRAFT``) has
 EasyOCR's CRAFT detector look too (``craft.py``), for words the PP-OCR detector passes over, at
-about 2.8 times the cost. A reading that an earlier one of the same place already holds is left out.
-The README's OCR evaluation has what each costs and finds.
+about 2.8 times the cost. ``detector`` (``OCR_DETECTOR``) swaps the PP-OCR detector for another
+of its family in ONNX, by path. A reading that an earlier one of the same place already holds is
+left out. The README's OCR evaluation has what each costs and finds.
 
 A record keeps the words as ``ocr_text`` (searchable), each line's box and confidence as
 ``ocr_words`` (JSON: ``[[text, left, top, right, bottom, confidence], ...]`` in pixels of the
@@ -83,8 +84,8 @@ class OcrReader:
     def __init__(self, models: Path | None = None, min_confidence: float = MIN_CONFIDENCE, passes: int = 1,
                  craft: Path | None = None, detector: Path | None = None):
         self.models = Path(models) if models is not None else bundled_models()
-        missing = [name for kind, name in MODEL_FILES.items()
-                   if not (kind == "det" and detector is not None) and not (self.models / name).is_file()]
+        needed = [name for kind, name in MODEL_FILES.items() if kind != "det" or detector is None]
+        missing = [name for name in needed if not (self.models / name).is_file()]
         if missing:
             raise RetrievalError(f"The OCR models {', '.join(missing)} are not in {self.models}. Reinstall the "
                                  "rapidocr package (`pip install --force-reinstall rapidocr`); it carries them.")
