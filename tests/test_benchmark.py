@@ -314,7 +314,7 @@ def test_duplicate_evaluation_smoke_run(tmp_path, capsys):
     assert main([str(tmp_path / "nothing-here")]) == 1
 
 
-# With CRAFT it is slow: its INT8 model is made first (about 15 s).
+# With CRAFT it is slow: its INT8 model is made first (about 11 s).
 @pytest.mark.parametrize("craft", ["", pytest.param("1", marks=pytest.mark.slow)])
 def test_ocr_and_description_evaluations_smoke_run(tiny_model, tmp_path, capsys, craft):
     from photos import scene_photo

@@ -78,7 +78,7 @@ def test_the_network_has_every_weight_of_easyocr_s_checkpoint_and_no_other():
     assert names == set(network().state_dict())
 
 
-# Slow: the first detector of a test process makes the INT8 model (about 15 s).
+# Slow: the first detector of a test process makes the INT8 model (about 11 s).
 @pytest.mark.slow
 @pytest.mark.parametrize("size, height, at", [((640, 480), 48, (60, 120)), ((1600, 1200), 120, (150, 300))])
 def test_craft_finds_a_painted_word_where_it_is(detector, size, height, at):

@@ -3,7 +3,7 @@
 The torch network (``craft.py``) is exported to ONNX once per weights file and quantised
 statically: weights per channel and activations in INT8, the activations' ranges measured on
 pictures drawn here (colour fields, shapes and words), so no photo is needed to make it. It is
-kept in the cache folder (``CACHE_DIR``) under the weights' fingerprint and made in about 15 s the
+kept in the cache folder (``CACHE_DIR``) under the weights' fingerprint and made in about 11 s the
 first time. On the OCR evaluation's tuning seed it found the same words as float32 torch at a
 third of the CPU time (835 against 2,408 ms per photo at 640 px, PP-OCR's look included), and
 the same again at 480 px, where it looks (570 ms).
