@@ -96,7 +96,7 @@ def build_app(engine: Engine, media: MediaFolder | None = None, notice: str = ""
                 chosen = gr.Markdown(elem_id="chosen")
                 metadata_file = gr.File(file_count="single", file_types=[".csv", ".tsv", ".json", ".jsonl"],
                                         label="Metadata table (optional): description, photographer, tags… "
-                                              "by file name or photo_id", height=120)
+                                              "by file name or photo_id", height=120, elem_id="metadata-file")
                 find_regions = gr.Checkbox(engine.settings.regions, elem_id="find-regions",
                                            label="Also find objects and regions in each photo",
                                            info="A search can then match part of a photo and shows the box; "

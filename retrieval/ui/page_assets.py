@@ -72,6 +72,8 @@ CSS = """
 
 /* Add photos: a count and size instead of one row per chosen file. */
 #uploads table, #uploads .file-preview-holder { display: none !important; }
+/* On a phone a file box's label wraps over the top of the box: its drop prompt starts below it. */
+@media (max-width: 640px) { #uploads, #metadata-file { padding-top: 2.8em !important; } }
 """
 
 # Arrow keys and Esc drive the viewer; browser back returns to the previous search.
