@@ -351,6 +351,7 @@ def test_dates_order_and_the_map(page):
     search(page, "a photo")
     expect(page.locator("#status")).to_contain_text("Showing 6 photos")
     page.locator("#options").get_by_text("Options").first.click()
+    page.wait_for_timeout(500)  # the options panel has finished opening
     page.locator("#order").get_by_text("oldest first", exact=True).click()
     expect(page.locator("#results .caption-label").first).to_contain_text("photo number 0")
     assert [text.split(" · ")[-1] for text in captions(page)] == [f"photo number {i}" for i in range(6)]
