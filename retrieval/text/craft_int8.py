@@ -66,7 +66,7 @@ def calibration_picture(number: int, mean: np.ndarray, std: np.ndarray) -> np.nd
 
 
 def make(net, target: Path, mean: np.ndarray, std: np.ndarray) -> Path:
-    """Export ``net`` (CRAFT in torch, float32) and quantise it into ``target``; atomic, so a run
+    """Export ``net`` (CRAFT in torch, float32, as ``craft.load_network`` gives it) and quantise it into ``target``; atomic, so a run
     killed half way leaves nothing that looks made."""
     import torch
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -87,7 +87,7 @@ def make(net, target: Path, mean: np.ndarray, std: np.ndarray) -> Path:
         width, height = CALIBRATION_SIZE
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # the exporter's notes on its own future
-            torch.onnx.export(net.eval().to(memory_format=torch.contiguous_format), torch.zeros(1, 3, height, width),
+            torch.onnx.export(net, torch.zeros(1, 3, height, width),
                               str(exported), input_names=["x"], output_names=["scores"], opset_version=17,
                               dynamic_axes={"x": {2: "height", 3: "width"}, "scores": {2: "rows", 3: "columns"}},
                               dynamo=False)
